@@ -1,0 +1,108 @@
+// Compile-time configuration of the sketches. Every value can be overridden with a build flag
+// (-DIOTGW_SAMPLE_MS=200 ...), which is how the simulated-board tests shorten the periods.
+// docs/firmware.md lists them with wiring per board.
+#ifndef IOTGW_CONFIG_H
+#define IOTGW_CONFIG_H
+
+// Role of a redundant_collector node, as the classic sketch did with `#define SLAVE`.
+#if defined(SLAVE) && !defined(IOTGW_SECONDARY)
+#define IOTGW_SECONDARY 1
+#endif
+
+#ifndef IOTGW_DEVICE
+#ifdef IOTGW_PAIR
+#define IOTGW_DEVICE "pair-1"
+#else
+#define IOTGW_DEVICE "ft-1"
+#endif
+#endif
+#ifndef IOTGW_NODE
+#if defined(IOTGW_PAIR) && defined(IOTGW_SECONDARY)
+#define IOTGW_NODE "b"
+#else
+#define IOTGW_NODE "a"
+#endif
+#endif
+#ifndef IOTGW_UNIT
+#define IOTGW_UNIT "V"
+#endif
+
+#ifndef IOTGW_BAUD
+#define IOTGW_BAUD 115200
+#endif
+#ifndef IOTGW_LED_PIN
+#if defined(IOTGW_WITH_SD) || defined(IOTGW_WITH_MQTT)
+#define IOTGW_LED_PIN 7  // 13 is SPI clock, busy with the SD card / Ethernet shield
+#else
+#define IOTGW_LED_PIN 13
+#endif
+#endif
+#ifndef IOTGW_LED_MS
+#define IOTGW_LED_MS 50
+#endif
+#ifndef IOTGW_ADC_PIN
+#define IOTGW_ADC_PIN A0
+#endif
+#ifndef IOTGW_ADC_REF_MV
+#define IOTGW_ADC_REF_MV 5000L  // AVR default reference: Vcc
+#endif
+
+// Timing (ms).
+#ifndef IOTGW_SAMPLE_MS
+#define IOTGW_SAMPLE_MS 5000UL
+#endif
+#ifndef IOTGW_ACK_TIMEOUT_MS
+#define IOTGW_ACK_TIMEOUT_MS 5000UL
+#endif
+#ifndef IOTGW_HEARTBEAT_MS
+#define IOTGW_HEARTBEAT_MS 1000UL
+#endif
+#ifndef IOTGW_TIMEOUT_MS
+#define IOTGW_TIMEOUT_MS 3000UL
+#endif
+#ifndef IOTGW_HANDBACK_BEATS
+#define IOTGW_HANDBACK_BEATS 3
+#endif
+
+// I2C address the secondary listens on (the DS1307 is at 0x68).
+#ifndef IOTGW_I2C_ADDR
+#define IOTGW_I2C_ADDR 8
+#endif
+
+// EEPROM layout: boot counter at IOTGW_EEPROM_BASE, then the cache up to the end of EEPROM.
+#ifndef IOTGW_EEPROM_BASE
+#define IOTGW_EEPROM_BASE 0
+#endif
+#ifndef IOTGW_EEPROM_CACHE_BYTES
+#define IOTGW_EEPROM_CACHE_BYTES 0  // 0: the rest of the EEPROM
+#endif
+
+// SD card cache (registry builds with IOTGW_WITH_SD).
+#ifndef IOTGW_SD_CS_PIN
+#define IOTGW_SD_CS_PIN 4
+#endif
+#ifndef IOTGW_SD_FILE
+#define IOTGW_SD_FILE "IOTGW.LOG"
+#endif
+#ifndef IOTGW_SD_BYTES
+#define IOTGW_SD_BYTES 65536UL
+#endif
+
+// MQTT over Ethernet (registry builds with IOTGW_WITH_MQTT).
+#ifndef IOTGW_MQTT_HOST
+#define IOTGW_MQTT_HOST 192, 168, 1, 10
+#endif
+#ifndef IOTGW_MQTT_PORT
+#define IOTGW_MQTT_PORT 1883
+#endif
+#ifndef IOTGW_MQTT_PREFIX
+#define IOTGW_MQTT_PREFIX "iot"
+#endif
+#ifndef IOTGW_SITE
+#define IOTGW_SITE "site-1"
+#endif
+#ifndef IOTGW_MAC
+#define IOTGW_MAC 0xDE, 0xAD, 0xBE, 0xEF, 0xFE, 0x01
+#endif
+
+#endif

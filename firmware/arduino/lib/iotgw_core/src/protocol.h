@@ -1,0 +1,91 @@
+// Protocol v1 as a collector speaks it (shared/protocol.md): the canonical reading and status JSON,
+// serial frames "!T <json>*CRC", and the end-to-end ack the gateway sends back.
+#ifndef IOTGW_PROTOCOL_H
+#define IOTGW_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iotgw_out.h"
+
+namespace iotgw {
+
+const size_t kMaxPayload = 192;   // section 3
+const size_t kMaxLine = 256;      // section 4
+const int64_t kNoTime = -1;       // ts of a reading without a clock (printed as null)
+
+enum ClockSource : uint8_t { kSrcNone = 0, kSrcRtc = 1, kSrcNtp = 2 };  // numbering of section 8
+
+// One reading's identity and content; exactly the body of a cache record (section 8).
+struct Record {
+  uint32_t boot;
+  uint32_t seq;
+  int64_t ts;       // ms since 1970, kNoTime when src is kSrcNone
+  uint8_t src;      // ClockSource
+  int32_t val_milli;
+};
+
+// What a node is called; the same for every reading, so it is configuration, not cached data.
+struct NodeConfig {
+  const char* dev;
+  const char* node;
+  const char* unit;
+};
+
+// Section 2/3 name rules: 1..max characters of [A-Za-z0-9_-].
+bool valid_name(const char* s, size_t max_len);
+// Section 3 unit rule: 1..16 printable ASCII characters, no '"' or '\'.
+bool valid_unit(const char* s);
+// Names valid and the longest possible reading of this node within 192 bytes.
+bool valid_config(const NodeConfig& cfg);
+
+void write_reading(Out& out, const NodeConfig& cfg, const Record& r, bool cached);
+size_t reading_length(const NodeConfig& cfg, const Record& r, bool cached);
+
+enum Role : uint8_t { kRoleSingle = 0, kRoleActive = 1, kRoleStandby = 2 };
+const FlashText* role_name(Role role);
+void write_status(Out& out, const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped);
+
+// Serial framing (section 4).
+enum FrameResult : uint8_t { kFrameOk, kFrameConsole, kFrameBad, kFrameBadChecksum, kFrameUnknownType };
+struct Frame {
+  char type;
+  const char* payload;
+  size_t payload_len;
+};
+// Parses one line (without its '\n'; a trailing '\r' is ignored). The payload points into `line`.
+FrameResult parse_frame(const char* line, size_t len, Frame* frame);
+
+// End-to-end ack (section 5). dev and node point into the parsed text.
+struct Ack {
+  const char* dev;
+  uint8_t dev_len;
+  const char* node;
+  uint8_t node_len;
+  uint32_t boot;
+  uint32_t upto;
+  int64_t t;  // gateway clock in ms, kNoTime when absent or null
+};
+bool parse_ack(const char* json, size_t len, Ack* ack);
+bool ack_names(const Ack& ack, const NodeConfig& cfg);  // dev and node are this node's
+
+// Collects bytes into lines; a line longer than the buffer is dropped whole (up to its newline).
+class LineReader {
+ public:
+  LineReader(char* buf, size_t cap) : buf_(buf), cap_(cap) {}
+  // Returns true when a complete line is in line()/length(); the next push starts a new one.
+  bool push(char c);
+  const char* line() const { return buf_; }
+  size_t length() const { return len_; }
+
+ private:
+  char* buf_;
+  size_t cap_;
+  size_t len_ = 0;
+  bool complete_ = false;
+  bool overlong_ = false;
+};
+
+}  // namespace iotgw
+
+#endif

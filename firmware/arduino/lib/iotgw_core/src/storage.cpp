@@ -1,0 +1,73 @@
+#include "storage.h"
+
+#include "crc16.h"
+
+namespace iotgw {
+
+void put_le(uint8_t* p, uint64_t v, uint8_t n) {
+  for (uint8_t i = 0; i < n; ++i) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint64_t get_le(const uint8_t* p, uint8_t n) {
+  uint64_t v = 0;
+  for (uint8_t i = n; i-- > 0;) v = (v << 8) | p[i];
+  return v;
+}
+
+bool SlotStore::read_slot(uint8_t i, uint8_t* gen, uint8_t* data) {
+  uint32_t a = addr_ + (uint32_t)i * (len_ + 3);
+  *gen = s_.read(a);
+  uint16_t crc = crc16_update(kCrcInit, *gen);
+  for (uint8_t k = 0; k < len_; ++k) crc = crc16_update(crc, data[k] = s_.read(a + 1 + k));
+  uint16_t stored = (uint16_t)((s_.read(a + 1 + len_) << 8) | s_.read(a + 2 + len_));
+  return crc == stored;
+}
+
+bool SlotStore::load(uint8_t* data) {
+  // The newest copy is the intact one whose generation is ahead of every other intact one
+  // (serial-number comparison, so the 8-bit generation may wrap).
+  newest_ = 0xFF;
+  uint8_t tmp[32];
+  if (len_ > sizeof tmp) return false;
+  for (uint8_t i = 0; i < slots_; ++i) {
+    uint8_t gen;
+    if (!read_slot(i, &gen, tmp)) continue;
+    if (newest_ == 0xFF || (int8_t)(gen - gen_) > 0) {
+      newest_ = i;
+      gen_ = gen;
+      for (uint8_t k = 0; k < len_; ++k) data[k] = tmp[k];
+    }
+  }
+  return newest_ != 0xFF;
+}
+
+bool SlotStore::save(const uint8_t* data) {
+  uint8_t slot = newest_ == 0xFF ? 0 : (uint8_t)((newest_ + 1) % slots_);
+  uint8_t gen = newest_ == 0xFF ? 0 : (uint8_t)(gen_ + 1);
+  uint32_t a = addr_ + (uint32_t)slot * (len_ + 3);
+  bool ok = s_.write(a, gen);
+  uint16_t crc = crc16_update(kCrcInit, gen);
+  for (uint8_t k = 0; k < len_; ++k) {
+    ok &= s_.write(a + 1 + k, data[k]);
+    crc = crc16_update(crc, data[k]);
+  }
+  ok &= s_.write(a + 1 + len_, (uint8_t)(crc >> 8));
+  ok &= s_.write(a + 2 + len_, (uint8_t)crc);
+  ok &= s_.sync();
+  if (ok) {
+    newest_ = slot;
+    gen_ = gen;
+  }
+  return ok;
+}
+
+uint32_t next_boot(Storage& s, uint32_t addr) {
+  SlotStore store(s, addr, 4, 2);
+  uint8_t data[4];
+  uint32_t boot = store.load(data) ? (uint32_t)get_le(data, 4) + 1 : 1;
+  put_le(data, boot, 4);
+  store.save(data);
+  return boot;
+}
+
+}  // namespace iotgw

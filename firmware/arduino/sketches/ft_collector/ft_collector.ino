@@ -1,0 +1,128 @@
+// Fault-tolerant data collector (issue 6): samples the ADC, stamps each sample with the DS1307,
+// keeps it in a power-loss-safe cache until the gateway acknowledges it end to end, resends after
+// the ack timeout, and sets a clock that lost its time from the gateway's ack.
+// All logic lives in the portable core (lib/iotgw_core); this file wires it to the board.
+#include <Arduino.h>
+#include <Wire.h>
+
+#include "iotgw_board.h"
+#include "ds1307_wire.h"
+#if defined(IOTGW_WITH_SD)
+#include "sd_storage.h"
+#endif
+#if defined(IOTGW_WITH_MQTT)
+#include <Ethernet.h>
+#include "mqtt_link.h"
+#endif
+
+using namespace iotgw;
+
+static const NodeConfig kNode = {IOTGW_DEVICE, IOTGW_NODE, IOTGW_UNIT};
+
+static PrintOut console(Serial);
+static EepromStorage eeprom;
+static WireRtcBus rtc_bus;
+static RtcClock rtc(rtc_bus);
+static Blinker led;
+static Periodic sampler;
+static AckReader<112> acks;  // the longest ack line is about 100 bytes
+
+#if defined(IOTGW_WITH_SD)
+static SdStorage cache_storage;
+static RecordLog cache(cache_storage, 0, IOTGW_SD_BYTES);
+#else
+static RecordLog cache(eeprom, IOTGW_EEPROM_BASE + kBootCounterBytes,
+                       IOTGW_EEPROM_CACHE_BYTES ? IOTGW_EEPROM_CACHE_BYTES
+                                                : E2END + 1 - IOTGW_EEPROM_BASE - kBootCounterBytes);
+#endif
+
+#if defined(IOTGW_WITH_MQTT)
+static EthernetClient eth;
+static PubSubClient mqtt(eth);
+static MqttLink link(mqtt, kNode);
+#else
+static SerialLink link(console);
+#endif
+
+static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS);
+
+static void apply_ack(const Ack& ack) {
+  collector.on_ack(ack, millis());
+  if (ack_names(ack, kNode) && rtc.set_if_lost(ack.t)) {
+    console.str(IOTGW_TEXT("rtc set t="));
+    console.i64(ack.t);
+    console.nl();
+  }
+}
+
+#if defined(IOTGW_WITH_MQTT)
+static void on_mqtt(char* topic, uint8_t* payload, unsigned int len) {
+  Ack ack;
+  if (link.ack_from(topic, payload, len, &ack)) apply_ack(ack);
+}
+#endif
+
+void setup() {
+  pinMode(IOTGW_LED_PIN, OUTPUT);
+  Serial.begin(IOTGW_BAUD);
+  Wire.begin();
+  console.str(IOTGW_TEXT("iotgw ft_collector dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
+  if (!valid_config(kNode)) {
+    console.str(IOTGW_TEXT("config invalid\n"));
+    for (;;) {
+    }
+  }
+  uint32_t boot = next_boot(eeprom, IOTGW_EEPROM_BASE);
+  console.str(IOTGW_TEXT("boot "));
+  console.u32(boot);
+  console.nl();
+#if defined(IOTGW_WITH_SD)
+  if (!cache_storage.begin(IOTGW_SD_CS_PIN, IOTGW_SD_FILE, IOTGW_SD_BYTES)) console.str(IOTGW_TEXT("sd failed\n"));
+#endif
+#if defined(IOTGW_WITH_MQTT)
+  static const uint8_t kMac[] = {IOTGW_MAC};
+  Ethernet.begin(const_cast<uint8_t*>(kMac));
+  mqtt.setServer(IPAddress(IOTGW_MQTT_HOST), IOTGW_MQTT_PORT);
+  mqtt.setCallback(on_mqtt);
+  link.begin();
+#endif
+  int64_t ts;
+  uint8_t src;
+  rtc.now(&ts, &src);
+  console.str(src == kSrcNone ? IOTGW_TEXT("rtc missing\n") : rtc.valid() ? IOTGW_TEXT("rtc ok\n") : IOTGW_TEXT("rtc unset\n"));
+  collector.begin(boot, millis());
+  console.str(IOTGW_TEXT("role single\n"));
+#if !defined(IOTGW_WITH_MQTT)
+  link.send_status(kNode, boot, kRoleSingle, collector.cached(), 0);
+#endif
+  sampler.start(millis(), IOTGW_SAMPLE_MS, true);
+}
+
+void loop() {
+  uint32_t now = millis();
+#if defined(IOTGW_WITH_MQTT)
+  static Periodic reconnect;
+  if (!mqtt.connected() && reconnect.due(now)) {
+    reconnect.start(now, 5000, false);
+    console.str(link.connect(collector.boot()) ? IOTGW_TEXT("mqtt connected\n") : IOTGW_TEXT("mqtt down\n"));
+  }
+  mqtt.loop();
+#else
+  Ack ack;
+  if (acks.poll(Serial, &ack)) apply_ack(ack);
+#endif
+  if (sampler.due(now)) {
+    int64_t ts;
+    uint8_t src;
+    rtc.now(&ts, &src);
+    int32_t mv = (int32_t)analogRead(IOTGW_ADC_PIN) * IOTGW_ADC_REF_MV / 1023;
+    collector.record(now, ts, src, mv);  // millivolts are thousandths of the unit V
+  }
+  collector.poll(now);
+  static uint32_t recorded = 0;
+  if (collector.next_seq() != recorded) {  // blink once per recorded sample
+    recorded = collector.next_seq();
+    led.pulse(now, IOTGW_LED_MS);
+  }
+  digitalWrite(IOTGW_LED_PIN, led.update(now) ? HIGH : LOW);
+}

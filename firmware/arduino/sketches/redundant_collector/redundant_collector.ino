@@ -1,0 +1,162 @@
+// Redundant data collector pair (issue 6; the classic Listing 8-6 done properly). One source for both
+// boards: build with -DSLAVE (or -DIOTGW_SECONDARY) for the secondary, without for the primary.
+// The primary writes a heartbeat to the secondary's I2C address every IOTGW_HEARTBEAT_MS; the secondary
+// takes over when an active primary has been silent for IOTGW_TIMEOUT_MS and hands back after
+// IOTGW_HANDBACK_BEATS consecutive heartbeats. The active node samples and sends readings.
+// Readings: by default each is framed and sent once (the pair's guarantee is time coverage, and an Uno
+// node must fit 8 KB); with -DIOTGW_PAIR_CACHE=1 each node keeps them in its EEPROM cache until the
+// gateway acknowledges them, like ft_collector (about 15 KB). Logic: lib/iotgw_core (pair.h).
+#define IOTGW_PAIR 1  // defaults of a pair node (device pair-1, node a or b) in iotgw_config.h
+
+#include <Arduino.h>
+#include <Wire.h>
+
+#include "iotgw_board.h"
+
+#ifndef IOTGW_PAIR_CACHE
+#define IOTGW_PAIR_CACHE 0
+#endif
+
+using namespace iotgw;
+
+static const NodeConfig kNode = {IOTGW_DEVICE, IOTGW_NODE, IOTGW_UNIT};
+static const PairConfig kPairConfig = {IOTGW_HEARTBEAT_MS, IOTGW_TIMEOUT_MS, IOTGW_HANDBACK_BEATS};
+
+static PrintOut console(Serial);
+static EepromStorage eeprom;
+static SerialLink link(console);
+static Blinker led;
+static Periodic sampler;
+static Role shown_role = kRoleSingle;
+
+#if IOTGW_PAIR_CACHE
+static RecordLog cache(eeprom, IOTGW_EEPROM_BASE + kBootCounterBytes,
+                       IOTGW_EEPROM_CACHE_BYTES ? IOTGW_EEPROM_CACHE_BYTES
+                                                : E2END + 1 - IOTGW_EEPROM_BASE - kBootCounterBytes);
+static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS);
+static AckReader<96> acks;  // this node's ack lines are at most about 90 bytes
+static uint32_t boot_no() { return collector.boot(); }
+static uint16_t cached() { return collector.cached(); }
+static uint32_t dropped() { return collector.dropped(); }
+#else
+static uint32_t boot = 0;
+static uint32_t seq = 0;
+static uint32_t boot_no() { return boot; }
+static uint16_t cached() { return 0; }
+static uint32_t dropped() { return 0; }
+#endif
+
+#if defined(IOTGW_SECONDARY)
+static SecondaryNode pair(kPairConfig);
+// Filled by the I2C receive interrupt, consumed by loop().
+static volatile uint8_t rx_beat[kHeartbeatLen];
+static volatile uint8_t rx_len = 0;
+static volatile uint32_t rx_at = 0;
+static volatile bool rx_ready = false;
+
+static void on_receive(int n) {
+  uint8_t len = 0;
+  while (Wire.available()) {
+    uint8_t b = (uint8_t)Wire.read();
+    if (len < kHeartbeatLen) rx_beat[len] = b;
+    ++len;
+  }
+  rx_len = len;
+  rx_at = millis();
+  rx_ready = true;
+  (void)n;
+}
+#else
+static PrimaryNode pair(kPairConfig);
+static bool bus_ok = true;
+#endif
+
+static void show_role(uint32_t now) {
+  Role role = pair.role();
+  if (role == shown_role) return;
+  shown_role = role;
+  console.str(role == kRoleActive ? IOTGW_TEXT("role active\n") : IOTGW_TEXT("role standby\n"));
+  link.send_status(kNode, boot_no(), role, cached(), dropped());
+  if (role == kRoleActive) sampler.start(now, IOTGW_SAMPLE_MS, true);  // first reading at once
+}
+
+void setup() {
+  pinMode(IOTGW_LED_PIN, OUTPUT);
+  Serial.begin(IOTGW_BAUD);
+#if defined(IOTGW_SECONDARY)
+  Wire.begin((uint8_t)IOTGW_I2C_ADDR);
+  Wire.onReceive(on_receive);
+  console.str(IOTGW_TEXT("iotgw redundant_collector secondary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
+#else
+  Wire.begin();
+  console.str(IOTGW_TEXT("iotgw redundant_collector primary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
+#endif
+  if (!valid_config(kNode)) {
+    console.str(IOTGW_TEXT("config invalid\n"));
+    for (;;) {
+    }
+  }
+  uint32_t b = next_boot(eeprom, IOTGW_EEPROM_BASE);
+  console.str(IOTGW_TEXT("boot "));
+  console.u32(b);
+  console.nl();
+  uint32_t now = millis();
+#if IOTGW_PAIR_CACHE
+  collector.begin(b, now);
+#else
+  boot = b;
+#endif
+  pair.begin(now);
+  show_role(now);
+}
+
+void loop() {
+  uint32_t now = millis();
+#if defined(IOTGW_SECONDARY)
+  if (rx_ready) {
+    uint8_t data[kHeartbeatLen];
+    noInterrupts();
+    uint8_t len = rx_len;
+    uint32_t at = rx_at;
+    for (uint8_t i = 0; i < kHeartbeatLen; ++i) data[i] = rx_beat[i];
+    rx_ready = false;
+    interrupts();
+    Heartbeat hb;
+    if (decode_heartbeat(data, len, &hb)) {
+      pair.on_heartbeat(at, hb);
+      led.pulse(now, IOTGW_LED_MS);
+    }
+  }
+  pair.poll(now);
+#else
+  Heartbeat hb;
+  if (pair.poll(now, &hb)) {
+    uint8_t data[kHeartbeatLen];
+    encode_heartbeat(hb, data);
+    Wire.beginTransmission((uint8_t)IOTGW_I2C_ADDR);
+    Wire.write(data, kHeartbeatLen);
+    bool ok = Wire.endTransmission() == 0;
+    if (ok != bus_ok) console.str(ok ? IOTGW_TEXT("heartbeat acked\n") : IOTGW_TEXT("heartbeat not acked\n"));  // changes only
+    bus_ok = ok;
+    led.pulse(now, IOTGW_LED_MS);
+  }
+#endif
+  show_role(now);
+
+  if (pair.role() == kRoleActive && sampler.due(now)) {
+    int32_t mv = (int32_t)analogRead(IOTGW_ADC_PIN) * IOTGW_ADC_REF_MV / 1023;
+    // No RTC on the pair: ts is null and the gateway records its receive time.
+#if IOTGW_PAIR_CACHE
+    collector.record(now, kNoTime, kSrcNone, mv);
+#else
+    Record r = {boot, seq++, kNoTime, kSrcNone, mv};
+    link.send_reading(kNode, r, false);
+#endif
+  }
+#if IOTGW_PAIR_CACHE
+  Ack ack;
+  if (acks.poll(Serial, &ack)) collector.on_ack(ack, now);
+  collector.poll(now);  // the standby node still drains what it cached while active
+#endif
+  digitalWrite(IOTGW_LED_PIN, led.update(now) ? HIGH : LOW);
+}

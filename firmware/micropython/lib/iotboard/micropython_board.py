@@ -1,0 +1,144 @@
+"""MicroPython board glue: real parts -> iotcollector objects, and the main loop.
+
+Parts: ``machine.I2C`` (DS1307, heartbeat controller), ``machine.I2CTarget`` (heartbeat target, MicroPython
+1.26+ on rp2, esp32, stm32, …), ``machine.Pin`` (GPIO heartbeat, LED), ``machine.ADC`` (the sensor), an SD card
+(``machine.SDCard`` or the ``sdcard`` driver over SPI, mounted with ``os.mount``) with a flash file as the
+fallback cache, WLAN, and ``umqtt.simple`` (install on the board: ``mpremote mip install umqtt.simple``).
+Everything is built by ``build(config)``; ``main()`` wires it up and loops.
+"""
+
+import os
+import random
+import time
+
+import machine
+
+from iotcollector.beatlink import MEM_SIZE, I2cBeatSender, PulseBeatReceiver, PulseBeatSender, TargetMemBeatReceiver
+from iotcollector.bootcount import next_boot
+from iotcollector.cachelog import CacheLog, FileStorage
+from iotcollector.collector import Collector, CollectorConfig
+from iotcollector.ds1307 import DS1307, NoClock, RtcClock
+from iotcollector.links import MqttLink
+from iotcollector.linksup import LinkSupervisor
+from iotcollector.node import PrimaryNode, SecondaryNode
+from iotcollector.pair import PrimaryRole, SecondaryRole
+
+
+def log(msg: str) -> None:
+    print(msg)
+
+
+def rand() -> float:
+    return random.getrandbits(16) / 65536  # random.random() is missing on some ports
+
+
+def wlan_connect(cfg, timeout_ms: int = 20000) -> bool:
+    """Join the configured WLAN; False if it did not connect in time (the MQTT supervisor retries later)."""
+    import network
+
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if not wlan.isconnected():
+        wlan.connect(cfg["wifi_ssid"], cfg["wifi_password"])
+        start = time.ticks_ms()
+        while not wlan.isconnected():
+            if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+                return False
+            time.sleep_ms(100)
+    return True
+
+
+def make_i2c(cfg):
+    return machine.I2C(cfg["i2c_id"], scl=machine.Pin(cfg["i2c_scl"]), sda=machine.Pin(cfg["i2c_sda"]),
+                       freq=cfg["i2c_freq"])
+
+
+def make_rtc(cfg, i2c):
+    return RtcClock(DS1307(i2c)) if cfg.get("rtc") else NoClock()
+
+
+def make_sensor(cfg):
+    adc = machine.ADC(machine.Pin(cfg["adc_pin"]))
+    scale, offset = cfg["adc_scale"], cfg["adc_offset"]
+    return lambda: adc.read_u16() * scale + offset
+
+
+def mount_sd(cfg):
+    """Mount the SD card at ``sd_mount``; returns the folder, or None when there is no card."""
+    try:
+        spi = cfg.get("sd_spi")
+        if spi:
+            import sdcard  # micropython-lib driver: mpremote mip install sdcard
+
+            bus = machine.SPI(spi["id"], sck=machine.Pin(spi["sck"]), mosi=machine.Pin(spi["mosi"]),
+                              miso=machine.Pin(spi["miso"]))
+            card = sdcard.SDCard(bus, machine.Pin(spi["cs"]))
+        else:
+            card = machine.SDCard(slot=cfg["sd_slot"])
+        os.mount(card, cfg["sd_mount"])
+    except (OSError, ImportError) as exc:
+        log("no SD card (%s): caching in flash" % exc)
+        return None
+    return cfg["sd_mount"]
+
+
+def open_cache(cfg):
+    """The cache log on the SD card if there is one, else in a flash file; returns (CacheLog, folder)."""
+    folder = mount_sd(cfg) or cfg["flash_dir"]
+    path = folder.rstrip("/") + "/cache.log"
+    cache = CacheLog(FileStorage(path, os), cfg["cache_capacity"])
+    if cache.torn_bytes:
+        log("cache: cut %d bytes of a torn record" % cache.torn_bytes)
+    return cache, folder
+
+
+def make_mqtt_factory(cfg):
+    from umqtt.simple import MQTTClient
+
+    client_id = "%s-%s" % (cfg["dev"], cfg["node"])
+    return lambda: MQTTClient(client_id, cfg["mqtt_host"], port=cfg["mqtt_port"], keepalive=cfg["mqtt_keepalive"])
+
+
+def build(cfg, clock=time, make_client=None, i2c=None):
+    """Build the node described by ``cfg``: a Collector, or a PrimaryNode/SecondaryNode around one."""
+    i2c = i2c or make_i2c(cfg)
+    cache, _ = open_cache(cfg)
+    boot = next_boot(cfg["boot_file"], os, cache)
+    link = MqttLink(make_client or make_mqtt_factory(cfg), cfg["prefix"], cfg["site"], cfg["dev"])
+    ccfg = CollectorConfig(cfg["dev"], cfg["node"], cfg["site"], cfg["prefix"], cfg["unit"], cfg["sample_ms"],
+                           cfg["ack_timeout_ms"])
+    collector = Collector(ccfg, clock, make_rtc(cfg, i2c), make_sensor(cfg), cache, link,
+                          LinkSupervisor(clock, rand), boot, log=log)
+    role = cfg["role"]
+    if role == "single":
+        return collector
+    gpio = cfg["hb_transport"] == "gpio"
+    if role == "primary":
+        if gpio:
+            sender = PulseBeatSender(machine.Pin(cfg["hb_pin"], machine.Pin.OUT))
+        else:
+            sender = I2cBeatSender(i2c, cfg["hb_target_addr"])
+        return PrimaryNode(collector, PrimaryRole(clock, cfg["hb_period_ms"], cfg["hb_handback_beats"]), sender)
+    if role == "secondary":
+        if gpio:
+            receiver = PulseBeatReceiver(machine.Pin(cfg["hb_pin"], machine.Pin.IN))
+        else:
+            mem = bytearray(MEM_SIZE)
+            target = machine.I2CTarget(cfg["hb_target_i2c_id"], addr=cfg["hb_target_addr"], mem=mem,
+                                       scl=machine.Pin(cfg["hb_target_scl"]), sda=machine.Pin(cfg["hb_target_sda"]))
+            receiver = TargetMemBeatReceiver(mem)
+            receiver.target = target  # keep the peripheral object alive
+        return SecondaryNode(collector, SecondaryRole(clock, cfg["hb_timeout_ms"], cfg["hb_handback_beats"]),
+                             receiver)
+    raise ValueError("role must be single, primary or secondary")
+
+
+def main(cfg=None) -> None:
+    """Entry point called by main.py: connect, build, loop forever (the loop never blocks for long)."""
+    if cfg is None:
+        from config import CONFIG as cfg
+    wlan_connect(cfg)
+    node = build(cfg)
+    while True:
+        node.step()
+        time.sleep_ms(20)

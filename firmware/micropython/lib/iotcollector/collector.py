@@ -1,0 +1,189 @@
+"""The collector's main loop, one ``step()`` at a time, over injected clock, RTC, sensor, cache and link.
+
+Each step: (re)connect when the supervisor says so; take a sample when due (only while the node's role
+is active or single); handle acks (trim the cache, set a lost RTC from the ack's clock); resend after
+an ack timeout; send what is pending, oldest first, a bounded batch per step so the loop stays responsive.
+
+Every reading is appended to the cache before it is sent and leaves it only when an end-to-end ack covers
+it. A reading sent the moment it is sampled has ``"cached":false``; anything sent from the backlog (after
+an outage, a reconnect, a restart or an ack timeout) has ``"cached":true``. Identity and ``ts`` never change.
+"""
+
+from iotcollector.cachelog import Record
+from iotcollector.heartbeat import Periodic
+from iotcollector.protocol import EncodeError, encode_reading, encode_status, encode_will, parse_ack, to_milli
+
+
+class CollectorConfig:
+    """What a node is and how it paces itself (see ``config.py`` for the board-side file)."""
+
+    def __init__(self, dev: str, node: str, site: str = "site-1", prefix: str = "iot", unit: str = "C",
+                 sample_ms: int = 1000, ack_timeout_ms: int = 5000, send_batch: int = 10) -> None:
+        self.dev = dev
+        self.node = node
+        self.site = site
+        self.prefix = prefix
+        self.unit = unit
+        self.sample_ms = sample_ms
+        self.ack_timeout_ms = ack_timeout_ms
+        self.send_batch = send_batch
+
+
+class Collector:
+    """One node of a device. ``role`` is ``single`` for a lone collector, else ``active``/``standby``
+    (set by the pair's role machine through ``set_role``)."""
+
+    def __init__(self, cfg: CollectorConfig, clock, rtc, sensor, cache, link, supervisor, boot: int,
+                 role: str = "single", log=None) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.rtc = rtc
+        self.sensor = sensor  # callable returning the value (int or float, in cfg.unit)
+        self.cache = cache
+        self.link = link
+        self.supervisor = supervisor
+        self.boot = boot
+        self.role = role
+        self.log = log or (lambda msg: None)
+        self.seq = 0
+        self.acked = {}  # boot -> highest upto seen
+        self.cursor = 0  # cache index of the next record to send
+        self.ack_deadline = None
+        self.schedule = Periodic(clock, cfg.sample_ms)
+        self.status_dirty = False
+        # counters, reported in the status and read by tests
+        self.dropped = 0
+        self.bad_samples = 0
+        self.sent = 0
+        self.resent = 0
+        self.rtc_sets = 0
+
+    # -- role ---------------------------------------------------------------------------------------
+    def is_active(self) -> bool:
+        return self.role != "standby"
+
+    def set_role(self, role: str) -> None:
+        """Change role; a node that becomes active samples at once (that bounds the takeover gap)."""
+        if role == self.role:
+            return
+        self.log("[%s] role: %s -> %s" % (self.cfg.node, self.role, role))
+        self.role = role
+        if self.is_active():
+            self.schedule.restart(self.clock.ticks_ms())
+        self.status_dirty = True
+
+    # -- payloads -----------------------------------------------------------------------------------
+    def status_payload(self) -> str:
+        return encode_status(self.cfg.dev, self.cfg.node, self.boot, self.role, self.cache.count, self.dropped)
+
+    def will_payload(self) -> str:
+        return encode_will(self.cfg.dev, self.cfg.node)
+
+    def _payload(self, rec: Record, cached: bool) -> str:
+        return encode_reading(self.cfg.dev, self.cfg.node, rec.boot, rec.seq, rec.ts, rec.src, rec.milli,
+                              self.cfg.unit, cached)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def step(self) -> None:
+        now = self.clock.ticks_ms()
+        self._maintain_link(now)
+        if self.is_active() and self.schedule.due(now):
+            self.sample(now)
+        if self.supervisor.up:
+            self._handle_acks(now)
+        if self.supervisor.up:
+            self._check_ack_timeout(now)
+            self._pump(now)
+        if self.supervisor.up and self.status_dirty:
+            self._send(lambda: self.link.send_status(self.status_payload()), now)
+            if self.supervisor.up:
+                self.status_dirty = False
+
+    def sample(self, now: int) -> None:
+        """Read the sensor and the clock, record the reading, and send it at once if nothing is pending."""
+        ts, src = self.rtc.now_ms()
+        try:
+            milli = to_milli(self.sensor())
+        except (EncodeError, OSError) as exc:
+            self.bad_samples += 1
+            self.log("[%s] bad sample: %s" % (self.cfg.node, exc))
+            return
+        rec = Record(self.boot, self.seq, ts, src, milli)
+        if not self.cache.append(rec):
+            if self.dropped == 0:
+                self.status_dirty = True
+            self.dropped += 1  # cache full: not recorded, so no seq is used (protocol section 1)
+            return
+        self.seq += 1
+        if self.supervisor.up and self.cursor == self.cache.count - 1:
+            if self._send(lambda: self.link.send_reading(self._payload(rec, False)), now):
+                self.cursor += 1
+                self.sent += 1
+
+    def _maintain_link(self, now: int) -> None:
+        if not self.supervisor.should_try(now):
+            return
+        try:
+            self.link.connect(self.will_payload(), self.status_payload())
+        except OSError as exc:
+            delay = self.supervisor.failed(now)
+            self.log("[%s] connect failed (%s), next try in %d ms" % (self.cfg.node, exc, delay))
+            return
+        self.supervisor.connected()
+        self.status_dirty = False
+        self.cursor = 0  # resend everything unacknowledged, oldest first
+        self.ack_deadline = None
+        self.log("[%s] link up, %d cached" % (self.cfg.node, self.cache.count))
+
+    def _send(self, action, now: int) -> bool:
+        try:
+            action()
+        except OSError as exc:
+            self.link.close()
+            delay = self.supervisor.lost(now)
+            self.log("[%s] link lost (%s), next try in %d ms" % (self.cfg.node, exc, delay))
+            return False
+        if self.ack_deadline is None:
+            self.ack_deadline = self.clock.ticks_add(now, self.cfg.ack_timeout_ms)
+        return True
+
+    def _pump(self, now: int) -> None:
+        n = 0
+        while self.supervisor.up and self.cursor < self.cache.count and n < self.cfg.send_batch:
+            rec = self.cache.get(self.cursor)
+            if not self._send(lambda: self.link.send_reading(self._payload(rec, True)), now):
+                return
+            self.cursor += 1
+            self.resent += 1
+            n += 1
+
+    def _handle_acks(self, now: int) -> None:
+        try:
+            payloads = self.link.poll()
+        except OSError as exc:
+            self.link.close()
+            self.supervisor.lost(now)
+            self.log("[%s] link lost while polling (%s)" % (self.cfg.node, exc))
+            return
+        progress = False
+        for payload in payloads:
+            ack = parse_ack(payload)
+            if ack is None or ack.dev != self.cfg.dev or ack.node != self.cfg.node:
+                continue  # the partner's acks share our topic
+            if ack.upto > self.acked.get(ack.boot, -1):
+                self.acked[ack.boot] = ack.upto
+                progress = True
+            if ack.t is not None and self.rtc.lost() and self.rtc.set_ms(ack.t):
+                self.rtc_sets += 1
+                self.log("[%s] RTC set from the gateway's clock" % self.cfg.node)
+        if progress:
+            self.cursor = self.cache.trim(self.acked, self.cursor)
+            self.ack_deadline = self.clock.ticks_add(now, self.cfg.ack_timeout_ms) if self.cursor else None
+
+    def _check_ack_timeout(self, now: int) -> None:
+        if self.ack_deadline is None or self.clock.ticks_diff(now, self.ack_deadline) < 0:
+            return
+        self.ack_deadline = None
+        if self.cursor:
+            self.log("[%s] ack timeout: resending %d" % (self.cfg.node, self.cache.count))
+            self.cursor = 0

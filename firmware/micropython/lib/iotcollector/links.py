@@ -1,0 +1,111 @@
+"""Links from a collector to the gateway: MQTT through a ``umqtt.simple``-style client, or a serial line.
+
+A link has ``connect(will, status)``, ``send_reading(payload)``, ``send_status(payload)``, ``poll()``
+(the ack payloads received since the last call) and ``close()``. Sending raises OSError when the link
+is broken; the collector then closes it and lets the LinkSupervisor pick the time of the next attempt.
+"""
+
+from iotcollector.protocol import FrameError, frame, parse_line, topic
+
+
+class MqttLink:
+    """MQTT over any client with the ``umqtt.simple.MQTTClient`` API, made fresh per connection by
+    ``make_client()`` (umqtt.simple on a board, the paho adapter on a PC). Readings go out at QoS 1;
+    the status is retained and is also the last will, with ``"state":"offline"``."""
+
+    def __init__(self, make_client, prefix: str, site: str, dev: str) -> None:
+        self.make_client = make_client
+        self.reading_topic = topic(prefix, site, dev, "reading")
+        self.status_topic = topic(prefix, site, dev, "status")
+        self.ack_topic = topic(prefix, site, dev, "ack")
+        self.client = None
+        self._inbox = []
+
+    def _on_message(self, msg_topic, msg) -> None:
+        if isinstance(msg_topic, (bytes, bytearray)):
+            msg_topic = bytes(msg_topic).decode()
+        if msg_topic == self.ack_topic:
+            self._inbox.append(bytes(msg))
+
+    def connect(self, will: str, status: str) -> None:
+        client = self.make_client()
+        client.set_callback(self._on_message)
+        client.set_last_will(self.status_topic.encode(), will.encode(), retain=True, qos=1)
+        try:
+            client.connect()
+            client.subscribe(self.ack_topic.encode(), qos=1)
+            client.publish(self.status_topic.encode(), status.encode(), retain=True, qos=1)
+        except Exception:
+            self._close(client)
+            raise
+        self.client = client
+
+    def send_reading(self, payload: str) -> None:
+        if self.client is None:
+            raise OSError("link down")
+        self.client.publish(self.reading_topic.encode(), payload.encode(), qos=1)
+
+    def send_status(self, payload: str) -> None:
+        if self.client is None:
+            raise OSError("link down")
+        self.client.publish(self.status_topic.encode(), payload.encode(), retain=True, qos=1)
+
+    def poll(self):
+        if self.client is not None:
+            self.client.check_msg()
+        inbox, self._inbox = self._inbox, []
+        return inbox
+
+    @staticmethod
+    def _close(client) -> None:
+        try:
+            client.disconnect()
+        except Exception:  # closing a broken socket may fail in any way; there is nothing left to do
+            pass
+
+    def close(self) -> None:
+        if self.client is not None:
+            self._close(self.client)
+            self.client = None
+
+
+class SerialLink:
+    """Protocol v1 frames over a UART-like object (``write(bytes)``, ``read()`` returning bytes or None).
+
+    Console text and broken frames from the gateway are ignored; only ``!A`` frames are acks."""
+
+    def __init__(self, uart, max_line: int = 256) -> None:
+        self.uart = uart
+        self.max_line = max_line
+        self._buf = b""
+
+    def connect(self, will: str, status: str) -> None:
+        self.send_status(status)
+
+    def send_reading(self, payload: str) -> None:
+        self.uart.write((frame("R", payload) + "\n").encode())
+
+    def send_status(self, payload: str) -> None:
+        self.uart.write((frame("S", payload) + "\n").encode())
+
+    def poll(self):
+        data = self.uart.read()
+        if data:
+            self._buf += data
+        acks = []
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self.max_line:  # a line that never ends is noise: drop it
+                    self._buf = b""
+                return acks
+            line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+            try:
+                parsed = parse_line(line)
+            except (FrameError, UnicodeError):
+                continue
+            if parsed is not None and parsed[0] == "A":
+                acks.append(parsed[1].encode())
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,86 @@
+"""Fake ``machine`` module for tests: the parts the board glue uses, on simulated hardware.
+
+``BUSES`` maps an I2C id to a ``simparts.SimI2C`` bus; a test attaches a DS1307 chip to it before the
+glue runs. ``I2CTarget`` exposes its ``mem`` on the bus like the real memory-mode target. ``SDCARD_PRESENT``
+decides whether ``SDCard()`` finds a card (there is no block device here, so a present card is backed by a
+folder: ``SDCard.folder``). ``ADC_VALUES`` feeds ``ADC.read_u16``.
+"""
+
+from simparts import MemDevice, SimI2C
+
+BUSES = {}
+PINS = {}
+ADC_VALUES = {}
+SDCARD_PRESENT = False
+
+
+def bus(i2c_id):
+    if i2c_id not in BUSES:
+        BUSES[i2c_id] = SimI2C()
+    return BUSES[i2c_id]
+
+
+def reset_all():
+    global SDCARD_PRESENT
+    BUSES.clear()
+    PINS.clear()
+    ADC_VALUES.clear()
+    SDCARD_PRESENT = False
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 2
+
+    def __init__(self, pin_id, mode=-1, pull=-1, value=None):
+        self.id = pin_id
+        if pin_id not in PINS:
+            PINS[pin_id] = 0
+        if value is not None:
+            PINS[pin_id] = value
+
+    def value(self, v=None):
+        if v is None:
+            return PINS[self.id]
+        PINS[self.id] = 1 if v else 0
+
+
+class ADC:
+    def __init__(self, pin, atten=None):
+        self.pin = pin.id if isinstance(pin, Pin) else pin
+
+    def read_u16(self):
+        return ADC_VALUES.get(self.pin, 0)
+
+
+class I2C:
+    def __new__(cls, i2c_id=0, scl=None, sda=None, freq=400000):
+        return bus(i2c_id)
+
+
+class I2CTarget:
+    def __init__(self, i2c_id=0, addr=0x42, mem=None, scl=None, sda=None):
+        self.bus = bus(i2c_id)
+        self.addr = addr
+        self.mem = mem
+        self.bus.attach(addr, MemDevice(mem))
+
+    def deinit(self):
+        self.bus.detach(self.addr)
+
+
+class SDCard:
+    folder = None
+
+    def __init__(self, slot=1, **kwargs):
+        if not SDCARD_PRESENT:
+            raise OSError(19)  # ENODEV: no card in the slot
+
+
+def unique_id():
+    return b"\x01\x02\x03\x04"
+
+
+def reset():
+    raise SystemExit("machine.reset()")

@@ -1,0 +1,129 @@
+"""Fake ``umqtt.simple`` for tests: the same MQTTClient API, talking to an in-memory broker.
+
+``BROKER`` is the module's broker; tests reset it with ``reset()``, take it down with ``BROKER.down()``
+(every client's next call raises OSError, wills are published), and read what was published from
+``BROKER.log``. Delivery to subscribers happens in ``check_msg()``, as umqtt.simple does it.
+"""
+
+
+class MQTTException(Exception):
+    pass
+
+
+def _text(value):
+    return bytes(value).decode() if isinstance(value, (bytes, bytearray)) else value
+
+
+def _matches(pattern, topic):
+    p, t = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(p):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(p) == len(t)
+
+
+class Broker:
+    def __init__(self):
+        self.up = True
+        self.clients = []
+        self.log = []  # (topic, payload str, qos, retain) in publish order
+        self.retained = {}
+        self.drop_next = 0  # lose this many of the next publishes after acknowledging them (a broker crash)
+
+    def down(self):
+        self.up = False
+        for c in self.clients:
+            if c.will is not None:
+                self.publish(c.will[0], c.will[1], c.will[3], c.will[2])
+            c.broken = True
+        self.clients = []
+
+    def restart(self):
+        self.up = True
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        if self.drop_next:
+            self.drop_next -= 1
+            return
+        self.log.append((topic, payload, qos, retain))
+        if retain:
+            self.retained[topic] = payload
+        for c in self.clients:
+            for pattern, _ in c.subs:
+                if _matches(pattern, topic):
+                    c.inbox.append((topic, payload))
+                    break
+
+    def published(self, kind):
+        """Payloads published on topics ending with ``/kind``."""
+        return [p for (t, p, q, r) in self.log if t.endswith("/" + kind)]
+
+
+BROKER = Broker()
+
+
+def reset():
+    global BROKER
+    BROKER = Broker()
+    return BROKER
+
+
+class MQTTClient:
+    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None):
+        self.client_id = client_id
+        self.server = server
+        self.port = port
+        self.keepalive = keepalive
+        self.cb = None
+        self.will = None
+        self.subs = []
+        self.inbox = []
+        self.broken = False
+        self.connected = False
+        self.broker = None
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def set_last_will(self, topic, msg, retain=False, qos=0):
+        self.will = (_text(topic), _text(msg), retain, qos)
+
+    def _check(self):
+        if self.broken or not self.connected or not self.broker.up:
+            raise OSError(104)  # ECONNRESET, what a dead socket gives
+
+    def connect(self, clean_session=True, timeout=None):
+        self.broker = BROKER
+        if not self.broker.up:
+            raise OSError(111)  # ECONNREFUSED
+        self.connected = True
+        self.broken = False
+        self.broker.clients.append(self)
+        return 0
+
+    def disconnect(self):
+        if self.broker is not None and self in self.broker.clients:
+            self.broker.clients.remove(self)  # a clean disconnect: no will
+        self.connected = False
+
+    def subscribe(self, topic, qos=0):
+        self._check()
+        self.subs.append((_text(topic), qos))
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        self._check()
+        self.broker.publish(_text(topic), _text(msg), qos, retain)
+
+    def check_msg(self):
+        self._check()
+        while self.inbox:
+            topic, payload = self.inbox.pop(0)
+            self.cb(topic.encode(), payload.encode())
+
+    def wait_msg(self):
+        self.check_msg()
+
+    def ping(self):
+        self._check()

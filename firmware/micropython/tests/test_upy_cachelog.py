@@ -1,0 +1,149 @@
+"""Cache record log: record bytes (shared vectors), torn records at every byte, capacity, trim, restart."""
+
+import os
+
+from _support import tmpdir, vectors
+from iotcollector.cachelog import RECORD_LEN, CacheLog, FileStorage, MemoryStorage, PowerCut, Record, decode_record, encode_record
+
+
+def _rec(i, boot=1):
+    return Record(boot, i, 1700000000000 + i * 1000, "rtc", i * 250 - 1000)
+
+
+def test_record_vectors_byte_exact():
+    for v in vectors("cache_records.json"):
+        rec = Record(v["boot"], v["seq"], v["ts"], v["src"], v["val_milli"])
+        raw = encode_record(rec)
+        assert raw.hex() == v["record_hex"], v["name"]
+        assert len(raw) == RECORD_LEN
+        assert decode_record(bytes.fromhex(v["record_hex"])) == rec, v["name"]
+
+
+def test_corrupt_records_rejected():
+    raw = bytearray(encode_record(_rec(3)))
+    for i in range(len(raw)):
+        bad = bytearray(raw)
+        bad[i] ^= 0x01
+        assert decode_record(bytes(bad)) is None, i
+
+
+def _check_torn_write_every_byte(make_storage, reopen):
+    for cut in range(RECORD_LEN):
+        storage = make_storage()
+        log = CacheLog(storage, 10)
+        for i in range(3):
+            assert log.append(_rec(i))
+        storage_cut(storage, cut)
+        try:
+            log.append(_rec(3))
+            raise AssertionError("no power cut")
+        except PowerCut:
+            pass
+        storage = reopen(storage)
+        log = CacheLog(storage, 10)  # the restart after the power cut
+        assert log.count == 3, cut
+        assert log.torn_bytes == cut, cut
+        assert list(log.records()) == [_rec(0), _rec(1), _rec(2)], cut
+        assert storage.size() == 3 * RECORD_LEN  # the torn tail was cut off ...
+        assert log.append(_rec(3))  # ... so a new append is readable after the next restart
+        log = CacheLog(reopen(storage), 10)
+        assert list(log.records()) == [_rec(0), _rec(1), _rec(2), _rec(3)], cut
+
+
+def storage_cut(storage, cut):
+    storage.cut_after = cut
+
+
+def test_torn_record_at_every_byte_memory():
+    _check_torn_write_every_byte(MemoryStorage, lambda s: MemoryStorage(s.data))
+
+
+class CuttableFile(FileStorage):
+    """A FileStorage whose next append stops after ``cut_after`` bytes (what a power cut leaves)."""
+
+    cut_after = None
+
+    def append(self, data):
+        if self.cut_after is not None:
+            keep, self.cut_after = self.cut_after, None
+            FileStorage.append(self, data[:keep])
+            raise PowerCut()
+        FileStorage.append(self, data)
+
+
+def test_torn_record_at_every_byte_file():
+    def make():
+        return CuttableFile(tmpdir() + "/cache.log", os)
+
+    _check_torn_write_every_byte(make, lambda s: FileStorage(s.path, os))
+
+
+def test_cache_full_stops_recording_never_evicts():
+    log = CacheLog(MemoryStorage(), 3)
+    for i in range(3):
+        assert log.append(_rec(i))
+    assert log.is_full()
+    assert not log.append(_rec(3))
+    assert [r.seq for r in log.records()] == [0, 1, 2]
+
+
+def test_trim_persists_and_keeps_cursor():
+    storage = MemoryStorage()
+    log = CacheLog(storage, 20)
+    for i in range(5):
+        log.append(_rec(i, boot=1))
+    for i in range(3):
+        log.append(_rec(i, boot=2))
+    # boot 2's records acked up to 1, boot 1 up to 2; the cursor stood at index 6 (boot 2 seq 1)
+    cursor = log.trim({1: 2, 2: 1}, 6)
+    assert [(r.boot, r.seq) for r in log.records()] == [(1, 3), (1, 4), (2, 2)]
+    assert cursor == 2  # still points at the first record not yet sent: (2, 2)
+    reopened = CacheLog(MemoryStorage(storage.data), 20)
+    assert [(r.boot, r.seq) for r in reopened.records()] == [(1, 3), (1, 4), (2, 2)]
+    assert log.trim({1: 2, 2: 1}, 1) == 1  # nothing more to drop: unchanged
+
+
+def test_trim_file_storage_survives_restart():
+    path = tmpdir() + "/cache.log"
+    log = CacheLog(FileStorage(path, os), 20)
+    for i in range(4):
+        log.append(_rec(i))
+    log.trim({1: 1})
+    log = CacheLog(FileStorage(path, os), 20)
+    assert [r.seq for r in log.records()] == [2, 3]
+    log.trim({1: 3})
+    assert CacheLog(FileStorage(path, os), 20).count == 0
+
+
+def test_interrupted_replace_on_fat_is_finished_at_start():
+    folder = tmpdir()
+    path = folder + "/cache.log"
+    log = CacheLog(FileStorage(path, os), 20)
+    for i in range(3):
+        log.append(_rec(i))
+    # a FAT rename_over cut between remove(path) and rename(tmp, path)
+    with open(path + ".tmp", "wb") as f:
+        f.write(encode_record(_rec(2)))
+    os.remove(path)
+    log = CacheLog(FileStorage(path, os), 20)
+    assert [r.seq for r in log.records()] == [2]
+
+
+def test_ack_watermark_vectors_trim_the_cache():
+    # The gateway's watermark after each arrival (shared vector) is what the collector gets as `upto`;
+    # the cache must then hold exactly the records above it.
+    for v in vectors("ack_watermark.json"):
+        top = max(v["arrivals"])
+        log = CacheLog(MemoryStorage(), 50)
+        for i in range(top + 1):
+            log.append(_rec(i, boot=7))
+        acked = {}
+        for upto in v["upto_after_each"]:
+            if upto is None:
+                continue  # no ack is sent yet
+            if upto > acked.get(7, -1):
+                acked[7] = upto
+            log.trim(acked)
+            assert [r.seq for r in log.records()] == list(range(acked[7] + 1, top + 1)), v["name"]
+        final = v["upto_after_each"][-1]
+        assert log.count == (top + 1 if final is None else top - final), v["name"]

@@ -1,0 +1,246 @@
+"""The one configuration loader: a TOML file, validated at start, with clear errors naming the bad key.
+
+Secrets (passwords) never come from the command line: each `password` has `password_file` and
+`password_env` forms, and the literal `password` key is accepted only for local test setups.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the dotted key that caused it."""
+
+
+@dataclass
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = "iotgw"
+    topic_prefix: str = "iot"
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    password_env: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    session_expiry: int = 86400
+    receive_maximum: int = 400
+    keepalive: int = 10
+    enabled: bool = True
+
+
+@dataclass
+class SerialPortConfig:
+    port: str = ""
+    baud: int = 115200
+    site: str = "serial"
+
+
+@dataclass
+class SpoolConfig:
+    path: str = "iotgw-spool.db"
+    max_readings: int = 1_000_000
+    group_commit_ms: int = 20
+    group_max: int = 500
+    quarantine_max: int = 10_000
+    resume_fraction: float = 0.9
+
+
+@dataclass
+class DatabaseConfig:
+    kind: str = "sqlite"
+    servers: list[str] = field(default_factory=list)
+    user: str = "iotgw"
+    password: str = ""
+    password_file: str = ""
+    password_env: str = ""
+    database: str = "iot"
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    sqlite_path: str = "iotgw-readings.db"
+    batch_size: int = 1000
+    connect_timeout: float = 3.0
+    retry_max_s: float = 5.0
+    confirm_replica: bool = True
+    confirm_timeout_s: float = 10.0
+    # Replication-aware writer and reads (gateway.topology, gateway.reads): see docs/configuration.md.
+    io_timeout_s: float = 10.0  # read/write timeout per statement: a hung (frozen) server fails after this
+    admin_user: str = "root"  # promotions write the epoch while the server is still read-only: needs admin
+    admin_password: str = ""
+    admin_password_file: str = ""
+    admin_password_env: str = ""
+    read_strategy: str = "round_robin"  # round_robin | weighted | least_lag
+    read_max_lag_s: float = 0.0  # skip replicas lagging more than this (0: no limit)
+    read_max_lag_trx: int = 0  # skip replicas this many transactions behind (0: no limit)
+    read_fallback_primary: bool = False  # read from the primary when no replica is healthy
+    read_shared_rotation: bool = False  # keep the rotation cursor in read_scaling.current_slave (shared)
+    read_weights: list[str] = field(default_factory=list)  # "HOST:PORT=WEIGHT" for the weighted strategy
+
+
+@dataclass
+class HttpConfig:
+    listen: str = "127.0.0.1:9108"
+    token: str = ""
+    token_file: str = ""
+    token_env: str = ""
+    enabled: bool = True
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass
+class Config:
+    """The whole gateway configuration."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    serial: list[SerialPortConfig] = field(default_factory=list)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    failover: dict[str, Any] = field(default_factory=dict)  # validated by the failover monitor (ops)
+    source: str = "<defaults>"
+
+
+_SECTIONS = {"mqtt": MqttConfig, "spool": SpoolConfig, "database": DatabaseConfig, "http": HttpConfig,
+             "log": LogConfig}
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Check `value` against the type of the dataclass default; ints are accepted for floats."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    return value
+
+
+def _build(cls: type, table: Any, prefix: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {table!r}")
+    obj = cls()
+    known = {f.name for f in fields(cls)}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(known))})")
+        setattr(obj, key, _coerce(f"{prefix}.{key}", value, getattr(obj, key)))
+    return obj
+
+
+def parse(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build and validate a Config from a parsed TOML document."""
+    cfg = Config(source=source)
+    for key, value in data.items():
+        if key in _SECTIONS:
+            setattr(cfg, key, _build(_SECTIONS[key], value, key))
+        elif key == "serial":
+            ports = value.get("port", []) if isinstance(value, dict) else value
+            if not isinstance(ports, list):
+                raise ConfigError("serial.port: expected an array of tables ([[serial.port]])")
+            cfg.serial = [_build(SerialPortConfig, p, f"serial.port[{i}]") for i, p in enumerate(ports)]
+        elif key == "failover":
+            # Owned by the failover monitor (ops); validated there, kept raw here.
+            if not isinstance(value, dict):
+                raise ConfigError("failover: expected a table")
+            cfg.failover = dict(value)
+        else:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'serial', 'failover']))})")
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    if not 0 < cfg.mqtt.port < 65536:
+        raise ConfigError(f"mqtt.port: {cfg.mqtt.port} is not a TCP port")
+    if cfg.database.read_strategy not in ("round_robin", "weighted", "least_lag"):
+        raise ConfigError(f"database.read_strategy: must be round_robin, weighted or least_lag, got {cfg.database.read_strategy!r}")
+    if cfg.database.kind not in ("sqlite", "mysql"):
+        raise ConfigError(f"database.kind: must be 'sqlite' or 'mysql', got {cfg.database.kind!r}")
+    if cfg.database.kind == "mysql" and not cfg.database.servers:
+        raise ConfigError("database.servers: at least one HOST:PORT is needed when database.kind = 'mysql'")
+    for i, server in enumerate(cfg.database.servers):
+        split_hostport(server, f"database.servers[{i}]")
+    if cfg.spool.group_max < 1:
+        raise ConfigError("spool.group_max: must be at least 1")
+    if cfg.spool.max_readings < cfg.spool.group_max:
+        raise ConfigError("spool.max_readings: must be at least spool.group_max")
+    if not 0.1 <= cfg.spool.resume_fraction <= 1.0:
+        raise ConfigError("spool.resume_fraction: must be between 0.1 and 1.0")
+    if cfg.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log.level: must be debug, info, warning or error, got {cfg.log.level!r}")
+    if cfg.log.format not in ("text", "json"):
+        raise ConfigError(f"log.format: must be 'text' or 'json', got {cfg.log.format!r}")
+    if (cfg.mqtt.tls_cert == "") != (cfg.mqtt.tls_key == ""):
+        raise ConfigError("mqtt.tls_cert and mqtt.tls_key: give both or neither")
+    for i, port in enumerate(cfg.serial):
+        if not port.port:
+            raise ConfigError(f"serial.port[{i}].port: a device path is required")
+    split_hostport(cfg.http.listen, "http.listen")
+
+
+def split_hostport(text: str, key: str = "server") -> tuple[str, int]:
+    """Parse `HOST:PORT` (IPv6 as `[::1]:PORT`; port 0 lets the OS choose) with an error naming `key`."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Load the TOML file at `path` (None: the built-in defaults)."""
+    if path is None:
+        return parse({}, "<defaults>")
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse(data, str(p))
+
+
+def resolve_secret(section: str, obj: Any, name: str = "password") -> str:
+    """Return a secret from `<name>_file`, `<name>_env` or the literal `<name>` key, in that order."""
+    path = getattr(obj, f"{name}_file", "")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{section}.{name}_file: cannot read {path}: {exc.strerror}") from None
+    env = getattr(obj, f"{name}_env", "")
+    if env:
+        if env not in os.environ:
+            raise ConfigError(f"{section}.{name}_env: environment variable {env} is not set")
+        return os.environ[env]
+    return getattr(obj, name, "")

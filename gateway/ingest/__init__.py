@@ -1,0 +1,1 @@
+"""Ingest paths: MQTT and serial, both feeding the one spool writer."""

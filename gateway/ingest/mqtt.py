@@ -1,0 +1,140 @@
+"""MQTT ingest: QoS 1, persistent MQTT 5 session, manual acks after the spool commit, end-to-end acks.
+
+The network loop is driven here (not by paho's loop_start) so that backpressure is exact: when the spool is
+full we disconnect and stay away; the broker keeps our session's messages until we come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+from gateway import crashpoints
+from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
+from gateway.protocol import Ack, Rejected, identity_of, parse_reading, parse_topic
+from gateway.spool import Entry, Quarantined, Spool, SpoolWriter
+
+log = logging.getLogger(__name__)
+
+
+class MqttIngest(threading.Thread):
+    """Subscribes to `<prefix>/+/+/reading` and `…/status`, feeds the spool writer, publishes acks."""
+
+    def __init__(self, settings: BrokerSettings, *, client_id: str, prefix: str, spool: Spool,
+                 writer: SpoolWriter, on_message: Callable[[str, str | None], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(name="mqtt-ingest", daemon=True)
+        self.settings, self.prefix = settings, prefix
+        self.spool, self.writer = spool, writer
+        self.on_message_hook = on_message
+        self.clock = clock
+        self.client = make_client(settings, client_id, manual_ack=True)
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self._halt = threading.Event()
+        self.connected = False
+        self.last_error = ""
+        self.statuses: dict[tuple[str, str], str] = {}  # (device, node) -> last status payload
+
+    # --- network loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        delay = 0.2
+        while not self._halt.is_set():
+            if self.spool.full:
+                self._pause_for_backpressure()
+                continue
+            if not self.connected:
+                try:
+                    connect_blocking(self.client, self.settings, clean_start=False)
+                except MqttConnectError as exc:
+                    if str(exc) != self.last_error:
+                        log.error("MQTT: %s", exc)
+                    self.last_error = str(exc)
+                    self._halt.wait(random.uniform(0, delay))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                delay = 0.2
+                self.connected, self.last_error = True, ""
+                topics = [(f"{self.prefix}/+/+/reading", 1), (f"{self.prefix}/+/+/status", 1)]
+                self.client.subscribe(topics)
+                log.info("MQTT: connected to %s, subscribed to %s", self.settings.url, ", ".join(t for t, _ in topics))
+            rc = self.client.loop(0.05)
+            if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+                self._lost(mqtt.error_string(rc))
+        if self.connected:
+            self.client.disconnect()
+            self.client.loop(0.2)
+
+    def _pause_for_backpressure(self) -> None:
+        if self.connected:
+            log.warning("MQTT: spool full, disconnecting; the broker keeps our session's messages")
+            self.client.disconnect()
+            self.client.loop(0.2)
+            self.connected = False
+        with self.spool.full_changed:
+            self.spool.full_changed.wait_for(lambda: not self.spool.full or self._halt.is_set(), timeout=1.0)
+
+    def _lost(self, why: str) -> None:
+        if self.connected:
+            log.warning("MQTT: connection lost (%s); reconnecting", why)
+        self.connected = False
+        try:
+            self.client.disconnect()
+        except Exception:  # already down; the next connect starts clean
+            pass
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None) -> None:
+        self.connected = False
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    # --- messages -------------------------------------------------------------------------------
+    def _on_message(self, client: mqtt.Client, _userdata, msg: mqtt.MQTTMessage) -> None:
+        received_ms = int(self.clock() * 1000)
+        ref = (msg.mid, msg.qos)
+        try:
+            site, device, kind = parse_topic(msg.topic, self.prefix)
+            if kind == "status":
+                self._status(device, msg.payload)
+                client.ack(msg.mid, msg.qos)
+                return
+            if kind != "reading":
+                raise Rejected("bad_topic", detail=f"bad_topic: {msg.topic!r}")
+            item = parse_reading(msg.payload, site=site, received_ms=received_ms, topic_device=device)
+            reason = None
+        except Rejected as rej:
+            site = msg.topic.split("/")[-3] if msg.topic.count("/") >= 3 else ""
+            ident = None if rej.reason in ("topic_mismatch", "bad_topic") else identity_of(msg.payload)
+            item = Quarantined("mqtt", msg.topic, site, rej.reason, rej.field, rej.detail, bytes(msg.payload),
+                               received_ms, ident)
+            reason = rej.reason
+        if self.on_message_hook:
+            self.on_message_hook("mqtt", reason)
+        self.writer.submit(Entry(item, self, ref))
+
+    def _status(self, device: str, payload: bytes) -> None:
+        text = payload.decode("utf-8", "replace")[:256]
+        node = "?"
+        try:
+            import json
+
+            node = str(json.loads(text).get("node", "?"))
+        except ValueError:
+            pass
+        if self.statuses.get((device, node)) != text:
+            log.info("status %s/%s: %s", device, node, text)
+        self.statuses[(device, node)] = text
+
+    def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:
+        """Called by the spool writer after the group commit: PUBACK, then the end-to-end acks."""
+        for mid, qos in refs:  # type: ignore[misc]
+            self.client.ack(mid, qos)
+        crashpoints.hit("mqtt.after_ack")
+        for site, ack in acks:
+            self.client.publish(f"{self.prefix}/{site}/{ack.device}/ack", ack.payload(), qos=1)

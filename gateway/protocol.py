@@ -1,0 +1,251 @@
+"""Protocol v1 (see shared/protocol.md): parse and validate readings, frame serial lines, encode acks.
+
+Shared by the ingest paths and the simulator, so what we send and what we accept cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+VERSION = 1
+MAX_PAYLOAD = 192
+MAX_LINE = 256
+U32_MAX = 4294967295
+TS_MAX = 253402300799999
+CLOCK_VALID_FROM_MS = 978307200000  # 2001-01-01: a DS1307 that lost its time restarts at 2000-01-01
+CLOCK_FUTURE_SLACK_MS = 86_400_000
+SOURCES = ("rtc", "ntp", "none")
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_NAME_MAX = {"site": 32, "dev": 32, "node": 16}
+
+
+class Rejected(ValueError):
+    """A message that breaks protocol v1: `reason` is one of the codes in protocol.md, `field` names the key."""
+
+    def __init__(self, reason: str, field: str | None = None, detail: str = "") -> None:
+        self.reason = reason
+        self.field = field
+        self.detail = detail or (f"{reason}: {field}" if field else reason)
+        super().__init__(self.detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated reading; identity is (device, node, boot, seq)."""
+
+    device: str
+    node: str
+    boot: int
+    seq: int
+    site: str
+    ts: int | None
+    src: str
+    value: float
+    unit: str
+    cached: bool
+    clock: str
+    received_ms: int
+
+    @property
+    def stream(self) -> tuple[str, str, int]:
+        """The (device, node, boot) that end-to-end acks are kept per."""
+        return (self.device, self.node, self.boot)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """End-to-end ack: every reading of (device, node, boot) with seq <= upto is durably held."""
+
+    device: str
+    node: str
+    boot: int
+    upto: int
+    t: int | None = None
+
+    def payload(self) -> str:
+        text = f'{{"v":1,"dev":"{self.device}","node":"{self.node}","boot":{self.boot},"upto":{self.upto}'
+        return text + (f',"t":{self.t}}}' if self.t is not None else "}")
+
+
+def valid_name(text: str, kind: str) -> bool:
+    """True if `text` is a valid site/dev/node name."""
+    return bool(_NAME.fullmatch(text)) and len(text) <= _NAME_MAX[kind]
+
+
+def parse_topic(topic: str, prefix: str) -> tuple[str, str, str]:
+    """Split `prefix/site/device/kind` into (site, device, kind), or raise Rejected('bad_topic')."""
+    parts = topic.split("/")
+    want = prefix.split("/") if prefix else []
+    if len(parts) != len(want) + 3 or parts[: len(want)] != want:
+        raise Rejected("bad_topic", detail=f"bad_topic: {topic!r} is not {prefix}/<site>/<device>/<kind>")
+    site, device, kind = parts[len(want):]
+    if not valid_name(site, "site") or not valid_name(device, "dev"):
+        raise Rejected("bad_topic", detail=f"bad_topic: invalid site or device name in {topic!r}")
+    return site, device, kind
+
+
+def classify_clock(ts: int | None, received_ms: int) -> str:
+    """The `clock` column: ok, none, unset (before 2001) or future (over a day ahead). Never rewrites ts."""
+    if ts is None:
+        return "none"
+    if ts < CLOCK_VALID_FROM_MS:
+        return "unset"
+    if ts > received_ms + CLOCK_FUTURE_SLACK_MS:
+        return "future"
+    return "ok"
+
+
+def _int_field(obj: dict, key: str, lo: int, hi: int) -> int:
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected("bad_type", key)
+    if not lo <= value <= hi:
+        raise Rejected("out_of_range", key)
+    return value
+
+
+def _name_field(obj: dict, key: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise Rejected("bad_type", key)
+    if not valid_name(value, key):
+        raise Rejected("out_of_range", key)
+    return value
+
+
+def _unit_ok(unit: str) -> bool:
+    return 1 <= len(unit) <= 16 and all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in unit)
+
+
+def parse_reading(payload: bytes, *, site: str, received_ms: int, topic_device: str | None = None) -> Reading:
+    """Validate one reading payload (MQTT message body or serial `R` frame payload).
+
+    `topic_device` is the device named by the MQTT topic (None on serial). Raises Rejected.
+    """
+    if len(payload) > MAX_PAYLOAD:
+        raise Rejected("too_large", detail=f"too_large: {len(payload)} bytes > {MAX_PAYLOAD}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected("not_utf8") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise Rejected("not_json", detail=f"not_json: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Rejected("not_object")
+    for key in ("v", "dev", "node", "boot", "seq", "ts", "src", "val", "unit"):
+        if key not in obj:
+            raise Rejected("missing_field", key)
+    v = obj["v"]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise Rejected("bad_type", "v")
+    if v != VERSION:
+        raise Rejected("bad_version", detail=f"bad_version: {v}")
+    device = _name_field(obj, "dev")
+    node = _name_field(obj, "node")
+    boot = _int_field(obj, "boot", 0, U32_MAX)
+    seq = _int_field(obj, "seq", 0, U32_MAX)
+    ts = obj["ts"]
+    if ts is not None:
+        ts = _int_field(obj, "ts", 0, TS_MAX)
+    src = obj["src"]
+    if not isinstance(src, str):
+        raise Rejected("bad_type", "src")
+    value = obj["val"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Rejected("bad_type", "val")
+    unit = obj["unit"]
+    if not isinstance(unit, str):
+        raise Rejected("bad_type", "unit")
+    if not _unit_ok(unit):
+        raise Rejected("out_of_range", "unit")
+    cached = obj.get("cached", False)
+    if not isinstance(cached, bool):
+        raise Rejected("bad_type", "cached")
+    if src not in SOURCES or (src == "none") != (ts is None):
+        raise Rejected("bad_clock", detail=f"bad_clock: src={src!r} ts={ts!r}")
+    if topic_device is not None and device != topic_device:
+        raise Rejected("topic_mismatch", detail=f"topic_mismatch: payload dev {device!r}, topic {topic_device!r}")
+    return Reading(device, node, boot, seq, site, ts, src, float(value), unit, cached,
+                   classify_clock(ts, received_ms), received_ms)
+
+
+def identity_of(payload: bytes) -> tuple[str, str, int, int] | None:
+    """Best-effort (device, node, boot, seq) of a rejected reading, or None when it has no valid identity.
+
+    A quarantined reading is durably held too, so its identity advances the end-to-end ack: otherwise one
+    bad reading (say a broken sensor's value) would stop its collector's acks for good.
+    """
+    try:
+        obj = json.loads(payload)
+        ident = (_name_field(obj, "dev"), _name_field(obj, "node"), _int_field(obj, "boot", 0, U32_MAX),
+                 _int_field(obj, "seq", 0, U32_MAX))
+    except (ValueError, TypeError, KeyError, Rejected):
+        return None
+    return ident
+
+
+def format_value(value: float) -> str:
+    """A value as collectors print it: at most 3 decimals, no exponent, no trailing zeros."""
+    milli = round(value * 1000)
+    sign = "-" if milli < 0 else ""
+    whole, frac = divmod(abs(milli), 1000)
+    return sign + f"{whole}.{frac:03d}".rstrip("0").rstrip(".")
+
+
+def encode_reading(device: str, node: str, boot: int, seq: int, ts: int | None, src: str, value: float,
+                   unit: str, cached: bool = False) -> str:
+    """The canonical reading payload (what collectors send)."""
+    ts_text = "null" if ts is None else str(ts)
+    return (f'{{"v":1,"dev":"{device}","node":"{node}","boot":{boot},"seq":{seq},"ts":{ts_text},'
+            f'"src":"{src}","val":{format_value(value)},"unit":"{unit}","cached":{"true" if cached else "false"}}}')
+
+
+def parse_ack(payload: bytes | str) -> Ack:
+    """Parse an ack payload (used by collectors: the simulator and the tests)."""
+    obj = json.loads(payload)
+    return Ack(obj["dev"], obj["node"], int(obj["boot"]), int(obj["upto"]), obj.get("t"))
+
+
+# --- serial framing -------------------------------------------------------------------------------
+
+def crc16_ccitt_false(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF): check value 0x29B1 for b'123456789'."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def frame(kind: str, payload: str) -> str:
+    """One serial frame without the line terminator: `!<kind> <payload>*<CRC>`."""
+    body = f"!{kind} {payload}"
+    return f"{body}*{crc16_ccitt_false(body.encode()):04X}"
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_frame(line: str) -> tuple[str, str] | None:
+    """Split a serial line into (type, payload). None for console text; raises Rejected for a bad frame."""
+    line = line.rstrip("\r\n")
+    if not line.startswith("!"):
+        return None
+    if len(line) > MAX_LINE:
+        raise Rejected("bad_frame", detail=f"bad_frame: line of {len(line)} bytes > {MAX_LINE}")
+    body, star, crc = line.rpartition("*")
+    if not star or len(crc) != 4 or not set(crc) <= _HEX or len(body) < 3 or body[2] != " ":
+        raise Rejected("bad_frame", detail=f"bad_frame: {line[:40]!r}")
+    if int(crc, 16) != crc16_ccitt_false(body.encode()):
+        raise Rejected("bad_checksum")
+    kind = body[1]
+    if kind not in "RSA":
+        raise Rejected("unknown_type", detail=f"unknown_type: {kind!r}")
+    return kind, body[3:]

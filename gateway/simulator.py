@@ -1,0 +1,247 @@
+"""Simulated collectors: protocol-correct readings over MQTT that honour end-to-end acks like real firmware.
+
+Each simulated node keeps every reading until an ack covers it, and resends what is unacknowledged after an
+ack timeout and after a reconnect (acks can be lost with the broker). Faults can be injected: duplicates,
+malformed and oversized messages, out-of-order replays.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
+from gateway.protocol import encode_reading, parse_ack
+
+log = logging.getLogger(__name__)
+
+MALFORMED = [
+    b"temperature=21.5",
+    b'{"v":1,"dev":"x"}',
+    b'{"v":2,"dev":"sim","node":"a","boot":1,"seq":1,"ts":null,"src":"none","val":1,"unit":"C"}',
+    b"[1,2,3]",
+    b"\xff\xfe\xfd",
+]
+
+
+@dataclass
+class SimOptions:
+    """What to simulate."""
+
+    devices: int = 20
+    count: int = 500  # readings per device
+    rate: float = 2000.0  # readings per second over all devices (0: as fast as possible)
+    site: str = "sim"
+    prefix: str = "iot"
+    device_prefix: str = "sim"
+    node: str = "a"
+    boot: int | None = None  # None: derived from the clock, like a fresh boot counter
+    ack_timeout: float = 5.0
+    duplicate_rate: float = 0.0
+    malformed: int = 0
+    oversized: int = 0
+    out_of_order: bool = False
+    seed: int = 1
+
+
+@dataclass
+class SimReport:
+    """What was sent and what came back acknowledged."""
+
+    sent: int = 0
+    published: int = 0
+    resent: int = 0
+    duplicates_sent: int = 0
+    malformed_sent: int = 0
+    acked: int = 0
+    unacked: int = 0
+    reconnects: int = 0
+    seconds: float = 0.0
+    readings: dict[tuple[str, str, int, int], tuple[int, float]] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "readings"}
+
+
+class Simulator:
+    """A set of simulated collectors publishing through one MQTT connection."""
+
+    def __init__(self, settings: BrokerSettings, options: SimOptions, client_id: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.opt, self.clock = settings, options, clock
+        self.rng = random.Random(options.seed)
+        self.boot = options.boot if options.boot is not None else int(clock()) % 1_000_000
+        self.devices = [f"{options.device_prefix}-{i + 1:03d}" for i in range(options.devices)]
+        self.client = make_client(settings, client_id or f"iotgw-sim-{self.boot}-{self.rng.randrange(1 << 30)}")
+        self.client.on_message = self._on_ack
+        self.client.on_connect = self._on_connect
+        self.client.reconnect_delay_set(0.1, 2.0)
+        self.lock = threading.Lock()
+        # per device: seq -> (payload, last_sent_monotonic); the collector's "cache" of unacked readings
+        self.unacked: dict[str, dict[int, list]] = {d: {} for d in self.devices}
+        self.upto: dict[str, int] = dict.fromkeys(self.devices, -1)
+        self.report = SimReport()
+        self._reconnected = threading.Event()
+        self._halt = threading.Event()
+
+    # --- connection -----------------------------------------------------------------------------
+    def connect(self) -> None:
+        connect_blocking(self.client, self.settings, clean_start=True)
+        self._subscribe()
+        self.client.loop_start()
+
+    def _subscribe(self) -> None:
+        self.client.subscribe(f"{self.opt.prefix}/{self.opt.site}/+/ack", qos=1)
+
+    def _on_connect(self, _c, _u, _flags, reason_code, _props=None) -> None:
+        if reason_code.is_failure:
+            log.error("simulator: broker refused: %s", reason_code)
+            return
+        self._subscribe()
+        self.report.reconnects += 1
+        self._reconnected.set()
+
+    def _on_ack(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            ack = parse_ack(msg.payload)
+        except (ValueError, KeyError):
+            log.warning("simulator: unreadable ack %r", msg.payload[:80])
+            return
+        if ack.node != self.opt.node or ack.boot != self.boot or ack.device not in self.unacked:
+            return
+        with self.lock:
+            if ack.upto <= self.upto[ack.device]:
+                return
+            self.upto[ack.device] = ack.upto
+            pending = self.unacked[ack.device]
+            for seq in [s for s in pending if s <= ack.upto]:
+                del pending[seq]
+                self.report.acked += 1
+
+    # --- sending --------------------------------------------------------------------------------
+    def _publish(self, device: str, payload: bytes) -> None:
+        self.client.publish(f"{self.opt.prefix}/{self.opt.site}/{device}/reading", payload, qos=1)
+        self.report.published += 1
+
+    def _new_reading(self, device: str, seq: int) -> None:
+        ts = int(self.clock() * 1000)
+        value = round(self.rng.uniform(-20, 40), 3)
+        payload = encode_reading(device, self.opt.node, self.boot, seq, ts, "rtc", value, "C").encode()
+        with self.lock:
+            self.unacked[device][seq] = [payload, time.monotonic()]
+            self.report.readings[(device, self.opt.node, self.boot, seq)] = (ts, value)
+            self.report.sent += 1
+        self._publish(device, payload)
+        if self.opt.duplicate_rate and self.rng.random() < self.opt.duplicate_rate:
+            self._publish(device, payload)
+            self.report.duplicates_sent += 1
+
+    def _inject_bad(self) -> None:
+        device = self.devices[0]
+        for i in range(self.opt.malformed):
+            self._publish(device, MALFORMED[i % len(MALFORMED)])
+            self.report.malformed_sent += 1
+        for _ in range(self.opt.oversized):
+            self._publish(device, b'{"v":1,"pad":"' + b"x" * 300 + b'"}')
+            self.report.malformed_sent += 1
+
+    def resend_due(self, force: bool = False) -> int:
+        """Resend every unacked reading whose ack timed out (all of them after a reconnect)."""
+        now = time.monotonic()
+        due = []
+        with self.lock:
+            for device, pending in self.unacked.items():
+                for seq in sorted(pending):
+                    entry = pending[seq]
+                    if force or now - entry[1] >= self.opt.ack_timeout:
+                        entry[1] = now
+                        due.append((device, entry[0]))
+        if self.opt.out_of_order:
+            self.rng.shuffle(due)
+        for device, payload in due:
+            self._publish(device, payload)
+        self.report.resent += len(due)
+        return len(due)
+
+    def outstanding(self) -> int:
+        with self.lock:
+            return sum(len(p) for p in self.unacked.values())
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self, *, deadline_s: float = 600.0, progress: Callable[[SimReport], None] | None = None,
+            wait_acks: bool = True) -> SimReport:
+        """Publish everything, then wait (resending) until all is acknowledged or the deadline passes."""
+        started = time.monotonic()
+        end = started + deadline_s
+        order = [(d, s) for s in range(self.opt.count) for d in self.devices]
+        if self.opt.out_of_order:  # shuffle within windows of 50 so replays arrive out of order
+            for i in range(0, len(order), 50):
+                window = order[i:i + 50]
+                self.rng.shuffle(window)
+                order[i:i + 50] = window
+        next_seq = dict.fromkeys(self.devices, 0)
+        self._reconnected.clear()
+        self._inject_bad()
+        interval = 1.0 / self.opt.rate if self.opt.rate else 0.0
+        last_check = time.monotonic()
+        for i, (device, _s) in enumerate(order):
+            if self._halt.is_set() or time.monotonic() > end:
+                break
+            seq = next_seq[device] if not self.opt.out_of_order else _s
+            next_seq[device] += 1
+            self._new_reading(device, seq)
+            if interval:
+                target = started + (i + 1) * interval
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            now = time.monotonic()
+            if now - last_check > 0.2:
+                last_check = now
+                self.resend_due(force=self._take_reconnect())
+                if progress:
+                    progress(self._snapshot(started))
+        while wait_acks and self.outstanding() and time.monotonic() < end and not self._halt.is_set():
+            self.resend_due(force=self._take_reconnect())
+            if progress:
+                progress(self._snapshot(started))
+            time.sleep(0.1)
+        return self._snapshot(started)
+
+    def _take_reconnect(self) -> bool:
+        if self._reconnected.is_set() and self.report.reconnects > 1:
+            self._reconnected.clear()
+            return True
+        self._reconnected.clear()
+        return False
+
+    def _snapshot(self, started: float) -> SimReport:
+        self.report.unacked = self.outstanding()
+        self.report.seconds = round(time.monotonic() - started, 3)
+        return self.report
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def simulate(settings: BrokerSettings, options: SimOptions, *, deadline_s: float = 600.0,
+             progress: Callable[[SimReport], None] | None = None) -> SimReport:
+    """Connect, run and close: the simple form the CLI and tests use. Raises MqttConnectError."""
+    sim = Simulator(settings, options)
+    sim.connect()
+    try:
+        return sim.run(deadline_s=deadline_s, progress=progress)
+    finally:
+        sim.close()
+
+
+__all__ = ["MqttConnectError", "SimOptions", "SimReport", "Simulator", "simulate"]

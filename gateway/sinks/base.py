@@ -1,0 +1,58 @@
+"""The sink interface the drain worker writes through."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A row in spool column order: device, node, boot, seq, site, ts, src, clock, value, unit, cached, received_ms
+Row = tuple
+
+
+class SinkUnavailable(Exception):
+    """A transient failure: the drain worker backs off with jitter and keeps spooling. Nothing is dropped."""
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a write produced: a token (e.g. GTID@server) when the batch still needs confirmation."""
+
+    token: str | None = None
+
+
+class Sink(ABC):
+    """A destination for readings. Writes must be idempotent on the reading identity."""
+
+    needs_confirmation: bool = False
+
+    @abstractmethod
+    def write(self, rows: Sequence[Row]) -> WriteOutcome:
+        """Write the rows (one transaction). Raises SinkUnavailable on a transient failure."""
+
+    def confirmed(self, tokens: Sequence[str]) -> list[str]:
+        """Which of these batch tokens are now safe (applied on a replica). Plain sinks: all of them."""
+        return list(tokens)
+
+    def take_requeue_signal(self) -> bool:
+        """True once after the destination changed (a new primary): unconfirmed batches are written again."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sinks hold a connection
+        """Release connections."""
+
+
+def ms_to_datetime(ms: int | None) -> str | None:
+    """Milliseconds since 1970 (UTC) as 'YYYY-MM-DD HH:MM:SS.fff' for DATETIME(3) columns."""
+    if ms is None:
+        return None
+    secs, milli = divmod(ms, 1000)
+    t = time.gmtime(secs)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{milli:03d}"
+
+
+def to_params(rows: Sequence[Row]) -> list[tuple]:
+    """Spool rows → parameters of the readings INSERT (DATETIME(3) strings in UTC), for every SQL sink."""
+    return [(dev, node, boot, seq, site, ms_to_datetime(ts), src, clock, value, unit, cached, ms_to_datetime(rcv))
+            for (dev, node, boot, seq, site, ts, src, clock, value, unit, cached, rcv) in rows]

@@ -1,0 +1,135 @@
+"""MySQL/MariaDB through PyMySQL: batched idempotent inserts keyed on the reading identity."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pymysql
+
+from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome, to_params
+from gateway.sinks.schema import migrate
+
+log = logging.getLogger(__name__)
+
+INSERT_SQL = ("INSERT IGNORE INTO readings (device, node, boot, seq, site, sampled_at, clock_source, clock, value, "
+              "unit, cached, received_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)")
+# Error codes after which the writer must stop and rediscover: read-only (1290, 1836), connection lost.
+READ_ONLY_ERRORS = (1290, 1836)
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """How to reach one MySQL/MariaDB server."""
+
+    host: str
+    port: int
+    user: str
+    password: str = ""
+    database: str | None = None
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    connect_timeout: float = 3.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def connect(addr: ServerAddress, *, database: str | None = None, autocommit: bool = False,
+            read_timeout: float | None = 30.0) -> pymysql.connections.Connection:
+    """Open a PyMySQL connection (UTC session time zone, TLS when a CA is given)."""
+    ssl = None
+    if addr.tls_ca:
+        ssl = {"ca": addr.tls_ca}
+        if addr.tls_cert:
+            ssl.update(cert=addr.tls_cert, key=addr.tls_key)
+    return pymysql.connect(host=addr.host, port=addr.port, user=addr.user, password=addr.password,
+                           database=database if database is not None else addr.database, autocommit=autocommit,
+                           connect_timeout=addr.connect_timeout, read_timeout=read_timeout,
+                           write_timeout=read_timeout, ssl=ssl, init_command="SET time_zone = '+00:00'",
+                           charset="utf8mb4")
+
+
+def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str:
+    """Insert rows in one transaction (PyMySQL turns executemany into multi-row INSERTs); return @@last_gtid.
+
+    `INSERT IGNORE` keyed on the identity makes a re-applied batch harmless. A batch that inserts 0 rows
+    writes no binlog event, so its @@last_gtid is stale: callers confirm such a batch differently.
+    """
+    with conn.cursor() as cur:
+        cur.executemany(INSERT_SQL, to_params(rows))
+        conn.commit()
+        cur.execute("SELECT @@last_gtid")
+        row = cur.fetchone()
+    return row[0] if row and row[0] else ""
+
+
+def init_schema(conn: pymysql.connections.Connection, database: str, progress=None) -> list[int]:
+    """Create the database if needed and apply the migrations (`iotgw db init`)."""
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        cur.execute(f"USE `{database}`")
+
+        def execute(sql: str, params: tuple) -> list[tuple]:
+            cur.execute(sql, params or None)
+            return list(cur.fetchall())
+
+        applied = migrate(execute, progress=progress)
+    conn.commit()
+    return applied
+
+
+def risky_grants(conn: pymysql.connections.Connection) -> list[str]:
+    """Grants that let this account write through read_only (ALL or SUPER or READ_ONLY ADMIN on *.*)."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GRANTS")
+        grants = [r[0] for r in cur.fetchall()]
+    return [g for g in grants if " ON *.* " in g and any(k in g for k in ("ALL PRIVILEGES", "SUPER", "READ_ONLY ADMIN"))]
+
+
+class MySQLSink(Sink):
+    """Writes to one configured server (the replication-aware writer follows a changing primary)."""
+
+    def __init__(self, addr: ServerAddress, *, auto_init: bool = True) -> None:
+        self.addr = addr
+        self.auto_init = auto_init
+        self.conn: pymysql.connections.Connection | None = None
+        self._warned = False
+
+    def _connection(self) -> pymysql.connections.Connection:
+        if self.conn is None:
+            try:
+                conn = connect(self.addr, database="")
+                if self.auto_init:
+                    init_schema(conn, self.addr.database or "iot")
+                else:
+                    conn.select_db(self.addr.database or "iot")
+                if not self._warned:
+                    self._warned = True
+                    for grant in risky_grants(conn):
+                        log.warning("database account %s can write through read_only (%s): use a plain account "
+                                    "(see docs/configuration.md)", self.addr.user, grant)
+            except pymysql.MySQLError as exc:
+                raise SinkUnavailable(f"{self.addr.name}: {exc}") from exc
+            self.conn = conn
+        return self.conn
+
+    def write(self, rows: Sequence[Row]) -> WriteOutcome:
+        conn = self._connection()
+        try:
+            insert_rows(conn, rows)
+        except pymysql.MySQLError as exc:
+            self.close()
+            raise SinkUnavailable(f"{self.addr.name}: {exc}") from exc
+        return WriteOutcome(None)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # the connection may already be dead; nothing to do
+                pass
+            self.conn = None

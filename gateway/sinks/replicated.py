@@ -1,0 +1,356 @@
+"""The writer that follows the primary through a replicated topology, and confirms batches on a replica.
+
+Write path (the drain thread): a batch goes only to the server last verified as the primary by the epoch
+rule (`gateway.topology.analysis.writer_primary`), after a one-round-trip check on that very connection
+(`read_only` off, same server id, same highest epoch). Any error, a read-only refusal (1290/1836) or a changed
+topology drops the connection; the next write rediscovers, polling with jittered backoff for a short while
+(`resolve_wait_s`) so a promotion is picked up within a fraction of a second, then raises `SinkUnavailable`
+so the drain keeps spooling and backs off.
+
+Confirmation (a background thread): each batch's token names the epoch, the primary's server id and the
+batch's GTID position. The thread waits (`MASTER_GTID_WAIT`) on a healthy data-bearing replica of the
+current primary for the newest position written, then checks that the replica still holds our epoch: after
+a failover the new primary's GTIDs make an old `0-1-N` look applied (MariaDB compares sequence numbers only),
+and any replica that applied anything of the new primary also holds its newer epoch row, so the check
+rejects exactly those false confirmations. `confirmed()` only compares tokens with the position confirmed so
+far: it never blocks the drain. After every change of primary (also the first one, which covers batches left
+unconfirmed by an earlier run), `take_requeue_signal()` says so once and the drain writes every unconfirmed
+batch again, idempotently.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pymysql
+
+from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
+from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows
+from gateway.topology.analysis import healthy_replicas, writer_primary
+from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.dialect import META_SCHEMA, dialect_for
+from gateway.topology.discovery import discover
+from gateway.topology.epoch import write_epoch
+from gateway.topology.gtid import Position
+from gateway.topology.model import Snapshot, endpoint, split_endpoint
+
+log = logging.getLogger(__name__)
+
+_CHECK_SQL = f"SELECT @@read_only, @@server_id, (SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch)"
+
+
+@dataclass(frozen=True)
+class PrimaryRef:
+    """The primary the writer currently trusts: the epoch that named it and who it is."""
+
+    endpoint: str
+    server_id: int
+    epoch: int
+    flavor: str = "mariadb"
+
+
+def make_token(p: PrimaryRef, position: str) -> str:
+    """`e<epoch>/<server id>/<GTID position>` (the position may hold commas: it comes last)."""
+    return f"e{p.epoch}/{p.server_id}/{position}"
+
+
+def parse_token(token: str) -> tuple[int, int, str]:
+    """(epoch, server id, position) of a token made by `make_token`."""
+    epoch, server_id, position = token.split("/", 2)
+    return int(epoch.lstrip("e")), int(server_id), position
+
+
+class ReplicatedSink(Sink):
+    """Writes batches to the verified primary of a replicated topology and confirms them on a replica."""
+
+    def __init__(self, seeds: Iterable[str], creds: Credentials, *, database: str = "iot", confirm: bool = True,
+                 resolve_wait_s: float = 2.0, verify_interval_s: float = 1.0, confirm_wait_s: float = 0.25,
+                 auto_init: bool = True, on_switch: Callable[[PrimaryRef], None] | None = None) -> None:
+        self.creds = creds
+        self.database = database
+        self.needs_confirmation = confirm
+        self.resolve_wait_s = resolve_wait_s
+        self.verify_interval_s = verify_interval_s
+        self.confirm_wait_s = confirm_wait_s
+        self.auto_init = auto_init
+        self.on_switch = on_switch
+        # Every server ever seen stays known: a restarted old primary must be probed to be refused.
+        self._known: dict[str, None] = {endpoint(*split_endpoint(s)): None for s in seeds}
+        if not self._known:
+            raise ValueError("ReplicatedSink needs at least one seed server")
+        self._lock = threading.Lock()
+        self._primary: PrimaryRef | None = None
+        self._conn: pymysql.connections.Connection | None = None
+        self._stale = True
+        self._requeue = False
+        self._last_gtid = ""
+        self._target: Position | None = None  # newest position written to the current primary
+        self._confirmed: Position | None = None  # position a replica of the current primary has applied
+        self._confirmers: list[str] = []
+        self._replica_conns: dict[str, pymysql.connections.Connection] = {}
+        self._schema_ready: set[tuple[str, int]] = set()
+        self._rotation = 0
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="iotgw-writer-probe")
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.switches = 0
+        self.switched_at = 0.0  # time.monotonic() of the last change of primary
+
+    # ------------------------------------------------------------------ the drain's interface
+    @property
+    def primary(self) -> PrimaryRef | None:
+        return self._primary
+
+    def write(self, rows: Sequence[Row]) -> WriteOutcome:
+        """Write one batch to the verified primary; raise SinkUnavailable if there is none right now."""
+        self._start_thread()
+        if self._stale or self._conn is None:
+            self._resolve()
+        p, conn = self._primary, self._conn
+        assert p is not None and conn is not None
+        try:
+            with conn.cursor() as cur:
+                cur.execute(_CHECK_SQL)
+                read_only, server_id, epoch = cur.fetchone()
+                if read_only or server_id != p.server_id or int(epoch or 0) != p.epoch:
+                    conn.rollback()
+                    self._invalidate()
+                    raise SinkUnavailable(f"{p.endpoint} is no longer the primary of epoch {p.epoch} "
+                                          f"(read_only={read_only}, server {server_id}, epoch {epoch})")
+                gtid = insert_rows(conn, rows)
+                if gtid and gtid != self._last_gtid:
+                    position = gtid
+                else:  # the batch wrote no binlog event (all rows were there): wait for everything instead
+                    cur.execute(dialect_for(p.flavor).last_write_sql())
+                    position = cur.fetchone()[1]
+                self._last_gtid = gtid
+        except pymysql.MySQLError as exc:
+            self._invalidate()
+            raise SinkUnavailable(f"{p.endpoint}: {exc}") from exc
+        if not self.needs_confirmation:
+            return WriteOutcome(None)
+        d = dialect_for(p.flavor)
+        with self._lock:
+            if self._primary == p:
+                pos = d.parse_position(position)
+                self._target = pos if self._target is None else self._target.merged(pos)  # type: ignore[arg-type]
+        self._wake.set()
+        return WriteOutcome(make_token(p, position))
+
+    def confirmed(self, tokens: Sequence[str]) -> list[str]:
+        """Tokens of the current primary whose position a replica has applied (never blocks)."""
+        with self._lock:
+            p, done = self._primary, self._confirmed
+        if p is None or done is None:
+            return []
+        d = dialect_for(p.flavor)
+        out = []
+        for token in tokens:
+            epoch, server_id, position = parse_token(token)
+            if epoch == p.epoch and server_id == p.server_id and done.contains(d.parse_position(position)):  # type: ignore[arg-type]
+                out.append(token)
+        return out
+
+    def take_requeue_signal(self) -> bool:
+        with self._lock:
+            signal, self._requeue = self._requeue, False
+        return signal
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.confirm_wait_s + self.creds.io_timeout + 5)
+        self._drop_conn()
+        for conn in self._replica_conns.values():
+            _quiet_close(conn)
+        self._replica_conns.clear()
+        self._pool.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ finding and verifying the primary
+    def _snapshot(self) -> Snapshot:
+        with self._lock:
+            known = list(self._known)
+        snap = discover(known, self.creds, pool=self._pool)
+        with self._lock:
+            for s in snap.servers:
+                self._known.setdefault(s.endpoint, None)
+        return snap
+
+    def _invalidate(self) -> None:
+        self._stale = True
+        self._drop_conn()
+
+    def _drop_conn(self) -> None:
+        if self._conn is not None:
+            _quiet_close(self._conn)
+            self._conn = None
+
+    def _resolve(self) -> None:
+        """Find and open the primary, polling with jittered backoff for up to `resolve_wait_s`."""
+        self._drop_conn()
+        deadline = time.monotonic() + self.resolve_wait_s
+        delay = 0.05
+        while True:
+            snap = self._snapshot()
+            decision = writer_primary(snap)
+            if decision.primary is not None:
+                try:
+                    self._open(snap, decision.primary, decision.epoch, decision.adopt)
+                    return
+                except (pymysql.MySQLError, _Refused) as exc:
+                    reason = f"{decision.primary.endpoint}: {exc}"
+            else:
+                reason = decision.reason
+            if self._closed.is_set() or time.monotonic() + delay > deadline:
+                raise SinkUnavailable(f"no primary to write to: {reason}")
+            self._closed.wait(random.uniform(delay / 2, delay))  # jitter: many gateways do not probe in step
+            delay = min(delay * 2, 0.4)
+
+    def _open(self, snap: Snapshot, primary, epoch: int, adopt: bool) -> None:  # noqa: ANN001 - ServerState
+        host, port = split_endpoint(primary.endpoint)
+        addr = ServerAddress(host=host, port=port, user=self.creds.user, password=self.creds.password,
+                             database=self.database, tls_ca=self.creds.tls_ca, tls_cert=self.creds.tls_cert,
+                             tls_key=self.creds.tls_key, connect_timeout=self.creds.connect_timeout)
+        conn = connect(addr, database="", read_timeout=self.creds.io_timeout)
+        try:
+            with conn.cursor() as cur:
+                if adopt:
+                    rhost, rport = split_endpoint(primary.report_endpoint or primary.endpoint)
+                    write_epoch(cur, 1, primary.server_id, rhost, rport, "iotgw writer: adopted topology")
+                    conn.commit()
+                    epoch = 1
+                    log.warning("adopted %s as primary: wrote epoch 1 (the topology had none)", primary.endpoint)
+                cur.execute(_CHECK_SQL)  # verify on this very connection: the snapshot is already a little old
+                read_only, server_id, held = cur.fetchone()
+                if read_only or server_id != primary.server_id or int(held or 0) != epoch:
+                    raise _Refused(f"changed while connecting (read_only={read_only}, server {server_id}, "
+                                   f"epoch {held} != {epoch})")
+            key = (primary.endpoint, primary.server_id)
+            if self.auto_init and key not in self._schema_ready:
+                init_schema(conn, self.database)
+                self._schema_ready.add(key)
+            else:
+                conn.select_db(self.database)
+            conn.commit()
+        except BaseException:
+            _quiet_close(conn)
+            raise
+        new = PrimaryRef(primary.endpoint, primary.server_id, epoch, primary.flavor)
+        confirmers = [h.server.endpoint for h in healthy_replicas(snap, primary)]
+        with self._lock:
+            old = self._primary
+            if old != new:
+                # Every change, the first one included (the spool may hold batches of an earlier run):
+                # forget positions of the old primary and have the drain write unconfirmed batches again.
+                self._requeue = True
+                self._target = self._confirmed = None
+                self.switches += 1
+                self.switched_at = time.monotonic()
+            self._primary, self._conn, self._stale = new, conn, False
+            self._confirmers = confirmers
+            self._last_gtid = ""
+        if old != new:
+            log.warning("writing to %s (epoch %d, server %d)%s", new.endpoint, new.epoch, new.server_id,
+                        f", was {old.endpoint}" if old else "")
+            if self.on_switch:
+                self.on_switch(new)
+
+    # ------------------------------------------------------------------ background: verify and confirm
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="iotgw-writer-watch", daemon=True)
+            self._thread.start()
+
+    def _watch(self) -> None:
+        next_check = time.monotonic() + self.verify_interval_s
+        while not self._closed.is_set():
+            try:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.verify_interval_s
+                    self._verify()
+                busy = self._confirm_once()
+            except Exception:  # the watcher must survive anything a server does; the write path re-checks
+                log.exception("writer watch thread")
+                busy = False
+            if not busy:
+                self._wake.wait(max(0.0, min(0.2, next_check - time.monotonic())))
+                self._wake.clear()
+
+    def _verify(self) -> None:
+        """Rediscover; mark the primary stale if the epoch rule now names another (or none)."""
+        with self._lock:
+            p = self._primary
+        if p is None:
+            return
+        snap = self._snapshot()
+        decision = writer_primary(snap)
+        chosen = decision.primary
+        with self._lock:
+            if self._primary != p:
+                return
+            if chosen is None or chosen.server_id != p.server_id or decision.epoch != p.epoch:
+                log.warning("primary %s (epoch %d) no longer verified: %s", p.endpoint, p.epoch, decision.reason)
+                self._stale = True
+            else:
+                self._confirmers = [h.server.endpoint for h in healthy_replicas(snap, chosen)]
+
+    def _confirm_once(self) -> bool:
+        """Wait briefly on one replica for the newest written position; True if there was work."""
+        with self._lock:
+            p, target, done, confirmers = self._primary, self._target, self._confirmed, list(self._confirmers)
+        if p is None or target is None or not confirmers or (done is not None and done.contains(target)):  # type: ignore[arg-type]
+            return False
+        ep = confirmers[self._rotation % len(confirmers)]
+        d = dialect_for(p.flavor)
+        try:
+            conn = self._replica_conns.get(ep)
+            if conn is None:
+                conn = open_connection(ep, self.creds, io_timeout=self.confirm_wait_s + self.creds.io_timeout)
+                self._replica_conns[ep] = conn
+            with conn.cursor() as cur:
+                cur.execute(*d.wait_for_gtid_sql(str(target), self.confirm_wait_s))
+                if str(cur.fetchone()[0]) != "0":
+                    self._rotation += 1  # this replica is slow: try another next time
+                    return True
+                # Applied, by sequence number. Still ours only if nothing of a newer primary reached it.
+                cur.execute(f"SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch")
+                held = int(cur.fetchone()[0] or 0)
+        except pymysql.MySQLError:
+            conn = self._replica_conns.pop(ep, None)
+            if conn is not None:
+                _quiet_close(conn)
+            self._rotation += 1
+            return True
+        with self._lock:
+            if self._primary == p and held == p.epoch:
+                self._confirmed = target if self._confirmed is None else self._confirmed.merged(target)  # type: ignore[arg-type]
+            elif self._primary == p and held > p.epoch:
+                self._stale = True  # a newer primary exists: the write path must re-resolve
+        return True
+
+
+class _Refused(Exception):
+    """The server changed between discovery and connecting."""
+
+
+def _quiet_close(conn: pymysql.connections.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # already dead: nothing to release
+        pass
+
+
+def from_config(db, **kwargs) -> ReplicatedSink:  # noqa: ANN001 - gateway.config.DatabaseConfig
+    """A ReplicatedSink for a `[database]` section with `kind = "mysql"`."""
+    from gateway.topology.conn import credentials_from_config
+
+    return ReplicatedSink(db.servers, credentials_from_config(db), database=db.database,
+                          confirm=db.confirm_replica, **kwargs)

@@ -1,0 +1,419 @@
+"""The durable spool: SQLite in WAL mode with synchronous=FULL, filled by group commits.
+
+A reading is acknowledged (MQTT PUBACK, end-to-end ack) only after the group commit that holds it.
+The spool also keeps, per (device, node, boot), the contiguous watermark `upto` that end-to-end acks carry,
+so duplicates are recognised (and re-acked) across restarts. Rows leave the spool when the sink has them:
+at once for a plain sink, or when a replica has confirmed the batch (replicated writer).
+
+Threading: one writer thread (`SpoolWriter`) does every ingest commit; the drain worker uses its own
+connection. SQLite's WAL lets both proceed; `busy_timeout` covers the short write overlaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from gateway import crashpoints
+from gateway.protocol import Ack, Reading
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL, node TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    site TEXT NOT NULL, ts INTEGER, src TEXT NOT NULL, clock TEXT NOT NULL,
+    value REAL NOT NULL, unit TEXT NOT NULL, cached INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+    token TEXT  -- NULL: waiting to be written; otherwise written in that batch, waiting for confirmation
+);
+CREATE INDEX IF NOT EXISTS spool_token ON spool(token);
+CREATE TABLE IF NOT EXISTS progress (
+    device TEXT NOT NULL, node TEXT NOT NULL, boot INTEGER NOT NULL, site TEXT NOT NULL, upto INTEGER NOT NULL,
+    PRIMARY KEY (device, node, boot)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held (  -- sequences held above a stream's contiguous watermark (out of order)
+    device TEXT NOT NULL, node TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (device, node, boot, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, source TEXT NOT NULL, topic TEXT NOT NULL,
+    site TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, field TEXT, detail TEXT NOT NULL, raw BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+READING_COLUMNS = "device, node, boot, seq, site, ts, src, clock, value, unit, cached, received_ms"
+
+
+def open_db(path: str | Path) -> sqlite3.Connection:
+    """Open (and create) a spool database with the durability settings every connection must use."""
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A rejected message, kept with its reason and its raw bytes."""
+
+    source: str
+    topic: str
+    site: str
+    reason: str
+    field: str | None
+    detail: str
+    raw: bytes
+    received_ms: int
+    ident: tuple[str, str, int, int] | None = None  # identity, when the payload has a valid one
+
+
+class Source(Protocol):
+    """Where an entry came from; told once per group commit which of its entries are durable."""
+
+    def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:
+        """`refs`: the source's own handles (e.g. MQTT mids); `acks`: (site, ack) per touched stream."""
+
+
+@dataclass(slots=True)
+class Entry:
+    item: Reading | Quarantined
+    source: Source | None = None
+    ref: object = None
+
+
+@dataclass
+class SpoolStats:
+    pending: int
+    unconfirmed: int
+    quarantined: int
+    quarantine_evicted: int
+    streams: int
+    oldest_received_ms: int | None
+    file_bytes: int
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        return self.pending + self.unconfirmed
+
+
+class Watermarks:
+    """The per-stream contiguous watermark and the out-of-order sequences above it (in memory + spool)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.upto: dict[tuple[str, str, int], int] = {}
+        self.held: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+        for dev, node, boot, upto in conn.execute("SELECT device, node, boot, upto FROM progress"):
+            self.upto[(dev, node, boot)] = upto
+        for dev, node, boot, seq in conn.execute("SELECT device, node, boot, seq FROM held"):
+            self.held[(dev, node, boot)].add(seq)
+
+    def is_held(self, key: tuple[str, str, int], seq: int) -> bool:
+        return seq <= self.upto.get(key, -1) or seq in self.held.get(key, ())
+
+    def add(self, key: tuple[str, str, int], seq: int) -> None:
+        upto = self.upto.get(key, -1)
+        if seq == upto + 1:
+            upto += 1
+            above = self.held.get(key)
+            while above and upto + 1 in above:
+                upto += 1
+                above.discard(upto)
+            self.upto[key] = upto
+        else:
+            self.held[key].add(seq)
+
+    def current(self, key: tuple[str, str, int]) -> int:
+        return self.upto.get(key, -1)
+
+
+class Spool:
+    """The spool database: ingest commits (through SpoolWriter), drain access, inspection."""
+
+    def __init__(self, path: str | Path, *, max_readings: int = 1_000_000, quarantine_max: int = 10_000,
+                 resume_fraction: float = 0.9, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.max_readings = max_readings
+        self.quarantine_max = quarantine_max
+        self.resume_fraction = resume_fraction
+        self.clock = clock
+        self.conn = open_db(self.path)  # the ingest (writer thread) connection
+        self.marks = Watermarks(self.conn)
+        self._depth = self._count_depth(self.conn)
+        self._depth_lock = threading.Lock()
+        self._full = self._depth >= max_readings
+        self.full_changed = threading.Condition()
+        self.last_stored = 0  # readings newly stored by the last group commit (duplicates excluded)
+
+    # --- capacity -------------------------------------------------------------------------------
+    @staticmethod
+    def _count_depth(conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM spool").fetchone()[0]
+
+    @property
+    def depth(self) -> int:
+        """Readings held in the spool (waiting to be written or waiting for confirmation)."""
+        return self._depth
+
+    @property
+    def full(self) -> bool:
+        """True while ingest must stop taking messages (backpressure); clears below resume_fraction."""
+        return self._full
+
+    def _adjust_depth(self, delta: int) -> None:
+        with self._depth_lock:
+            self._depth += delta
+            was = self._full
+            if self._depth >= self.max_readings:
+                self._full = True
+            elif self._depth <= self.max_readings * self.resume_fraction:
+                self._full = False
+            changed = was != self._full
+        if changed:
+            log.warning("spool %s: %d readings held (limit %d)", "FULL, pausing ingest" if self._full
+                        else "has room again, resuming ingest", self._depth, self.max_readings)
+            with self.full_changed:
+                self.full_changed.notify_all()
+
+    # --- ingest commit (called only from the writer thread) -------------------------------------
+    def commit_group(self, entries: Sequence[Entry]) -> dict[tuple[str, str, int], tuple[str, int]]:
+        """Durably store a group of entries in one transaction.
+
+        Returns the touched streams with (site, upto) after the commit: the end-to-end acks to send.
+        Duplicates (already held) are not stored again but still touch their stream, so they are re-acked.
+        """
+        rows, quarantine, touched = [], [], {}
+        new_marks: list[tuple[tuple[str, str, int], int]] = []
+        in_group: set[tuple[str, str, int, int]] = set()
+        for e in entries:
+            item = e.item
+            if isinstance(item, Quarantined):
+                if item.ident is None:
+                    quarantine.append(item)
+                    continue
+                key, seq = item.ident[:3], item.ident[3]
+            else:
+                key, seq = item.stream, item.seq
+            ident = (*key, seq)
+            touched[key] = item.site
+            if ident in in_group or self.marks.is_held(key, seq):
+                continue  # a duplicate: not stored again, but its stream is re-acked
+            in_group.add(ident)
+            new_marks.append((key, seq))
+            if isinstance(item, Quarantined):
+                quarantine.append(item)
+                continue
+            rows.append((item.device, item.node, item.boot, item.seq, item.site, item.ts, item.src, item.clock,
+                         item.value, item.unit, int(item.cached), item.received_ms))
+        before = {key: self.marks.current(key) for key in touched}
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                conn.executemany(f"INSERT INTO spool ({READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            for key, seq in new_marks:
+                self.marks.add(key, seq)
+            for key, site in touched.items():
+                upto = self.marks.current(key)
+                if upto != before[key]:
+                    conn.execute("INSERT INTO progress (device, node, boot, site, upto) VALUES (?,?,?,?,?) "
+                                 "ON CONFLICT (device, node, boot) DO UPDATE SET upto = excluded.upto", (*key, site, upto))
+                    conn.execute("DELETE FROM held WHERE device=? AND node=? AND boot=? AND seq<=?", (*key, upto))
+                above = [(*key, s) for s in self.marks.held.get(key, ()) if s > upto]
+                if above:
+                    conn.executemany("INSERT OR IGNORE INTO held (device, node, boot, seq) VALUES (?,?,?,?)", above)
+            if quarantine:
+                self._quarantine(conn, quarantine)
+            crashpoints.hit("spool.before_commit")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            # The in-memory marks may have advanced for rows that are not stored: reload them.
+            self.marks = Watermarks(conn)
+            raise
+        crashpoints.hit("spool.after_commit")
+        self.last_stored = len(rows)
+        if rows:
+            self._adjust_depth(len(rows))
+        return {key: (site, self.marks.current(key)) for key, site in touched.items()}
+
+    def insert_replayed(self, rows: Sequence[tuple], quarantine_ids: Sequence[int]) -> None:
+        """Move quarantined readings that now validate into the spool (one transaction).
+
+        No duplicate check against the watermarks: a quarantined identity was never stored, and the sinks
+        keep one row per identity anyway.
+        """
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(f"INSERT INTO spool ({READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("DELETE FROM quarantine WHERE id = ?", [(i,) for i in quarantine_ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._adjust_depth(len(rows))
+
+    def _quarantine(self, conn: sqlite3.Connection, items: Sequence[Quarantined]) -> None:
+        conn.executemany(
+            "INSERT INTO quarantine (received_ms, source, topic, site, reason, field, detail, raw) VALUES (?,?,?,?,?,?,?,?)",
+            [(q.received_ms, q.source, q.topic, q.site, q.reason, q.field, q.detail, q.raw) for q in items])
+        total = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        if total > self.quarantine_max:
+            evict = total - self.quarantine_max
+            conn.execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)", (evict,))
+            conn.execute("INSERT INTO counters (name, value) VALUES ('quarantine_evicted', ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", (evict,))
+
+    # --- drain side (own connection, called from the drain thread) ------------------------------
+    def drain_connection(self) -> sqlite3.Connection:
+        return open_db(self.path)
+
+    def take(self, conn: sqlite3.Connection, limit: int) -> list[tuple[int, tuple]]:
+        """The oldest readings waiting to be written: (spool id, row in READING_COLUMNS order)."""
+        cur = conn.execute(f"SELECT id, {READING_COLUMNS} FROM spool WHERE token IS NULL ORDER BY id LIMIT ?", (limit,))
+        return [(r[0], r[1:]) for r in cur]
+
+    def written(self, conn: sqlite3.Connection, ids: Sequence[int], token: str | None) -> None:
+        """The sink has these rows: delete them (token None) or keep them as unconfirmed under `token`."""
+        if token is None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+            self._adjust_depth(-len(ids))
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("UPDATE spool SET token = ? WHERE id = ?", [(token, i) for i in ids])
+            conn.execute("COMMIT")
+
+    def unconfirmed_tokens(self, conn: sqlite3.Connection) -> list[str]:
+        return [r[0] for r in conn.execute("SELECT DISTINCT token FROM spool WHERE token IS NOT NULL ORDER BY id")]
+
+    def confirmed(self, conn: sqlite3.Connection, tokens: Sequence[str]) -> int:
+        """A replica has these batches: they leave the spool."""
+        if not tokens:
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        n = 0
+        for token in tokens:
+            n += conn.execute("DELETE FROM spool WHERE token = ?", (token,)).rowcount
+        conn.execute("COMMIT")
+        self._adjust_depth(-n)
+        return n
+
+    def requeue_unconfirmed(self, conn: sqlite3.Connection) -> int:
+        """After a primary change: every unconfirmed batch is written again (idempotent)."""
+        return conn.execute("UPDATE spool SET token = NULL WHERE token IS NOT NULL").rowcount
+
+    # --- inspection ----------------------------------------------------------------------------
+    def stats(self) -> SpoolStats:
+        return read_stats(self.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def read_stats(path: str | Path) -> SpoolStats:
+    """Spool status from its file (also usable while a gateway is running)."""
+    conn = open_db(path)
+    try:
+        pending = conn.execute("SELECT count(*) FROM spool WHERE token IS NULL").fetchone()[0]
+        unconfirmed = conn.execute("SELECT count(*) FROM spool WHERE token IS NOT NULL").fetchone()[0]
+        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        counters = dict(conn.execute("SELECT name, value FROM counters"))
+        streams = conn.execute("SELECT count(*) FROM progress").fetchone()[0]
+        oldest = conn.execute("SELECT min(received_ms) FROM spool").fetchone()[0]
+    finally:
+        conn.close()
+    size = sum(p.stat().st_size for p in Path(path).parent.glob(Path(path).name + "*") if p.exists())
+    return SpoolStats(pending, unconfirmed, quarantined, counters.get("quarantine_evicted", 0), streams, oldest,
+                      size, counters)
+
+
+class SpoolWriter(threading.Thread):
+    """The one thread that commits ingest entries in groups and then tells each source what is durable."""
+
+    def __init__(self, spool: Spool, *, group_commit_ms: int = 20, group_max: int = 500,
+                 queue_max: int = 20_000, ack_clock: Callable[[], int] | None = None,
+                 on_commit: Callable[[int, int, float], None] | None = None) -> None:
+        super().__init__(name="spool-writer", daemon=True)
+        self.spool = spool
+        self.group_s = group_commit_ms / 1000
+        self.group_max = group_max
+        self.queue: queue.Queue[Entry | None] = queue.Queue(maxsize=queue_max)
+        self.ack_clock = ack_clock or (lambda: int(time.time() * 1000))
+        self.on_commit = on_commit
+        self._stop_requested = False
+        self.error: BaseException | None = None
+
+    def submit(self, entry: Entry) -> None:
+        """Queue an entry; blocks when the queue is full (bounded memory: the caller's ack is held back)."""
+        self.queue.put(entry)
+
+    def stop(self) -> None:
+        """Commit what is queued, then end."""
+        self._stop_requested = True
+        self.queue.put(None)
+
+    def run(self) -> None:
+        try:
+            while True:
+                first = self.queue.get()
+                if first is None:
+                    if self.queue.empty():
+                        return
+                    self.queue.put(None)  # entries arrived behind the stop: commit them first
+                    continue
+                group = [first]
+                deadline = time.monotonic() + self.group_s
+                while len(group) < self.group_max:
+                    timeout = deadline - time.monotonic()
+                    try:
+                        nxt = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self.queue.put(None)  # handle the stop after this group
+                        break
+                    group.append(nxt)
+                self._commit(group)
+        except BaseException as exc:  # a spool that cannot commit must stop the gateway, loudly
+            log.exception("spool writer failed")
+            self.error = exc
+
+    def _commit(self, group: list[Entry]) -> None:
+        started = time.monotonic()
+        marks = self.spool.commit_group(group)
+        now = self.ack_clock()
+        by_source: dict[int, tuple[Source, list[object], set]] = {}
+        for e in group:
+            if e.source is None:
+                continue
+            slot = by_source.setdefault(id(e.source), (e.source, [], set()))
+            slot[1].append(e.ref)
+            if isinstance(e.item, Reading):
+                slot[2].add(e.item.stream)
+        for source, refs, streams in by_source.values():
+            acks = []
+            for key in streams:
+                site, upto = marks[key]
+                if upto >= 0:
+                    acks.append((site, Ack(key[0], key[1], key[2], upto, now)))
+            try:
+                source.committed(refs, acks)
+            except Exception:
+                log.exception("source %r failed to handle a commit (its messages will be redelivered)", source)
+        if self.on_commit:
+            self.on_commit(len(group), sum(isinstance(e.item, Quarantined) for e in group), time.monotonic() - started)

@@ -1,0 +1,55 @@
+"""How the topology layer opens connections: one set of credentials and timeouts, bounded everywhere."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pymysql
+
+from gateway.topology.model import split_endpoint
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An account and the limits every connection made with it keeps (no wait on a dead server is unbounded)."""
+
+    user: str = "iotgw"
+    password: str = ""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    connect_timeout: float = 3.0
+    io_timeout: float = 10.0  # read/write timeout: a frozen (SIGSTOPped) server fails after this
+
+    def with_timeouts(self, connect: float | None = None, io: float | None = None) -> Credentials:
+        return replace(self, connect_timeout=connect or self.connect_timeout, io_timeout=io or self.io_timeout)
+
+
+def credentials_from_config(db: Any, admin: bool = False) -> Credentials:
+    """The writer account (or, with `admin`, the admin account) of a `DatabaseConfig`."""
+    from gateway.config import resolve_secret
+
+    if admin:
+        user = getattr(db, "admin_user", "root")
+        password = resolve_secret("database", db, "admin_password") if hasattr(db, "admin_password") else ""
+    else:
+        user, password = db.user, resolve_secret("database", db)
+    return Credentials(user=user, password=password, tls_ca=db.tls_ca, tls_cert=db.tls_cert, tls_key=db.tls_key,
+                       connect_timeout=db.connect_timeout, io_timeout=getattr(db, "io_timeout_s", 10.0))
+
+
+def open_connection(ep: str, creds: Credentials, database: str | None = None, autocommit: bool = True,
+                    io_timeout: float | None = None, **kwargs: Any) -> pymysql.Connection:
+    """A PyMySQL connection to `HOST:PORT` with the account's TLS and bounded timeouts."""
+    host, port = split_endpoint(ep)
+    ssl_ctx = None
+    if creds.tls_ca:
+        ssl_ctx = ssl.create_default_context(cafile=creds.tls_ca)
+        if creds.tls_cert:
+            ssl_ctx.load_cert_chain(creds.tls_cert, creds.tls_key or None)
+    timeout = io_timeout if io_timeout is not None else creds.io_timeout
+    return pymysql.connect(host=host, port=port, user=creds.user, password=creds.password, database=database,
+                           autocommit=autocommit, connect_timeout=creds.connect_timeout, read_timeout=timeout,
+                           write_timeout=timeout, ssl=ssl_ctx, **kwargs)

@@ -1,0 +1,178 @@
+"""GTID positions of both server flavours, parsed into plain values that can be compared.
+
+MariaDB writes a position as `domain-server-seq` per replication domain (`0-1-345,1-2-10`): within a domain
+the sequence only grows (with `gtid_strict_mode`), so "has a replica applied X" is a per-domain `seq >=`.
+The server id is kept for errant-transaction checks, but MariaDB's own `MASTER_GTID_WAIT` ignores it (see the
+field notes), which is why the writer tags its tokens with the topology epoch too.
+
+MySQL 8 writes a set of intervals per source UUID (`3e11fa47-…:1-5:7,4f…:1-3`): "applied" is set inclusion
+and a distance is the number of transactions in one set and not in the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GtidError(ValueError):
+    """Text that is not a GTID position of the expected flavour."""
+
+
+@dataclass(frozen=True, order=True)
+class MariaGtid:
+    """One MariaDB GTID `domain-server-seq`."""
+
+    domain: int
+    server_id: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.domain}-{self.server_id}-{self.seq}"
+
+
+@dataclass(frozen=True)
+class MariaPos:
+    """A MariaDB GTID position: at most one GTID per domain (`@@gtid_slave_pos`, `@@gtid_binlog_pos`, …)."""
+
+    gtids: tuple[MariaGtid, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> MariaPos:
+        """Parse `0-1-345,1-2-10` (empty or None gives the empty position)."""
+        by_domain: dict[int, MariaGtid] = {}
+        for part in (text or "").replace("\n", "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            pieces = part.split("-")
+            if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+                raise GtidError(f"not a MariaDB GTID: {part!r} in {text!r}")
+            g = MariaGtid(*(int(p) for p in pieces))
+            old = by_domain.get(g.domain)
+            if old is None or g.seq > old.seq:
+                by_domain[g.domain] = g
+        return cls(tuple(sorted(by_domain.values())))
+
+    def seq(self, domain: int) -> int:
+        """The sequence number reached in `domain` (0 if the domain is absent)."""
+        for g in self.gtids:
+            if g.domain == domain:
+                return g.seq
+        return 0
+
+    def contains(self, other: MariaPos) -> bool:
+        """True if every domain of `other` is reached here (sequence numbers only, like MASTER_GTID_WAIT)."""
+        return all(self.seq(g.domain) >= g.seq for g in other.gtids)
+
+    def distance_to(self, ahead: MariaPos) -> int:
+        """How many transactions `ahead` has that this position has not (summed over domains)."""
+        return sum(max(0, g.seq - self.seq(g.domain)) for g in ahead.gtids)
+
+    def merged(self, other: MariaPos) -> MariaPos:
+        """The per-domain maximum of both positions."""
+        return MariaPos.parse(f"{self},{other}")
+
+    def __str__(self) -> str:
+        return ",".join(str(g) for g in self.gtids)
+
+    def __bool__(self) -> bool:
+        return bool(self.gtids)
+
+
+@dataclass(frozen=True)
+class MysqlGtidSet:
+    """A MySQL GTID set: per source UUID, sorted disjoint closed intervals of transaction numbers."""
+
+    sources: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> MysqlGtidSet:
+        """Parse `uuid:1-5:7,uuid2:1-3` (MySQL prints newlines after the commas)."""
+        acc: dict[str, list[tuple[int, int]]] = {}
+        for part in (text or "").replace("\n", "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            uuid, *ranges = part.split(":")
+            if len(uuid) != 36 or not ranges:
+                raise GtidError(f"not a MySQL GTID set member: {part!r}")
+            for r in ranges:
+                lo, _, hi = r.partition("-")
+                if not lo.isdigit() or (hi and not hi.isdigit()):
+                    raise GtidError(f"bad interval {r!r} in {part!r}")
+                acc.setdefault(uuid.lower(), []).append((int(lo), int(hi or lo)))
+        return cls(tuple((u, _normalise(iv)) for u, iv in sorted(acc.items())))
+
+    def _intervals(self, uuid: str) -> tuple[tuple[int, int], ...]:
+        for u, iv in self.sources:
+            if u == uuid:
+                return iv
+        return ()
+
+    def count(self) -> int:
+        """Number of transactions in the set."""
+        return sum(hi - lo + 1 for _, iv in self.sources for lo, hi in iv)
+
+    def minus(self, other: MysqlGtidSet) -> MysqlGtidSet:
+        """Transactions here and not in `other` (like GTID_SUBTRACT)."""
+        out = []
+        for uuid, iv in self.sources:
+            rest = _subtract(iv, other._intervals(uuid))
+            if rest:
+                out.append((uuid, rest))
+        return MysqlGtidSet(tuple(out))
+
+    def contains(self, other: MysqlGtidSet) -> bool:
+        """True if `other` is a subset of this set (like GTID_SUBSET(other, self))."""
+        return not other.minus(self).sources
+
+    def distance_to(self, ahead: MysqlGtidSet) -> int:
+        """How many transactions `ahead` has that this set has not."""
+        return ahead.minus(self).count()
+
+    def merged(self, other: MysqlGtidSet) -> MysqlGtidSet:
+        """The union of both sets."""
+        return MysqlGtidSet.parse(f"{self},{other}")
+
+    def __str__(self) -> str:
+        return ",".join(u + "".join(f":{lo}" if lo == hi else f":{lo}-{hi}" for lo, hi in iv) for u, iv in self.sources)
+
+    def __bool__(self) -> bool:
+        return bool(self.sources)
+
+
+def _normalise(intervals: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(intervals):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def _subtract(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in a:
+        pieces = [(lo, hi)]
+        for blo, bhi in b:
+            nxt = []
+            for plo, phi in pieces:
+                if bhi < plo or blo > phi:
+                    nxt.append((plo, phi))
+                    continue
+                if plo < blo:
+                    nxt.append((plo, blo - 1))
+                if phi > bhi:
+                    nxt.append((bhi + 1, phi))
+            pieces = nxt
+        out.extend(pieces)
+    return tuple(out)
+
+
+Position = MariaPos | MysqlGtidSet
+
+
+def parse_position(flavor: str, text: str | None) -> Position:
+    """Parse a GTID position of `flavor` ("mariadb" or "mysql")."""
+    return MysqlGtidSet.parse(text) if flavor == "mysql" else MariaPos.parse(text)

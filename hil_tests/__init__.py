@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop tests: the same scenarios on simulated boards (simavr) or real ones (serial)."""

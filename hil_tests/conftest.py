@@ -1,0 +1,108 @@
+"""pytest wiring for the hardware-in-the-loop rig.
+
+Options (registered here: pytest loads this conftest at start-up because ``hil_tests`` is in ``testpaths``):
+
+- ``--rig sim`` (default): simulated boards under ``hil_tests/sim/harness`` (simavr), built by the run.
+- ``--rig serial --port /dev/ttyACM0 [--port2 /dev/ttyACM1] [--power-cmd "relay {state} {port}"]``:
+  real boards. Tests that need a port skip, naming ``--port``, when none is given; tests that need what
+  only the simulator can do (freeze a CPU, cut power after the k-th EEPROM byte) skip on the serial rig.
+
+When a test fails, the last lines of every board it used (and the harness log) are added to the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hil_tests.rig.board import Board, Unsupported
+from hil_tests.rig.sim import BoardSpec, Harness
+
+_BOARDS = pytest.StashKey[list[Board]]()
+_HARNESSES = pytest.StashKey[list[Harness]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil", "hardware-in-the-loop rig (hil_tests)")
+    group.addoption("--rig", choices=("sim", "serial"), default="sim",
+                    help="sim: simulated boards (simavr, default); serial: real boards on --port/--port2")
+    group.addoption("--port", default=None, help="serial port of the first real board (--rig serial)")
+    group.addoption("--port2", default=None, help="serial port of the second real board (the pair's slave)")
+    group.addoption("--power-cmd", default=None,
+                    help='shell command that switches a real board\'s power, e.g. "usbrelay R1={state} # {port}"')
+
+
+@pytest.fixture(scope="session")
+def rig(pytestconfig: pytest.Config) -> str:
+    """Which rig this run uses: "sim" or "serial"."""
+    return pytestconfig.getoption("--rig")
+
+
+@pytest.fixture
+def sim_only(rig: str) -> None:
+    """Skip unless on the sim rig (the test drives the simulator's own controls)."""
+    if rig != "sim":
+        pytest.skip("needs the simulated rig (--rig sim): it drives simulator-only controls")
+
+
+@pytest.fixture
+def make_harness(request: pytest.FixtureRequest, tmp_path: Path, rig: str) -> Iterator[Callable[..., Harness]]:
+    """``make_harness([BoardSpec, ...], pace=0.0)`` starts a harness; all are closed after the test."""
+    if rig != "sim":
+        pytest.skip("needs the simulated rig (--rig sim)")
+    started: list[Harness] = []
+
+    def make(specs: list[BoardSpec], pace: float = 0.0) -> Harness:
+        h = Harness(specs, tmp_path / f"harness{len(started)}", pace=pace).start()
+        started.append(h)
+        request.node.stash.setdefault(_HARNESSES, []).append(h)
+        request.node.stash.setdefault(_BOARDS, []).extend(h.boards.values())
+        return h
+
+    yield make
+    for h in started:
+        h.close()
+
+
+@pytest.fixture
+def serial_boards(request: pytest.FixtureRequest, pytestconfig: pytest.Config, rig: str) -> Iterator[list[Board]]:
+    """The real boards given with --port (and --port2), opened; skips cleanly without --port."""
+    if rig != "serial":
+        pytest.skip("serial-rig test: run with --rig serial --port /dev/ttyACM0")
+    port = pytestconfig.getoption("--port")
+    if not port:
+        pytest.skip("no real board: pass --port /dev/ttyACM0 (and --port2 for a pair) with --rig serial")
+    from hil_tests.rig.serial_rig import SerialBoard
+
+    power = pytestconfig.getoption("--power-cmd")
+    boards: list[Board] = [SerialBoard("a", port, power_cmd=power)]
+    port2 = pytestconfig.getoption("--port2")
+    if port2:
+        boards.append(SerialBoard("b", port2, power_cmd=power))
+    request.node.stash.setdefault(_BOARDS, []).extend(boards)
+    yield boards
+    for b in boards:
+        b.close()
+
+
+def needs(board: Board, capability: str) -> None:
+    """Skip the test if ``board``'s rig lacks ``capability`` (see :attr:`Board.capabilities`)."""
+    if capability not in board.capabilities:
+        pytest.skip(f"board {board.name}: this rig cannot {capability!r}"
+                    + (" (give --power-cmd)" if capability in ("power", "freeze") else ""))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.failed:
+        for board in item.stash.get(_BOARDS, []):
+            report.sections.append((f"board {board.name}: last lines", board.last_output(40)))
+        for h in item.stash.get(_HARNESSES, []):
+            report.sections.append((f"harness log {h.workdir}", h.log_tail(30)))
+    return report
+
+
+__all__ = ["needs", "Unsupported"]

@@ -1,0 +1,307 @@
+"""Write the protocol v1 test vectors (run: python3 shared/vectors/make_vectors.py).
+
+This generator is deliberately independent of the gateway package (stdlib only), so the vectors are
+a second, separate statement of protocol.md rather than a copy of one implementation's behaviour.
+The JSON files it writes are committed; implementations load those files, never this script.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import struct
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def crc16_ccitt_false(data: bytes) -> int:
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def fmt_val(milli: int) -> str:
+    sign = "-" if milli < 0 else ""
+    whole, frac = divmod(abs(milli), 1000)
+    text = f"{whole}.{frac:03d}".rstrip("0").rstrip(".")
+    return sign + text
+
+
+def reading(dev="greenhouse-1", node="a", boot=7, seq=42, ts=1700000000123, src="rtc",
+            milli=21500, unit="C", cached=False) -> str:
+    ts_text = "null" if ts is None else str(ts)
+    return (f'{{"v":1,"dev":"{dev}","node":"{node}","boot":{boot},"seq":{seq},"ts":{ts_text},'
+            f'"src":"{src}","val":{fmt_val(milli)},"unit":"{unit}","cached":{"true" if cached else "false"}}}')
+
+
+def expect(dev="greenhouse-1", node="a", boot=7, seq=42, ts=1700000000123, src="rtc",
+           milli=21500, unit="C", cached=False, clock="ok") -> dict:
+    return {"device": dev, "node": node, "boot": boot, "seq": seq, "ts": ts, "src": src,
+            "val": milli / 1000, "val_milli": milli, "unit": unit, "cached": cached, "clock": clock}
+
+
+VALID = [
+    ("basic", dict()),
+    ("cached replay", dict(cached=True)),
+    ("negative fraction", dict(milli=-250)),
+    ("integer value", dict(milli=3000)),
+    ("three decimals", dict(milli=1234)),
+    ("zero", dict(milli=0)),
+    ("no clock", dict(ts=None, src="none", )),
+    ("ntp clock", dict(src="ntp")),
+    ("rtc lost time, 2000-01-01", dict(ts=946684800000)),
+    ("counting from 1970", dict(ts=5000)),
+    ("seq and boot at maximum", dict(boot=4294967295, seq=4294967295)),
+    ("seq zero", dict(seq=0, boot=0)),
+    ("pair node b", dict(dev="pair-1", node="b", boot=3, seq=0)),
+    ("long names", dict(dev="d" * 32, node="n" * 16, unit="u" * 16, milli=-2147483648)),
+]
+CLOCK_OF = {"no clock": "none", "rtc lost time, 2000-01-01": "unset", "counting from 1970": "unset"}
+
+
+def valid_vectors() -> list[dict]:
+    out = []
+    for name, kw in VALID:
+        payload = reading(**kw)
+        assert len(payload.encode()) <= 192, (name, len(payload))
+        out.append({"name": name, "topic": f"iot/site-1/{kw.get('dev', 'greenhouse-1')}/reading",
+                    "received_ms": 1700000001000, "payload": payload, "canonical": True,
+                    "expect": expect(clock=CLOCK_OF.get(name, "ok"), **kw)})
+    # Accepted but not canonical: any key order, spaces, unknown keys, cached omitted, float ts-free values.
+    extra = [
+        ("keys in another order",
+         '{"seq":1,"boot":2,"node":"a","dev":"greenhouse-1","v":1,"unit":"C","val":5,"src":"rtc","ts":1700000000000}',
+         expect(seq=1, boot=2, milli=5000, ts=1700000000000)),
+        ("unknown keys ignored, spaces allowed",
+         '{ "v": 1, "dev": "greenhouse-1", "node": "a", "boot": 7, "seq": 42, "ts": 1700000000123, '
+         '"src": "rtc", "val": 21.5, "unit": "C", "rssi": -60 }',
+         expect()),
+        ("future clock recorded, not rewritten",
+         reading(ts=1700000001000 + 2 * 86400000),
+         expect(ts=1700000001000 + 2 * 86400000, clock="future")),
+        ("exponent value accepted", reading().replace('"val":21.5', '"val":2.15e1'), expect()),
+    ]
+    for name, payload, exp in extra:
+        assert len(payload.encode()) <= 192, (name, len(payload))
+        out.append({"name": name, "topic": "iot/site-1/greenhouse-1/reading", "received_ms": 1700000001000,
+                    "payload": payload, "canonical": False, "expect": exp})
+    return out
+
+
+def invalid_vectors() -> list[dict]:
+    base = json.loads(reading())
+
+    def without(key):
+        d = dict(base)
+        del d[key]
+        return json.dumps(d, separators=(",", ":"))
+
+    def with_(key, value):
+        d = dict(base)
+        d[key] = value
+        return json.dumps(d, separators=(",", ":"))
+
+    cases = [
+        ("oversized", reading(unit="C") + " " * 80, "too_large", None),
+        ("not utf-8", None, "not_utf8", None),
+        ("not json", "temperature=21.5", "not_json", None),
+        ("truncated json", reading()[:-10], "not_json", None),
+        ("json array", "[1,2,3]", "not_object", None),
+        ("json string", '"hello"', "not_object", None),
+        ("empty payload", "", "not_json", None),
+        ("version 2", with_("v", 2), "bad_version", None),
+        ("version as string", with_("v", "1"), "bad_type", "v"),
+        ("NaN value", reading().replace('"val":21.5', '"val":NaN'), "bad_type", "val"),
+        ("infinite value", reading().replace('"val":21.5', '"val":1e999'), "bad_type", "val"),
+        ("value as string", with_("val", "21.5"), "bad_type", "val"),
+        ("value as bool", with_("val", True), "bad_type", "val"),
+        ("negative seq", with_("seq", -1), "out_of_range", "seq"),
+        ("seq too large", with_("seq", 4294967296), "out_of_range", "seq"),
+        ("fractional seq", with_("seq", 1.5), "bad_type", "seq"),
+        ("boot as bool", with_("boot", True), "bad_type", "boot"),
+        ("boot too large", with_("boot", 4294967296), "out_of_range", "boot"),
+        ("device with slash", with_("dev", "a/b"), "out_of_range", "dev"),
+        ("device too long", with_("dev", "d" * 33), "out_of_range", "dev"),
+        ("empty node", with_("node", ""), "out_of_range", "node"),
+        ("node too long", with_("node", "n" * 17), "out_of_range", "node"),
+        ("empty unit", with_("unit", ""), "out_of_range", "unit"),
+        ("unit with quote", with_("unit", 'a"b'), "out_of_range", "unit"),
+        ("unit too long", with_("unit", "u" * 17), "out_of_range", "unit"),
+        ("negative ts", with_("ts", -5), "out_of_range", "ts"),
+        ("ts as string", with_("ts", "2023-11-14"), "bad_type", "ts"),
+        ("cached as int", with_("cached", 1), "bad_type", "cached"),
+        ("src none with ts", with_("src", "none"), "bad_clock", None),
+        ("rtc without ts", with_("ts", None), "bad_clock", None),
+        ("unknown src", with_("src", "gps"), "bad_clock", None),
+        ("src as number", with_("src", 1), "bad_type", "src"),
+    ]
+    for key in ("v", "dev", "node", "boot", "seq", "ts", "src", "val", "unit"):
+        cases.append((f"missing {key}", without(key), "missing_field", key))
+    out = []
+    for name, payload, reason, field in cases:
+        entry = {"name": name, "topic": "iot/site-1/greenhouse-1/reading", "reason": reason, "field": field}
+        if payload is None:
+            entry["payload_hex"] = (b'{"v":1,"dev":"\xff\xfe"}').hex()
+        else:
+            entry["payload"] = payload
+        out.append(entry)
+    out.append({"name": "device differs from topic", "topic": "iot/site-1/other-device/reading",
+                "payload": reading(), "reason": "topic_mismatch", "field": None})
+    out.append({"name": "topic without site", "topic": "iot/greenhouse-1/reading",
+                "payload": reading(), "reason": "bad_topic", "field": None})
+    out.append({"name": "topic with bad device name", "topic": "iot/site-1/green house/reading",
+                "payload": reading(), "reason": "bad_topic", "field": None})
+    return out
+
+
+def frame(kind: str, payload: str) -> str:
+    body = f"!{kind} {payload}"
+    return f"{body}*{crc16_ccitt_false(body.encode()):04X}"
+
+
+def ack_payload(dev, node, boot, upto, t=None) -> str:
+    text = f'{{"v":1,"dev":"{dev}","node":"{node}","boot":{boot},"upto":{upto}'
+    return text + (f',"t":{t}}}' if t is not None else "}")
+
+
+def serial_vectors() -> dict:
+    good = reading(dev="ft-1", node="a", boot=1, seq=0, ts=946684800000, milli=1500, unit="V")
+    status = '{"v":1,"dev":"pair-1","node":"b","boot":3,"state":"online","role":"standby","cached":0,"dropped":0}'
+    ack = ack_payload("ft-1", "a", 1, 0, 1700000000500)
+    lines = [
+        {"name": "reading", "line": frame("R", good), "valid": True, "type": "R", "payload": good},
+        {"name": "reading with CRLF", "line": frame("R", good) + "\r", "valid": True, "type": "R", "payload": good},
+        {"name": "status", "line": frame("S", status), "valid": True, "type": "S", "payload": status},
+        {"name": "ack", "line": frame("A", ack), "valid": True, "type": "A", "payload": ack},
+        {"name": "lower-case crc accepted", "line": frame("R", good)[:-4] + frame("R", good)[-4:].lower(), "valid": True, "type": "R", "payload": good},
+        {"name": "console text", "line": "[pair] role: standby -> active", "valid": False, "console": True},
+        {"name": "bad checksum", "line": frame("R", good)[:-4] + "0000", "valid": False, "reason": "bad_checksum"},
+        {"name": "flipped payload byte", "line": frame("R", good).replace('"seq":0', '"seq":1'), "valid": False,
+         "reason": "bad_checksum"},
+        {"name": "missing checksum", "line": "!R " + good, "valid": False, "reason": "bad_frame"},
+        {"name": "short checksum", "line": frame("R", good)[:-1], "valid": False, "reason": "bad_frame"},
+        {"name": "non-hex checksum", "line": frame("R", good)[:-4] + "ZZZZ", "valid": False, "reason": "bad_frame"},
+        {"name": "no space after type", "line": "!R" + frame("R", good)[3:], "valid": False, "reason": "bad_frame"},
+        {"name": "unknown type", "line": frame("X", good), "valid": False, "reason": "unknown_type"},
+        {"name": "valid frame, invalid reading", "line": frame("R", '{"v":1}'), "valid": True, "type": "R",
+         "payload": '{"v":1}', "reading_reason": "missing_field"},
+    ]
+    crc = [{"text": "123456789", "crc": "29B1"}, {"text": "", "crc": "FFFF"}, {"text": "!R {}", "crc":
+           f"{crc16_ccitt_false(b'!R {}'):04X}"}]
+    for entry in lines:
+        if entry.get("type"):
+            entry["crc"] = entry["line"].rstrip("\r").rsplit("*", 1)[1].upper()
+    return {"crc16_ccitt_false": crc, "lines": lines, "max_line_bytes": 256}
+
+
+def ack_vectors() -> dict:
+    acks = [
+        {"name": "with clock", "ack": {"device": "greenhouse-1", "node": "a", "boot": 7, "upto": 42,
+                                        "t": 1700000000500},
+         "payload": ack_payload("greenhouse-1", "a", 7, 42, 1700000000500)},
+        {"name": "without clock", "ack": {"device": "pair-1", "node": "b", "boot": 3, "upto": 0, "t": None},
+         "payload": ack_payload("pair-1", "b", 3, 0)},
+        {"name": "maximum values", "ack": {"device": "d", "node": "n", "boot": 4294967295, "upto": 4294967295,
+                                            "t": 253402300799999},
+         "payload": ack_payload("d", "n", 4294967295, 4294967295, 253402300799999)},
+    ]
+    for a in acks:
+        a["topic"] = f"iot/site-1/{a['ack']['device']}/ack"
+        a["serial_line"] = frame("A", a["payload"])
+    return {"acks": acks}
+
+
+def watermark_vectors() -> list[dict]:
+    def run(arrivals):
+        held, upto, out = set(), -1, []
+        for s in arrivals:
+            held.add(s)
+            while upto + 1 in held:
+                upto += 1
+            out.append(upto if upto >= 0 else None)
+        return out
+
+    cases = [
+        ("in order", [0, 1, 2, 3]),
+        ("seq 0 lost then resent", [1, 2, 3, 0]),
+        ("gap in the middle filled later", [0, 1, 3, 4, 2, 5]),
+        ("duplicates repeat the ack", [0, 1, 1, 0, 2, 2]),
+        ("out of order replay", [4, 3, 2, 1, 0]),
+        ("never starts without seq 0", [5, 6, 7]),
+    ]
+    return [{"name": n, "arrivals": a, "upto_after_each": run(a),
+             "note": "null means no ack is sent yet for this (device, node, boot)"} for n, a in cases]
+
+
+def bcd(n: int) -> int:
+    return ((n // 10) << 4) | (n % 10)
+
+
+def ds1307_vectors() -> list[dict]:
+    out = []
+    samples = [
+        ("2000-01-01 reset value", (2000, 1, 1, 0, 0, 0), False, False),
+        ("2023-11-14 22:13:20", (2023, 11, 14, 22, 13, 20), False, False),
+        ("2099-12-31 23:59:59", (2099, 12, 31, 23, 59, 59), False, False),
+        ("2024-02-29 leap day", (2024, 2, 29, 12, 0, 0), False, False),
+        ("clock halted", (2000, 1, 1, 0, 0, 0), True, False),
+        ("12-hour mode 10 PM", (2023, 11, 14, 22, 13, 20), False, True),
+        ("12-hour mode 12 AM is midnight", (2023, 11, 14, 0, 5, 0), False, True),
+        ("12-hour mode 12 PM is noon", (2023, 11, 14, 12, 5, 0), False, True),
+    ]
+    for name, (y, mo, d, h, mi, s), halted, twelve in samples:
+        unix = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
+        dow = ((unix // 86400 + 4) % 7) + 1  # 1 = Sunday; 1970-01-01 was a Thursday (5)
+        if twelve:
+            pm = h >= 12
+            h12 = h % 12 or 12
+            hour_reg = 0x40 | (0x20 if pm else 0) | bcd(h12)
+        else:
+            hour_reg = bcd(h)
+        regs = [bcd(s) | (0x80 if halted else 0), bcd(mi), hour_reg, dow, bcd(d), bcd(mo), bcd(y - 2000)]
+        out.append({"name": name, "registers": regs, "registers_hex": bytes(regs).hex(),
+                    "datetime": f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}Z", "unix": unix,
+                    "halted": halted, "twelve_hour": twelve,
+                    "writes_as": None if twelve or halted else regs})
+    return out
+
+
+def cache_record_vectors() -> list[dict]:
+    src_code = {"none": 0, "rtc": 1, "ntp": 2}
+    out = []
+    for name, boot, seq, ts, src, milli in [
+        ("rtc reading", 7, 42, 1700000000123, "rtc", 21500),
+        ("no clock", 1, 0, None, "none", -250),
+        ("extremes", 4294967295, 4294967295, 946684800000, "ntp", -2147483648),
+    ]:
+        body = struct.pack("<IIqBi", boot, seq, -1 if ts is None else ts, src_code[src], milli)
+        head = bytes([len(body)])
+        crc = crc16_ccitt_false(head + body)
+        record = b"\xA5" + head + body + struct.pack(">H", crc)
+        out.append({"name": name, "boot": boot, "seq": seq, "ts": ts, "src": src, "val_milli": milli,
+                    "record_hex": record.hex()})
+    return out
+
+
+def main() -> None:
+    files = {
+        "readings_valid.json": valid_vectors(),
+        "readings_invalid.json": invalid_vectors(),
+        "serial_lines.json": serial_vectors(),
+        "acks.json": ack_vectors(),
+        "ack_watermark.json": watermark_vectors(),
+        "ds1307.json": ds1307_vectors(),
+        "cache_records.json": cache_record_vectors(),
+    }
+    for name, data in files.items():
+        (HERE / name).write_text(json.dumps(data, indent=1) + "\n")
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()

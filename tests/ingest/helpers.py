@@ -1,0 +1,81 @@
+"""Helpers for the ingest chain tests: run a gateway, simulate collectors, check what landed where."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
+from gateway.mqttconn import BrokerSettings
+from gateway.sandbox import Sandbox
+from gateway.simulator import SimOptions, SimReport, Simulator
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def broker_of(sb: Sandbox) -> BrokerSettings:
+    b = sb.endpoints()["broker"]
+    return BrokerSettings(b["host"], b["port"])
+
+
+def start_gateway(sb: Sandbox, workdir: Path, *, database: bool = True, env: dict | None = None,
+                  **overrides) -> GatewayProcess:
+    cfg = sandbox_config(sb, workdir, prefix=unique("t"), client_id=unique("gw-"), database=database, **overrides)
+    return GatewayProcess(workdir, cfg, env=env).start()
+
+
+def sim_for(gw: GatewayProcess, sb: Sandbox, **options) -> Simulator:
+    opts = SimOptions(prefix=gw.config["mqtt"]["topic_prefix"], **options)
+    sim = Simulator(broker_of(sb), opts)
+    sim.connect()
+    return sim
+
+
+def rows_on(sb: Sandbox, name: str, database: str = "iot") -> list[tuple]:
+    with sb.connect(name) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT device, node, boot, seq, UNIX_TIMESTAMP(sampled_at) * 1000 FROM `{database}`.readings")
+        return [(d, n, b, s, int(round(float(t))) if t is not None else None) for d, n, b, s, t in cur.fetchall()]
+
+
+def count_on(sb: Sandbox, name: str) -> tuple[int, int]:
+    """(rows, distinct identities) in iot.readings on one server (0, 0 if the table is not there yet)."""
+    with sb.connect(name) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='iot' AND table_name='readings'")
+        if not cur.fetchone()[0]:
+            return (0, 0)
+        cur.execute("SELECT count(*), count(DISTINCT device, node, boot, seq) FROM iot.readings")
+        return tuple(cur.fetchone())
+
+
+def checksum_on(sb: Sandbox, name: str) -> int:
+    with sb.connect(name) as conn, conn.cursor() as cur:
+        cur.execute("CHECKSUM TABLE iot.readings")
+        return cur.fetchone()[1]
+
+
+def wait_stored(sb: Sandbox, gw: GatewayProcess, expected: int, timeout: float = 120) -> None:
+    """Wait until the spool is empty and the primary holds `expected` readings, and replicas caught up."""
+    primary = sb.primary_name()
+    wait_for(lambda: count_on(sb, primary)[0] >= expected and spool_depth(gw.workdir / "spool.db") == 0, timeout,
+             f"{expected} readings on {primary} and an empty spool (gateway log:\n{gw.log_tail()})")
+    sb.wait_caught_up(timeout=60)
+
+
+def assert_exact(sb: Sandbox, report: SimReport) -> None:
+    """Every server holds exactly the readings sent, once each, with the sample time that was sent."""
+    sent = {ident: ts for ident, (ts, _v) in report.readings.items()}
+    checksums = set()
+    for name in sb.db_names():
+        rows = rows_on(sb, name)
+        got = {r[:4]: r[4] for r in rows}
+        assert len(rows) == len(got), f"{name}: duplicate identities"
+        missing = set(sent) - set(got)
+        extra = set(got) - set(sent)
+        assert not missing, f"{name}: {len(missing)} readings lost, e.g. {sorted(missing)[:3]}"
+        assert not extra, f"{name}: {len(extra)} unexpected readings"
+        wrong = [i for i in sent if got[i] != sent[i]]
+        assert not wrong, f"{name}: {len(wrong)} sample times differ, e.g. {wrong[0]}: {got[wrong[0]]} != {sent[wrong[0]]}"
+        checksums.add(checksum_on(sb, name))
+    assert len(checksums) == 1, f"CHECKSUM TABLE differs between servers: {checksums}"
