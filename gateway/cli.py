@@ -16,6 +16,7 @@ def _register_subcommands() -> None:
     # --- subcommand registry (add one line per group; keep sorted) ---
     from gateway.cli_core import check_config, db, run, simulate, spool; [main.add_command(c) for c in (check_config, db, run, simulate, spool)]  # noqa: E702, I001
     from gateway.sandbox.cli import sandbox; main.add_command(sandbox)  # noqa: E702, I001
+    from gateway.topology.cli import query, topology; [main.add_command(c) for c in (query, topology)]  # noqa: E702, I001
     # --- end of registry ---
 
 

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.sandbox import Sandbox
-from gateway.sandbox.process import Launched, is_ours, kill_process, send_signal, start_process, stop_process, wait_until
+from gateway.sandbox.process import (
+    Launched,
+    is_ours,
+    kill_process,
+    send_signal,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 
 def _toml_value(value: Any) -> str:

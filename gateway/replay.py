@@ -35,6 +35,8 @@ def replay_quarantine(spool_path: str | Path, prefix: str, *, reason: str | None
         entries = spool.conn.execute(sql + " ORDER BY id", args).fetchall()
         rows, moved, seen = [], [], set()
         for qid, source, topic, site, raw, received_ms in entries:
+            if isinstance(raw, str):  # edited by hand with the sqlite3 shell: text instead of a blob
+                raw = raw.encode()
             try:
                 if source == "mqtt":
                     site, device, _kind = parse_topic(topic, prefix)

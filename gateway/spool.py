@@ -200,8 +200,10 @@ class Spool:
         for e in entries:
             item = e.item
             if isinstance(item, Quarantined):
+                # Always kept (a collector stops resending it once the ack below covers it); with a valid
+                # identity it is durably held, so it also advances its stream's ack.
+                quarantine.append(item)
                 if item.ident is None:
-                    quarantine.append(item)
                     continue
                 key, seq = item.ident[:3], item.ident[3]
             else:
@@ -213,7 +215,6 @@ class Spool:
             in_group.add(ident)
             new_marks.append((key, seq))
             if isinstance(item, Quarantined):
-                quarantine.append(item)
                 continue
             rows.append((item.device, item.node, item.boot, item.seq, item.site, item.ts, item.src, item.clock,
                          item.value, item.unit, int(item.cached), item.received_ms))

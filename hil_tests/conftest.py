@@ -17,11 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.rig.board import Board, Unsupported
+from hil_tests.rig.board import Board
+from hil_tests.rig.build import build_firmware
+from hil_tests.rig.scenario import ADC_MV, RTC_EPOCH, Rig
 from hil_tests.rig.sim import BoardSpec, Harness
 
 _BOARDS = pytest.StashKey[list[Board]]()
 _HARNESSES = pytest.StashKey[list[Harness]]()
+
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -87,11 +90,33 @@ def serial_boards(request: pytest.FixtureRequest, pytestconfig: pytest.Config, r
         b.close()
 
 
-def needs(board: Board, capability: str) -> None:
-    """Skip the test if ``board``'s rig lacks ``capability`` (see :attr:`Board.capabilities`)."""
-    if capability not in board.capabilities:
-        pytest.skip(f"board {board.name}: this rig cannot {capability!r}"
-                    + (" (give --power-cmd)" if capability in ("power", "freeze") else ""))
+@pytest.fixture
+def ft_rig(request: pytest.FixtureRequest, rig: str, tmp_path: Path) -> Rig:
+    """One board running ``ft_collector`` (built with the short periods of ``rig.build.SHORT_PERIODS``)."""
+    if rig == "serial":
+        return Rig(request.getfixturevalue("serial_boards")[:1], None)
+    elf = build_firmware(["ft_uno"])["ft_uno"]
+    h = request.getfixturevalue("make_harness")([BoardSpec("a", elf, eeprom=tmp_path / "ft.eep", rtc_epoch=RTC_EPOCH)])
+    h.boards["a"].set_adc(0, ADC_MV)
+    return Rig([h.boards["a"]], h)
+
+
+@pytest.fixture
+def pair_rig(request: pytest.FixtureRequest, rig: str, tmp_path: Path) -> Rig:
+    """The redundant pair: board a runs the primary build, board b the secondary (``-DSLAVE``)."""
+    if rig == "serial":
+        boards = request.getfixturevalue("serial_boards")
+        if len(boards) < 2:
+            pytest.skip("the pair needs two boards: pass --port2 for the secondary")
+        return Rig(boards[:2], None)
+    fw = build_firmware(["pair_primary_uno", "pair_secondary_uno"])
+    h = request.getfixturevalue("make_harness")([
+        BoardSpec("a", fw["pair_primary_uno"], eeprom=tmp_path / "a.eep", rtc_epoch=RTC_EPOCH),
+        BoardSpec("b", fw["pair_secondary_uno"], eeprom=tmp_path / "b.eep", rtc_epoch=RTC_EPOCH),
+    ])
+    for board in h.boards.values():
+        board.set_adc(0, ADC_MV)
+    return Rig(list(h.boards.values()), h)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -104,5 +129,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"harness log {h.workdir}", h.log_tail(30)))
     return report
 
-
-__all__ = ["needs", "Unsupported"]

@@ -1,95 +1,11 @@
-"""Fixtures shared by every test: real MariaDB/Mosquitto servers from gateway.sandbox.
+"""Fixtures shared by every test under tests/: real MariaDB/Mosquitto servers from gateway.sandbox.
 
 - ``shared_sandbox`` (session, one per xdist worker): db1 primary, db2 and db3 replicas, a broker.
-- ``sandbox``: the shared one, reset (no user databases, replicas caught up) before each test;
-  rebuilt first if an earlier test left it broken (a node down, replication stopped).
-- ``make_sandbox(replicas=..., broker=..., replication=..., tls=..., mariadb_servers=...)``: a private
-  sandbox under tmp_path for tests that break the topology; always stopped afterwards.
-
-When a test that used a sandbox fails, the last 30 lines of each server's log are added to its report.
+- ``sandbox``: the shared one after a proven reset (rebuilt first if an earlier test broke it).
+- ``make_sandbox(replicas=..., broker=..., replication=..., tls=..., mariadb_servers=...)``: private
+  sandboxes for tests that break the topology; always stopped afterwards.
+On a failure, the servers' log tails are added to the test's report. Definitions:
+gateway/sandbox/pytest_fixtures.py.
 """
 
-from __future__ import annotations
-
-import warnings
-from collections.abc import Callable, Iterator
-
-import pytest
-
-from gateway.sandbox import Sandbox, SandboxError
-
-_USED = pytest.StashKey[list[Sandbox]]()
-
-
-def _use(request: pytest.FixtureRequest, sb: Sandbox) -> None:
-    request.node.stash.setdefault(_USED, []).append(sb)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report = yield
-    if report.failed:
-        for sb in item.stash.get(_USED, []):
-            for name, text in sb.logs(30).items():
-                report.sections.append((f"sandbox {sb.directory} {name} log (last 30 lines)", text or "(empty)"))
-    return report
-
-
-@pytest.fixture(scope="session")
-def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """One sandbox per worker process (1 primary + 2 replicas + broker), stopped at session end."""
-    sb = Sandbox.up(tmp_path_factory.mktemp("shared-sandbox"), replicas=2, broker=True)
-    try:
-        yield sb
-    finally:
-        sb.down()
-
-
-@pytest.fixture
-def sandbox(shared_sandbox: Sandbox, request: pytest.FixtureRequest) -> Sandbox:
-    """The shared sandbox after a proven reset (rebuilt if a previous test broke it)."""
-    _use(request, shared_sandbox)
-    problems = shared_sandbox.problems()
-    if not problems:
-        try:
-            shared_sandbox.reset()
-        except SandboxError as exc:
-            problems = [str(exc)]
-    if problems:
-        warnings.warn(f"shared sandbox was broken, rebuilding it: {'; '.join(problems)}", stacklevel=1)
-        shared_sandbox.rebuild()
-    return shared_sandbox
-
-
-@pytest.fixture
-def make_sandbox(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Sandbox]]:
-    """Factory for private sandboxes (own folders, always stopped at the end of the test)."""
-    made: list[Sandbox] = []
-
-    def make(
-        replicas: int = 2,
-        broker: bool = True,
-        replication: bool = True,
-        tls: bool = False,
-        mariadb_servers: bool = True,
-    ) -> Sandbox:
-        # mktemp gives short paths (the test name is not in them), which keeps socket paths short too.
-        sb = Sandbox.up(
-            tmp_path_factory.mktemp("sb"),
-            replicas=replicas,
-            broker=broker,
-            replication=replication,
-            tls=tls,
-            mariadb_servers=mariadb_servers,
-        )
-        made.append(sb)
-        _use(request, sb)
-        return sb
-
-    try:
-        yield make
-    finally:
-        for sb in made:
-            sb.down()
+from gateway.sandbox.pytest_fixtures import *  # noqa: F403

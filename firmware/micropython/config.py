@@ -48,4 +48,11 @@ CONFIG = {
     "hb_target_sda": 6,
     "hb_pin": 15,  # the GPIO line when hb_transport is gpio
     "led_pin": None,
+    # CircuitPython names pins by board attribute (board.SCL, board.A0, …) instead of numbers
+    "cp_scl": "SCL",
+    "cp_sda": "SDA",
+    "cp_adc": "A0",
+    "cp_hb_pin": "D5",
+    "cp_target_scl": "D9",
+    "cp_target_sda": "D10",
 }

@@ -78,7 +78,8 @@ class Sandbox:
                     "run `iotgw sandbox down` first"
                 )
             for node in previous[0].values():  # a stopped sandbox's folders are replaced
-                shutil.rmtree(node.dir, ignore_errors=True)
+                if node.dir.resolve().parent == directory:  # never follow a state file outside the folder
+                    shutil.rmtree(node.dir, ignore_errors=True)
         if replicas < 0:
             raise SandboxError("replicas must be 0 or more")
         state: dict[str, Any] = {
@@ -483,7 +484,8 @@ class Sandbox:
         """Start the node again with its data (stopping it first if it runs) and wait until it answers.
 
         MariaDB: a node with a master configured gets ``START SLAVE`` (``skip_slave_start`` is in its
-        config). A node that was the primary comes back writable only if no other server is a
+        config), after its slave position is corrected if a crash left it behind its own binlog (see
+        :func:`mariadb.slave_pos_after_crash`; recorded in ``node.extra["slave_pos_repairs"]``). A node that was the primary comes back writable only if no other server is a
         writable primary now; otherwise it stays read-only, i.e. fenced by its config.
         """
         node = self.node(name)
@@ -498,6 +500,12 @@ class Sandbox:
             info = mariadb.probe(node)
             with self.connect(name) as conn, conn.cursor() as cur:
                 if info["replication"]:
+                    repaired = mariadb.slave_pos_after_crash(info)
+                    if repaired is not None:
+                        cur.execute("SET GLOBAL gtid_slave_pos=%s", (repaired,))
+                        node.extra.setdefault("slave_pos_repairs", []).append(
+                            {"from": info["gtid_slave_pos"], "to": repaired}
+                        )
                     cur.execute("START ALL SLAVES")
                 elif node.last_role == "primary" and not self._primaries(exclude=name):
                     cur.execute("SET GLOBAL read_only=OFF")

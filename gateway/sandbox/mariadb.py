@@ -273,3 +273,35 @@ def probe(node: Node, timeout: float = 5) -> dict[str, Any]:
     else:
         info["role"] = "standalone" if info["read_only"] else "primary"
     return info
+
+
+def parse_gtids(text: str) -> dict[int, tuple[int, int]]:
+    """``'0-1-8,1-2-3'`` -> ``{domain: (server_id, seq_no)}``."""
+    result = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        domain, server_id, seq_no = (int(x) for x in item.split("-"))
+        result[domain] = (server_id, seq_no)
+    return result
+
+
+def format_gtids(gtids: dict[int, tuple[int, int]]) -> str:
+    return ",".join(f"{d}-{sid}-{seq}" for d, (sid, seq) in sorted(gtids.items()))
+
+
+def slave_pos_after_crash(info: dict[str, Any]) -> str | None:
+    """The ``gtid_slave_pos`` a crashed replica should resume from, or None if its saved one is right.
+
+    A replica writes a replicated transaction to its binlog and records it in ``mysql.gtid_slave_pos``
+    atomically for InnoDB DML, but not for DDL: a SIGKILL between the two leaves the binlog one GTID
+    ahead, and resuming from the stale slave position fetches that DDL again, which strict mode stops
+    (error 1950). A GTID from another server (not this one's own write) in its binlog was applied, so
+    the slave position is moved up to it, per domain.
+    """
+    binlog = parse_gtids(info["gtid_binlog_pos"])
+    slave = parse_gtids(info["gtid_slave_pos"])
+    ahead = {
+        domain: gtid
+        for domain, gtid in binlog.items()
+        if gtid[0] != info["server_id"] and (domain not in slave or gtid[1] > slave[domain][1])
+    }
+    return format_gtids({**slave, **ahead}) if ahead else None

@@ -101,6 +101,7 @@ class ReplicatedSink(Sink):
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.switches = 0
+        self.confirm_checks = 0  # waits done on replicas (tests wait on this instead of sleeping)
         self.switched_at = 0.0  # time.monotonic() of the last change of primary
 
     # ------------------------------------------------------------------ the drain's interface
@@ -316,6 +317,7 @@ class ReplicatedSink(Sink):
                 conn = open_connection(ep, self.creds, io_timeout=self.confirm_wait_s + self.creds.io_timeout)
                 self._replica_conns[ep] = conn
             with conn.cursor() as cur:
+                self.confirm_checks += 1
                 cur.execute(*d.wait_for_gtid_sql(str(target), self.confirm_wait_s))
                 if str(cur.fetchone()[0]) != "0":
                     self._rotation += 1  # this replica is slow: try another next time
@@ -330,7 +332,7 @@ class ReplicatedSink(Sink):
             self._rotation += 1
             return True
         with self._lock:
-            if self._primary == p and held == p.epoch:
+            if self._primary == p:
                 self._confirmed = target if self._confirmed is None else self._confirmed.merged(target)  # type: ignore[arg-type]
             elif self._primary == p and held > p.epoch:
                 self._stale = True  # a newer primary exists: the write path must re-resolve

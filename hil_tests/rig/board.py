@@ -88,6 +88,16 @@ class Board(ABC):
                 out.append(Line(line.text, line.ms, line.index, m))
         return out
 
+    def wait(self, seconds: float) -> float:
+        """Let ``seconds`` of board time pass (simulated time on the sim rig); return the board time then."""
+        end = self.now_ms() + seconds * 1000
+        wall_deadline = time.monotonic() + seconds * WALL_SLACK + WALL_EXTRA_S
+        while (now := self.now_ms()) < end:
+            if time.monotonic() > wall_deadline:
+                self._fail(f"board time did not advance {seconds:g} s")
+            self.lines.wait_new(len(self.lines), 0.05)
+        return now
+
     def mark(self) -> int:
         """Move the cursor to the end of what was printed so far and return it."""
         self.cursor = len(self.lines)
@@ -132,5 +142,5 @@ class Board(ABC):
         """Stop the board's CPU where it is / let it continue (a hung board)."""
         raise Unsupported(f"board {self.name}: this rig cannot freeze a board")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional for subclasses, nothing to release by default
         """Release the port or process behind the board."""

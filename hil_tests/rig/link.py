@@ -47,6 +47,7 @@ class GatewayLink:
         self.acks: list[dict] = []
         self.rejected: list[str] = []
         self.up = True
+        self.cuts = 0  # each unplug may cut a line in two: the gateway rejects the fragment (bad_frame)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,6 +77,7 @@ class GatewayLink:
         except Exception:  # noqa: BLE001 - a rig without a cuttable line: ignoring frames is the cut
             pass
         with self._cond:
+            self.cuts += not up and self.up
             self.up = up
             self._cursor = len(self.board.wire)  # what was sent while down never arrived
 

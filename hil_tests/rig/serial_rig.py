@@ -39,7 +39,8 @@ class SerialBoard(Board):
         buf = b""
         try:
             while not self._closing:
-                buf += self._port.read(4096)
+                buf += self._port.read(1)  # waits up to the timeout, then take what else is there
+                buf += self._port.read(self._port.in_waiting)
                 *lines, buf = buf.split(b"\n")
                 for raw in lines:
                     self.lines.append(raw.decode("utf-8", errors="replace").rstrip("\r"), self.now_ms())

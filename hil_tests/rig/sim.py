@@ -20,10 +20,10 @@ import serial
 from gateway.sandbox.process import start_process, stop_process, wait_until
 
 from .board import Board
-from .lines import LineLog
 from .build import build_harness
+from .lines import LineLog
 
-__all__ = ["BoardSpec", "Harness", "HarnessError", "SimBoard"]
+__all__ = ["BoardSpec", "Harness", "HarnessError", "I2cWrite", "SimBoard"]
 
 # 2000-01-01T00:00:00Z: where a DS1307 starts when it first gets a battery.
 DS1307_RESET_EPOCH = 946684800
@@ -52,6 +52,16 @@ class BoardSpec:
         return ",".join(parts)
 
 
+@dataclass(frozen=True)
+class I2cWrite:
+    """An I2C master write from one board to the other, as the bridge carried it."""
+
+    src: str
+    dst: str
+    ms: float
+    data: bytes
+
+
 class Harness:
     """One harness process running one or two boards. Use as a context manager."""
 
@@ -61,6 +71,7 @@ class Harness:
         self.pace_ratio = pace
         self.boards: dict[str, SimBoard] = {}
         self.events: list[str] = []
+        self.i2c_log: list[I2cWrite] = []  # every I2C write carried between the two boards
         self._events_cond = threading.Condition()
         self._replies: queue.Queue[str] = queue.Queue()
         self._cmd_lock = threading.Lock()
@@ -159,6 +170,10 @@ class Harness:
                 t = float(ms)
                 self._last_ms = max(self._last_ms, t)
                 board.lines.append(text[0] if text else "", t)
+        elif line.startswith("T "):
+            _, src, dst, ms, data = (line.split(" ") + [""])[:5]
+            with self._events_cond:
+                self.i2c_log.append(I2cWrite(src, dst, float(ms), bytes.fromhex(data)))
         elif line.startswith("event "):
             with self._events_cond:
                 self.events.append(line[len("event "):])
@@ -252,6 +267,9 @@ class SimBoard(Board):
     def now_ms(self) -> float:
         return self.harness.now_ms()
 
+    def wait(self, seconds: float) -> float:
+        return self.harness.run_for(seconds)
+
     # The far end of the serial line. The harness's pty thread blocks once the pty's input queue is full,
     # and then stops carrying bytes towards the board too; so once opened, the pty is read continuously,
     # into :attr:`wire`: what a gateway on this port would receive (nothing while the line is cut).
@@ -266,7 +284,9 @@ class SimBoard(Board):
         buf = b""
         try:
             while port.is_open:
-                buf += port.read(4096)
+                # one byte (waits up to the timeout), then whatever else is there: no added latency
+                buf += port.read(1)
+                buf += port.read(port.in_waiting)
                 *lines, buf = buf.split(b"\n")
                 for raw in lines:
                     # stamped with the newest simulated time seen: the pty carries no time of its own

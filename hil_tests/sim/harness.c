@@ -15,7 +15,8 @@
  * or on SIGTERM); without it, stdin/stdout. Commands one per line; replies one line
  * each, "ok ..." or "err ...". Asynchronous events start with "event ". Every line a board
  * prints on its UART is also reported as "L <board> <sim_ms> <text>" so tests can
- * assert on the simulated clock even while the gateway holds the pty.
+ * assert on the simulated clock even while the gateway holds the pty, and every I2C
+ * write carried between the boards as "T <from> <to> <sim_ms> <hex bytes>".
  * Library chatter (simavr and parts printf to stdout) goes to stderr.
  *
  * Commands (NAME is a board name):
@@ -113,6 +114,8 @@ typedef struct board {
 	int twi_handled; /* the firmware acknowledged the last TWI event (wrote TWINT) */
 	uint64_t awaiting_since_ps;
 	int session_to_peer; /* this board (as master) is talking to the peer */
+	uint8_t tx[32]; /* bytes of the current write to the peer, for the bus monitor */
+	int tx_len;
 } board_t;
 
 static board_t boards[MAX_BOARDS];
@@ -390,6 +393,7 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 		b->session_to_peer = 0;
 		if ((sla >> 1) != (DS1338_VIRT_TWI_ADDR >> 1) && peer_listens(peer, sla >> 1)) {
 			b->session_to_peer = 1 + (sla & 1);
+			b->tx_len = 0;
 			avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, sla, 1));
 			if (!(sla & 1))
 				bridge_enqueue(peer, BQ_START, sla);
@@ -399,8 +403,14 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 	if (!b->session_to_peer)
 		return;
 	if (m.u.twi.msg & TWI_COND_STOP) {
-		if (b->session_to_peer == 1)
+		if (b->session_to_peer == 1) {
 			bridge_enqueue(peer, BQ_STOP, 0);
+			fprintf(out, "T %s %s %.3f ", b->name, peer->name, (double)board_ps(b) / PS_PER_MS);
+			for (int i = 0; i < b->tx_len; i++)
+				fprintf(out, "%02x", b->tx[i]);
+			fputc('\n', out);
+			fflush(out);
+		}
 		b->session_to_peer = 0;
 		return;
 	}
@@ -411,6 +421,8 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 	if ((m.u.twi.msg & TWI_COND_WRITE) && b->session_to_peer == 1) {
 		avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, m.u.twi.addr, 1));
 		bridge_enqueue(peer, BQ_DATA, m.u.twi.data);
+		if (b->tx_len < (int)sizeof b->tx)
+			b->tx[b->tx_len++] = m.u.twi.data;
 	} else if (m.u.twi.msg & TWI_COND_READ) {
 		avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_READ, m.u.twi.addr, 0xFF));
 	}

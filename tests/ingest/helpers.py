@@ -20,8 +20,9 @@ def broker_of(sb: Sandbox) -> BrokerSettings:
     return BrokerSettings(b["host"], b["port"])
 
 
-def start_gateway(sb: Sandbox, workdir: Path, *, database: bool = True, env: dict | None = None,
-                  **overrides) -> GatewayProcess:
+def start_gateway(
+    sb: Sandbox, workdir: Path, *, database: bool = True, env: dict | None = None, **overrides
+) -> GatewayProcess:
     cfg = sandbox_config(sb, workdir, prefix=unique("t"), client_id=unique("gw-"), database=database, **overrides)
     return GatewayProcess(workdir, cfg, env=env).start()
 
@@ -58,8 +59,11 @@ def checksum_on(sb: Sandbox, name: str) -> int:
 def wait_stored(sb: Sandbox, gw: GatewayProcess, expected: int, timeout: float = 120) -> None:
     """Wait until the spool is empty and the primary holds `expected` readings, and replicas caught up."""
     primary = sb.primary_name()
-    wait_for(lambda: count_on(sb, primary)[0] >= expected and spool_depth(gw.workdir / "spool.db") == 0, timeout,
-             f"{expected} readings on {primary} and an empty spool (gateway log:\n{gw.log_tail()})")
+    wait_for(
+        lambda: count_on(sb, primary)[0] >= expected and spool_depth(gw.workdir / "spool.db") == 0,
+        timeout,
+        f"{expected} readings on {primary} and an empty spool (gateway log:\n{gw.log_tail()})",
+    )
     sb.wait_caught_up(timeout=60)
 
 
@@ -76,6 +80,8 @@ def assert_exact(sb: Sandbox, report: SimReport) -> None:
         assert not missing, f"{name}: {len(missing)} readings lost, e.g. {sorted(missing)[:3]}"
         assert not extra, f"{name}: {len(extra)} unexpected readings"
         wrong = [i for i in sent if got[i] != sent[i]]
-        assert not wrong, f"{name}: {len(wrong)} sample times differ, e.g. {wrong[0]}: {got[wrong[0]]} != {sent[wrong[0]]}"
+        assert not wrong, (
+            f"{name}: {len(wrong)} sample times differ, e.g. {wrong[0]}: {got[wrong[0]]} != {sent[wrong[0]]}"
+        )
         checksums.add(checksum_on(sb, name))
     assert len(checksums) == 1, f"CHECKSUM TABLE differs between servers: {checksums}"

@@ -40,8 +40,20 @@ def wait_until(pred: Callable[[], object], timeout: float, what: str, interval: 
 
 
 def reading(seq: int, device: str = "dev1") -> Reading:
-    return Reading(device=device, node="n1", boot=1, seq=seq, site="lab", ts=1_700_000_000_000 + seq * 1000,
-                   src="rtc", value=seq * 0.5, unit="C", cached=False, clock="ok", received_ms=1_700_000_000_000)
+    return Reading(
+        device=device,
+        node="n1",
+        boot=1,
+        seq=seq,
+        site="lab",
+        ts=1_700_000_000_000 + seq * 1000,
+        src="rtc",
+        value=seq * 0.5,
+        unit="C",
+        cached=False,
+        clock="ok",
+        received_ms=1_700_000_000_000,
+    )
 
 
 class Producer(threading.Thread):

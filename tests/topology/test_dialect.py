@@ -27,7 +27,10 @@ def test_change_source_is_parameterised():
     with pytest.raises(ValueError):
         MARIADB.change_source_sql("h", 1, "u", "p", gtid_mode="slave_pos; DROP")
     sql, params = MARIADB.repoint_sql("h", 3307, "current_pos")
-    assert sql == "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USE_GTID=current_pos" and params == ("h", 3307)
+    assert sql == "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USE_GTID=current_pos" and params == (
+        "h",
+        3307,
+    )
 
 
 def test_wait_statements():
@@ -56,10 +59,18 @@ def test_variables_query_names_every_column():
 
 
 def test_mysql_replica_status_parsed_to_neutral_words():
-    row = {"Source_Host": "10.0.0.1", "Source_Port": 3306, "Replica_IO_Running": "Connecting",
-           "Replica_SQL_Running": "Yes", "Seconds_Behind_Source": None, "Source_Server_Id": 1,
-           "Last_IO_Errno": 2003, "Last_IO_Error": "error connecting", "Retrieved_Gtid_Set": "u:1-5,\nv:1-2",
-           "Auto_Position": 1}
+    row = {
+        "Source_Host": "10.0.0.1",
+        "Source_Port": 3306,
+        "Replica_IO_Running": "Connecting",
+        "Replica_SQL_Running": "Yes",
+        "Seconds_Behind_Source": None,
+        "Source_Server_Id": 1,
+        "Last_IO_Errno": 2003,
+        "Last_IO_Error": "error connecting",
+        "Retrieved_Gtid_Set": "u:1-5,\nv:1-2",
+        "Auto_Position": 1,
+    }
     rep = MYSQL.parse_replication(row)
     assert rep.source == "10.0.0.1:3306" and rep.io_running == "Connecting" and rep.sql_running
     assert rep.seconds_behind is None and rep.last_io_errno == 2003 and rep.received_gtid == "u:1-5,v:1-2"

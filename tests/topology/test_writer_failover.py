@@ -7,17 +7,25 @@ primary exactly once, with every live server holding the same rows (count and CH
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main as cli_main
 from gateway.drain import DrainWorker
 from gateway.sinks.replicated import ReplicatedSink
 from gateway.spool import Spool
+from gateway.topology import analysis
+from gateway.topology.discovery import discover
 from tests.topology.helpers import (
+    ADMIN,
     WRITER,
     Producer,
     consistency,
     count_rows,
     ep,
+    name_of,
     promote_best,
     rows_or_zero,
     wait_until,
@@ -50,12 +58,17 @@ def test_five_kill_and_promote_rounds_lose_and_duplicate_nothing(make_sandbox, t
     try:
         for round_no in range(5):
             base = rows_or_zero(sb, primary)
-            wait_until(lambda p=primary, b=base: rows_or_zero(sb, p) >= b + 300, 60, f"round {round_no}: readings to flow")
+            wait_until(
+                lambda p=primary, b=base: rows_or_zero(sb, p) >= b + 300, 60, f"round {round_no}: readings to flow"
+            )
             sb.kill(primary)  # kill -9 under write load
             alive.remove(primary)
             new = promote_best(sb, alive)
-            wait_until(lambda n=new: sink.primary is not None and sink.primary.endpoint == ep(sb, n), 30,
-                       f"round {round_no}: the writer to follow {new}")
+            wait_until(
+                lambda n=new: sink.primary is not None and sink.primary.endpoint == ep(sb, n),
+                30,
+                f"round {round_no}: the writer to follow {new}",
+            )
             before = rows_or_zero(sb, new)
             wait_until(lambda n=new, b=before: rows_or_zero(sb, n) > b, 30, f"round {round_no}: writes on {new}")
             primary = new
@@ -80,7 +93,12 @@ def test_old_primary_back_writable_gets_no_write(make_sandbox, tmp_path):
     try:
         wait_until(lambda: rows_or_zero(sb, "db1") >= 200, 60, "readings to flow")
         sb.kill("db1")
-        new = promote_best(sb, ["db2", "db3"])
+        # A person's promotion through the CLI, of the most advanced replica.
+        snap = discover([ep(sb, "db2"), ep(sb, "db3")], ADMIN)
+        new = name_of(sb, analysis.rank_candidates(snap)[0].endpoint)
+        result = CliRunner().invoke(cli_main, ["topology", "promote", "--sandbox", str(sb.directory), new, "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["epoch"] == 2
         wait_until(lambda: sink.primary is not None and sink.primary.endpoint == ep(sb, new), 30, "writer to follow")
         sb.restart("db1")
         with sb.connect("db1") as conn, conn.cursor() as cur:
@@ -91,8 +109,12 @@ def test_old_primary_back_writable_gets_no_write(make_sandbox, tmp_path):
         # A second writer that starts now, seeded with the old primary first, must refuse it too.
         late = ReplicatedSink([ep(sb, "db1"), ep(sb, new)], WRITER, resolve_wait_s=2.0)
         try:
-            late.write([(f"late{i}", "n1", 1, 0, "lab", None, "none", "none", 1.0, "C", 0, 1_700_000_000_000)
-                        for i in range(3)])
+            late.write(
+                [
+                    (f"late{i}", "n1", 1, 0, "lab", None, "none", "none", 1.0, "C", 0, 1_700_000_000_000)
+                    for i in range(3)
+                ]
+            )
             assert late.primary.endpoint == ep(sb, new)
         finally:
             late.close()

@@ -9,6 +9,7 @@ import os
 import sys
 
 HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+PORT_DIR = HERE.rsplit("/", 1)[0]  # <repo>/firmware/micropython
 REPO = HERE.rsplit("/", 3)[0]  # <repo>/firmware/micropython/tests -> <repo>
 VECTORS = REPO + "/shared/vectors"
 MICROPYTHON = sys.implementation.name == "micropython"

@@ -19,6 +19,7 @@ def run_all():
     names = sorted(n[:-3] for n in os.listdir(TESTS)
                    if n.endswith(".py") and (n.startswith("test_upy_") or n.startswith("upy_native_")))
     passed = failed = 0
+    print("INTERPRETER %s" % sys.version)
     for name in names:
         module = __import__(name)
         for attr in sorted(dir(module)):

@@ -47,6 +47,9 @@ copyTree("firmware/micropython/lib", py);
 copyTree("firmware/micropython/host", py);
 copyTree("firmware/micropython/tests", py);
 copyTree("shared/vectors", (n) => n.endsWith(".json"));
+for (const name of readdirSync(port)) {  // config.py, main.py, code.py at the port's root
+  if (py(name)) mp.FS.writeFile(ROOT + "/firmware/micropython/" + name, readFileSync(join(port, name)));
+}
 
 try {
   mp.runPython(`

@@ -18,6 +18,9 @@
 using namespace iotgw;
 
 static const NodeConfig kNode = {IOTGW_DEVICE, IOTGW_NODE, IOTGW_UNIT};
+static_assert(config_ok(IOTGW_DEVICE, IOTGW_NODE, IOTGW_UNIT),
+              "IOTGW_DEVICE/IOTGW_NODE: 1-32/1-16 of [A-Za-z0-9_-]; IOTGW_UNIT: 1-16 printable, no quote or "
+              "backslash; together short enough for a 192-byte reading (protocol.md sections 2-3)");
 
 static PrintOut console(Serial);
 static EepromStorage eeprom;
@@ -67,11 +70,6 @@ void setup() {
   Serial.begin(IOTGW_BAUD);
   Wire.begin();
   console.str(IOTGW_TEXT("iotgw ft_collector dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
-  if (!valid_config(kNode)) {
-    console.str(IOTGW_TEXT("config invalid\n"));
-    for (;;) {
-    }
-  }
   uint32_t boot = next_boot(eeprom, IOTGW_EEPROM_BASE);
   console.str(IOTGW_TEXT("boot "));
   console.u32(boot);

@@ -20,6 +20,9 @@
 using namespace iotgw;
 
 static const NodeConfig kNode = {IOTGW_DEVICE, IOTGW_NODE, IOTGW_UNIT};
+static_assert(config_ok(IOTGW_DEVICE, IOTGW_NODE, IOTGW_UNIT),
+              "IOTGW_DEVICE/IOTGW_NODE: 1-32/1-16 of [A-Za-z0-9_-]; IOTGW_UNIT: 1-16 printable, no quote or "
+              "backslash; together short enough for a 192-byte reading (protocol.md sections 2-3)");
 static const PairConfig kPairConfig = {IOTGW_HEARTBEAT_MS, IOTGW_TIMEOUT_MS, IOTGW_HANDBACK_BEATS};
 
 static PrintOut console(Serial);
@@ -91,11 +94,6 @@ void setup() {
   Wire.begin();
   console.str(IOTGW_TEXT("iotgw redundant_collector primary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
 #endif
-  if (!valid_config(kNode)) {
-    console.str(IOTGW_TEXT("config invalid\n"));
-    for (;;) {
-    }
-  }
   uint32_t b = next_boot(eeprom, IOTGW_EEPROM_BASE);
   console.str(IOTGW_TEXT("boot "));
   console.u32(b);

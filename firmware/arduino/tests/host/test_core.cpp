@@ -175,6 +175,30 @@ TEST_CASE("invalid reading vectors: the firmware cannot emit them") {
   CHECK_FALSE(valid_unit("a\\b"));
 }
 
+TEST_CASE("the compile-time configuration check agrees with the run-time one") {
+  Record widest = {0xFFFFFFFFUL, 0xFFFFFFFFUL, 253402300799999LL, kSrcNtp, INT32_MIN};
+  NodeConfig empty = {"", "", ""};
+  CHECK(reading_length(empty, widest, false) == kWidestFixed);
+  std::string d32(32, 'd'), d33(33, 'd'), n16(16, 'n'), n17(17, 'n'), u16(16, 'u');
+  const char* devs[] = {"greenhouse-1", "a/b", "", d32.c_str(), d33.c_str(), "green house", "x_Y-9"};
+  const char* nodes[] = {"a", "", n16.c_str(), n17.c_str(), "b!"};
+  const char* units[] = {"C", "", "a\"b", "a\\b", u16.c_str(), "m/s^2", "\t"};
+  int accepted = 0;
+  for (const char* d : devs)
+    for (const char* n : nodes)
+      for (const char* u : units) {
+        NodeConfig cfg = {d, n, u};
+        CAPTURE(d);
+        CAPTURE(n);
+        CAPTURE(u);
+        CHECK(config_ok(d, n, u) == valid_config(cfg));
+        accepted += valid_config(cfg);
+      }
+  CHECK(accepted > 5);
+  static_assert(config_ok("ft-1", "a", "V"), "default configuration");
+  static_assert(!config_ok("a/b", "a", "V"), "slash in a device name");
+}
+
 TEST_CASE("val is printed from thousandths") {
   struct {
     int32_t milli;

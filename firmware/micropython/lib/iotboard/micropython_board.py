@@ -32,7 +32,7 @@ def rand() -> float:
     return random.getrandbits(16) / 65536  # random.random() is missing on some ports
 
 
-def wlan_connect(cfg, timeout_ms: int = 20000) -> bool:
+def wlan_connect(cfg, clock=time, timeout_ms: int = 20000) -> bool:
     """Join the configured WLAN; False if it did not connect in time (the MQTT supervisor retries later)."""
     import network
 
@@ -40,11 +40,11 @@ def wlan_connect(cfg, timeout_ms: int = 20000) -> bool:
     wlan.active(True)
     if not wlan.isconnected():
         wlan.connect(cfg["wifi_ssid"], cfg["wifi_password"])
-        start = time.ticks_ms()
+        start = clock.ticks_ms()
         while not wlan.isconnected():
-            if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+            if clock.ticks_diff(clock.ticks_ms(), start) > timeout_ms:
                 return False
-            time.sleep_ms(100)
+            clock.sleep_ms(100)
     return True
 
 
@@ -63,8 +63,9 @@ def make_sensor(cfg):
     return lambda: adc.read_u16() * scale + offset
 
 
-def mount_sd(cfg):
-    """Mount the SD card at ``sd_mount``; returns the folder, or None when there is no card."""
+def mount_sd(cfg, mount=None):
+    """Mount the SD card at ``sd_mount`` (with ``os.mount`` unless ``mount`` is given); returns the folder,
+    or None when there is no card."""
     try:
         spi = cfg.get("sd_spi")
         if spi:
@@ -75,16 +76,16 @@ def mount_sd(cfg):
             card = sdcard.SDCard(bus, machine.Pin(spi["cs"]))
         else:
             card = machine.SDCard(slot=cfg["sd_slot"])
-        os.mount(card, cfg["sd_mount"])
+        (mount or os.mount)(card, cfg["sd_mount"])
     except (OSError, ImportError) as exc:
         log("no SD card (%s): caching in flash" % exc)
         return None
     return cfg["sd_mount"]
 
 
-def open_cache(cfg):
+def open_cache(cfg, mount=None):
     """The cache log on the SD card if there is one, else in a flash file; returns (CacheLog, folder)."""
-    folder = mount_sd(cfg) or cfg["flash_dir"]
+    folder = mount_sd(cfg, mount) or cfg["flash_dir"]
     path = folder.rstrip("/") + "/cache.log"
     cache = CacheLog(FileStorage(path, os), cfg["cache_capacity"])
     if cache.torn_bytes:
@@ -99,10 +100,10 @@ def make_mqtt_factory(cfg):
     return lambda: MQTTClient(client_id, cfg["mqtt_host"], port=cfg["mqtt_port"], keepalive=cfg["mqtt_keepalive"])
 
 
-def build(cfg, clock=time, make_client=None, i2c=None):
+def build(cfg, clock=time, make_client=None, mount=None):
     """Build the node described by ``cfg``: a Collector, or a PrimaryNode/SecondaryNode around one."""
-    i2c = i2c or make_i2c(cfg)
-    cache, _ = open_cache(cfg)
+    i2c = make_i2c(cfg)
+    cache, _ = open_cache(cfg, mount)
     boot = next_boot(cfg["boot_file"], os, cache)
     link = MqttLink(make_client or make_mqtt_factory(cfg), cfg["prefix"], cfg["site"], cfg["dev"])
     ccfg = CollectorConfig(cfg["dev"], cfg["node"], cfg["site"], cfg["prefix"], cfg["unit"], cfg["sample_ms"],
@@ -133,12 +134,16 @@ def build(cfg, clock=time, make_client=None, i2c=None):
     raise ValueError("role must be single, primary or secondary")
 
 
-def main(cfg=None) -> None:
-    """Entry point called by main.py: connect, build, loop forever (the loop never blocks for long)."""
+def main(cfg=None, clock=time, max_steps=None, mount=None):
+    """Entry point called by main.py: join the WLAN, build the node, loop (forever on a board; tests pass
+    ``max_steps``). The loop never blocks for long, so heartbeats and the takeover timer stay on time."""
     if cfg is None:
         from config import CONFIG as cfg
-    wlan_connect(cfg)
-    node = build(cfg)
-    while True:
+    wlan_connect(cfg, clock)
+    node = build(cfg, clock, mount=mount)
+    steps = 0
+    while max_steps is None or steps < max_steps:
         node.step()
-        time.sleep_ms(20)
+        clock.sleep_ms(20)
+        steps += 1
+    return node

@@ -41,6 +41,10 @@ class ManualTicks:
     def ticks_add(self, t: int, delta: int) -> int:
         return ticks_add(t, delta, self.period)
 
+    def sleep_ms(self, ms: int) -> None:
+        """What ``time.sleep_ms`` does to a board's clock."""
+        self.advance(ms)
+
     def advance(self, ms: int) -> None:
         """Let ``ms`` milliseconds pass."""
         self.now = ticks_add(self.now, ms, self.period)

@@ -39,6 +39,26 @@ bool valid_unit(const char* s);
 // Names valid and the longest possible reading of this node within 192 bytes.
 bool valid_config(const NodeConfig& cfg);
 
+// The same check at compile time, for configuration given as literals (the sketches use it in a
+// static_assert, so a bad name is a build error instead of a board that refuses to start).
+// kWidestFixed: the widest reading with empty names (boot, seq 10 digits, ts 15, val 12, "cached":false);
+// the host tests prove it equals reading_length() of that reading.
+const size_t kWidestFixed = 138;
+constexpr size_t text_len(const char* s) { return *s ? 1 + text_len(s + 1) : 0; }
+constexpr bool name_chars_ok(const char* s) {
+  return !*s || (((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+                  *s == '-') &&
+                 name_chars_ok(s + 1));
+}
+constexpr bool unit_chars_ok(const char* s) {
+  return !*s || (*s >= 0x20 && *s <= 0x7E && *s != '"' && *s != '\\' && unit_chars_ok(s + 1));
+}
+constexpr bool config_ok(const char* dev, const char* node, const char* unit) {
+  return text_len(dev) >= 1 && text_len(dev) <= 32 && name_chars_ok(dev) && text_len(node) >= 1 &&
+         text_len(node) <= 16 && name_chars_ok(node) && text_len(unit) >= 1 && text_len(unit) <= 16 &&
+         unit_chars_ok(unit) && kWidestFixed + text_len(dev) + text_len(node) + text_len(unit) <= kMaxPayload;
+}
+
 void write_reading(Out& out, const NodeConfig& cfg, const Record& r, bool cached);
 size_t reading_length(const NodeConfig& cfg, const Record& r, bool cached);
 

@@ -16,11 +16,11 @@ void encode_record(const Record& r, uint8_t out[kRecordSize]) {
   out[0] = kRecordMagic;
   out[1] = kRecordBody;
   uint8_t* b = out + 2;
-  put_le(b, r.boot, 4);
-  put_le(b + 4, r.seq, 4);
-  put_le(b + 8, (uint64_t)(r.src == kSrcNone ? kNoTime : r.ts), 8);
+  put_le32(b, r.boot);
+  put_le32(b + 4, r.seq);
+  put_le64(b + 8, (uint64_t)(r.src == kSrcNone ? kNoTime : r.ts));
   b[16] = r.src;
-  put_le(b + 17, (uint32_t)r.val_milli, 4);
+  put_le32(b + 17, (uint32_t)r.val_milli);
   uint16_t crc = crc16(out + 1, 1 + kRecordBody);
   out[kRecordSize - 2] = (uint8_t)(crc >> 8);
   out[kRecordSize - 1] = (uint8_t)crc;
@@ -31,11 +31,11 @@ bool decode_record(const uint8_t in[kRecordSize], Record* r) {
   uint16_t crc = crc16(in + 1, 1 + kRecordBody);
   if (in[kRecordSize - 2] != (uint8_t)(crc >> 8) || in[kRecordSize - 1] != (uint8_t)crc) return false;
   const uint8_t* b = in + 2;
-  r->boot = (uint32_t)get_le(b, 4);
-  r->seq = (uint32_t)get_le(b + 4, 4);
-  r->ts = (int64_t)get_le(b + 8, 8);
+  r->boot = get_le32(b);
+  r->seq = get_le32(b + 4);
+  r->ts = (int64_t)get_le64(b + 8);
   r->src = b[16];
-  r->val_milli = (int32_t)(uint32_t)get_le(b + 17, 4);
+  r->val_milli = (int32_t)get_le32(b + 17);
   return r->src <= kSrcNtp;
 }
 
@@ -56,9 +56,9 @@ uint16_t RecordLog::open() {
   uint8_t m[12];
   has_floor_ = meta_.load(m);
   if (has_floor_) {
-    head_ = ring_pos((uint32_t)get_le(m, 4));
-    floor_boot_ = (uint32_t)get_le(m + 4, 4);
-    floor_seq_ = (uint32_t)get_le(m + 8, 4);
+    head_ = ring_pos(get_le32(m));
+    floor_boot_ = get_le32(m + 4);
+    floor_seq_ = get_le32(m + 8);
   } else {
     head_ = 0;
   }
@@ -121,9 +121,9 @@ uint16_t RecordLog::trim(uint32_t boot, uint32_t upto) {
 
 void RecordLog::save_meta() {
   uint8_t m[12];
-  put_le(m, head_, 4);
-  put_le(m + 4, floor_boot_, 4);
-  put_le(m + 8, floor_seq_, 4);
+  put_le32(m, head_);
+  put_le32(m + 4, floor_boot_);
+  put_le32(m + 8, floor_seq_);
   meta_.save(m);
 }
 

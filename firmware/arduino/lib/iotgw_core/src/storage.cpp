@@ -4,15 +4,20 @@
 
 namespace iotgw {
 
-void put_le(uint8_t* p, uint64_t v, uint8_t n) {
-  for (uint8_t i = 0; i < n; ++i) p[i] = (uint8_t)(v >> (8 * i));
+void put_le32(uint8_t* p, uint32_t v) {
+  for (uint8_t i = 0; i < 4; ++i, v >>= 8) p[i] = (uint8_t)v;
 }
 
-uint64_t get_le(const uint8_t* p, uint8_t n) {
-  uint64_t v = 0;
-  for (uint8_t i = n; i-- > 0;) v = (v << 8) | p[i];
-  return v;
+uint32_t get_le32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
+
+void put_le64(uint8_t* p, uint64_t v) {
+  put_le32(p, (uint32_t)v);
+  put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+uint64_t get_le64(const uint8_t* p) { return get_le32(p) | ((uint64_t)get_le32(p + 4) << 32); }
 
 bool SlotStore::read_slot(uint8_t i, uint8_t* gen, uint8_t* data) {
   uint32_t a = addr_ + (uint32_t)i * (len_ + 3);
@@ -64,8 +69,8 @@ bool SlotStore::save(const uint8_t* data) {
 uint32_t next_boot(Storage& s, uint32_t addr) {
   SlotStore store(s, addr, 4, 2);
   uint8_t data[4];
-  uint32_t boot = store.load(data) ? (uint32_t)get_le(data, 4) + 1 : 1;
-  put_le(data, boot, 4);
+  uint32_t boot = store.load(data) ? get_le32(data) + 1 : 1;
+  put_le32(data, boot);
   store.save(data);
   return boot;
 }

@@ -44,9 +44,12 @@ class SlotStore {
 uint32_t next_boot(Storage& s, uint32_t addr);
 const uint32_t kBootCounterBytes = 2 * (4 + 3);
 
-// Little-endian helpers for the record body and slot data.
-void put_le(uint8_t* p, uint64_t v, uint8_t n);
-uint64_t get_le(const uint8_t* p, uint8_t n);
+// Little-endian helpers for the record body and slot data (32-bit ones separate: 64-bit shifts are
+// costly on an 8-bit AVR).
+void put_le32(uint8_t* p, uint32_t v);
+uint32_t get_le32(const uint8_t* p);
+void put_le64(uint8_t* p, uint64_t v);
+uint64_t get_le64(const uint8_t* p);
 
 }  // namespace iotgw
 

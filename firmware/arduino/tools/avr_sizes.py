@@ -1,0 +1,32 @@
+"""Flash and RAM of an AVR ELF, and the budgets of issue 6 (used by bench/firmware_sizes.py and the tests)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+# Budgets on an Uno (issue 6). Flash counts .text + .data (the initial values live in flash);
+# RAM counts .data + .bss (static RAM; the stack comes on top).
+BUDGETS: dict[str, tuple[int, int]] = {
+    "pair_primary_uno": (8 * 1024, 768),
+    "pair_secondary_uno": (8 * 1024, 768),
+    "ft_uno": (20 * 1024, int(1.2 * 1024)),
+}
+
+
+def budget_for(env: str) -> tuple[int, int] | None:
+    """Budget of an environment (Makefile name, or PlatformIO name with ``_offline``), if it has one."""
+    return BUDGETS.get(env.removesuffix("_offline"))
+
+
+def elf_sizes(elf: Path) -> tuple[int, int]:
+    """(flash bytes, static RAM bytes) from ``avr-size -A``."""
+    out = subprocess.run(["avr-size", "-A", str(elf)], check=True, capture_output=True, text=True).stdout
+    sections: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sections[parts[0]] = int(parts[1])
+    flash = sections.get(".text", 0) + sections.get(".data", 0)
+    ram = sections.get(".data", 0) + sections.get(".bss", 0) + sections.get(".noinit", 0)
+    return flash, ram

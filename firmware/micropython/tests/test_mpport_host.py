@@ -1,0 +1,132 @@
+"""The port on a PC against a real Mosquitto: umqtt.simple API over paho (host/umqtt_paho.py), the host
+runner's single collector through a link outage, and its pair through a takeover. CPython only."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from _hostnet import Mosquitto, PahoGateway
+from run_collector import HostCollectors
+from umqtt_paho import MQTTClient
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    m = Mosquitto(tmp_path).start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def gateway(broker):
+    gw = PahoGateway(broker.port)
+    yield gw
+    gw.close()
+
+
+def test_paho_adapter_has_umqtt_semantics(broker):
+    got = []
+    c = MQTTClient("adapter-test", "127.0.0.1", broker.port)
+    c.set_callback(lambda topic, msg: got.append((topic, msg)))
+    c.set_last_will(b"t/status", b"offline", retain=True, qos=1)
+    c.connect()
+    c.subscribe(b"t/echo", qos=1)
+    c.publish(b"t/echo", b"hello", qos=1)  # returns after the PUBACK
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        c.check_msg()
+        time.sleep(0.02)
+    assert got == [(b"t/echo", b"hello")]
+    watcher = MQTTClient("watcher", "127.0.0.1", broker.port)
+    wills = []
+    watcher.set_callback(lambda topic, msg: wills.append(msg))
+    watcher.connect()
+    watcher.subscribe("t/status", qos=1)
+    c.kill()  # no DISCONNECT: the broker publishes the will
+    deadline = time.monotonic() + 10
+    while not wills and time.monotonic() < deadline:
+        watcher.check_msg()
+        time.sleep(0.02)
+    assert wills == [b"offline"]
+    with pytest.raises(OSError):
+        c.publish(b"t/echo", b"after death", qos=1)
+    watcher.disconnect()
+    with pytest.raises(OSError):
+        MQTTClient("nobody", "127.0.0.1", 1).connect()  # refused: OSError like umqtt.simple
+
+
+def test_single_collector_link_outage_replays_with_original_timestamps(broker, gateway, tmp_path):
+    hc = HostCollectors("127.0.0.1", broker.port, "mp-ft-1", state_dir=str(tmp_path / "state"), sample_ms=200)
+    try:
+        hc.run(1.5)
+        gateway.wait_for(lambda g: len(g.rows) >= 5, 10, "first readings")
+        hc.cut_link(True)
+        cut_at = time.time()
+        hc.run(2.0)
+        c = hc.collector("a")
+        assert c.cache.count >= 8  # cached during the outage
+        hc.cut_link(False)
+        seq_before = c.seq
+        hc.run(0.1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (c.cache.count or len(gateway.rows) < seq_before):
+            hc.run(0.1)
+        assert c.cache.count <= 1
+        gateway.wait_for(lambda g: len(g.rows) >= seq_before, 10, "replay")
+    finally:
+        hc.close()
+    rows = gateway.rows
+    seqs = sorted(k[3] for k in rows)
+    assert seqs == list(range(len(seqs)))  # nothing lost, one row per identity
+    cached = [r for r in rows.values() if r["cached"]]
+    assert cached, "the outage's readings must arrive as cached"
+    for r in cached:
+        assert r["src"] == "rtc" and r["ts"] <= (cut_at + 2.5) * 1000  # stamped when sampled, not when sent
+    assert all(r["ts"] >= (cut_at - 3) * 1000 for r in cached)
+
+
+def test_pair_takeover_through_real_broker(broker, gateway, tmp_path):
+    # generous timings: this runs in real time on a shared machine; the exact bounds are proven in simulation
+    period, timeout, sample = 300, 1500, 300
+    hc = HostCollectors("127.0.0.1", broker.port, "mp-pair-1", pair=True, state_dir=str(tmp_path / "state"),
+                        sample_ms=sample, hb_period_ms=period, hb_timeout_ms=timeout)
+    try:
+        hc.run(2.0)
+        assert hc.collector("a").role == "active" and hc.collector("b").role == "standby"
+        hc.kill("a")
+        killed = time.monotonic()
+        while hc.collector("b").role != "active" and time.monotonic() - killed < 20:
+            hc.step()
+            time.sleep(0.005)
+        took = time.monotonic() - killed
+        monitor = hc.nodes["b"].role.monitor
+        silent = hc.clock.ticks_diff(hc.clock.ticks_ms(), monitor.last)
+        hc.run(1.5)
+    finally:
+        hc.close()
+    assert hc.collector("b").role == "active"
+    assert timeout <= silent <= timeout + 500, silent  # taken over after the full timeout of silence
+    assert took <= (timeout + 1000) / 1000, took
+    gateway.wait_for(lambda g: any(k[1] == "b" for k in g.rows), 10, "node b readings")
+    a_ts = max(r["ts"] for k, r in gateway.rows.items() if k[1] == "a")
+    b_ts = min(r["ts"] for k, r in gateway.rows.items() if k[1] == "b")
+    # timeout + one sample period, + 1 s because the DS1307 counts whole seconds, + slack for a busy machine
+    assert b_ts - a_ts <= timeout + sample + 1000 + 500, b_ts - a_ts
+    gateway.wait_for(lambda g: any(s[1].get("node") == "a" and s[1]["state"] == "offline" for s in g.statuses), 10,
+                     "node a's last will")
+
+
+def test_host_runner_cli(broker, gateway, tmp_path):
+    script = str(__import__("run_collector").__file__)
+    proc = subprocess.run([sys.executable, script, "--host", "127.0.0.1", "--port", str(broker.port), "--device",
+                           "mp-cli-1", "--state-dir", str(tmp_path / "s"), "--sample-ms", "200", "--duration", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    final = [e for e in events if e["event"] == "final"][0]["nodes"]["a"]
+    assert final["seq"] >= 8 and final["link"] is True
+    gateway.wait_for(lambda g: len([k for k in g.rows if k[0] == "mp-cli-1"]) >= final["seq"] - 1, 10, "cli rows")

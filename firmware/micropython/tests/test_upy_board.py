@@ -1,0 +1,127 @@
+"""MicroPython board glue on the fake ``machine``/``network``/``umqtt`` modules: the shipped config.py
+builds, the DS1307 is read over machine.I2C, the cache falls back to flash without an SD card, the main
+loop publishes QoS 1 readings with the status as last will, and two boards pair over I2CTarget or GPIO."""
+
+import json
+
+import machine
+from _support import PORT_DIR, tmpdir
+from iotboard import micropython_board as board
+from iotcollector.ds1307 import DS1307
+from iotcollector.ticks import ManualTicks
+from simparts import Ds1307Chip
+from umqtt import simple
+
+
+def _config(**over):
+    ns = {}
+    with open(PORT_DIR + "/config.py") as f:
+        exec(f.read(), ns)
+    cfg = dict(ns["CONFIG"])
+    folder = tmpdir()
+    cfg.update({"flash_dir": folder, "boot_file": folder + "/boot.count", "sd_mount": folder + "/sd"})
+    cfg.update(over)
+    return cfg
+
+
+def _fresh(unix=1700000000):
+    machine.reset_all()
+    chip = Ds1307Chip()
+    machine.bus(0).attach(0x68, chip)
+    DS1307(machine.bus(0)).write(unix)
+    machine.ADC_VALUES[26] = 32768
+    return chip, simple.reset()
+
+
+def test_shipped_config_builds_a_single_collector():
+    chip, broker = _fresh()
+    cfg = _config()
+    clock = ManualTicks()
+    node = board.main(cfg, clock, max_steps=60)  # 60 loops of 20 ms, after the WLAN join
+    assert node.cache.storage.path == cfg["flash_dir"] + "/cache.log"  # no SD card: flash fallback
+    readings = [json.loads(p) for p in broker.published("reading")]
+    assert len(readings) == 2
+    r = readings[0]
+    assert (r["dev"], r["node"], r["boot"], r["seq"], r["src"], r["ts"]) == ("greenhouse-1", "a", 0, 0, "rtc",
+                                                                            1700000000000)
+    assert abs(r["val"] - 32768 * cfg["adc_scale"]) < 0.001
+    assert all(q == 1 for (t, p, q, rt) in broker.log if t.endswith("/reading"))
+    status = json.loads(broker.retained["iot/site-1/greenhouse-1/status"])
+    assert status["state"] == "online" and status["role"] == "single"
+    will = broker.clients[0].will
+    assert will[0] == "iot/site-1/greenhouse-1/status" and will[2] is True and will[3] == 1
+    assert json.loads(will[1])["state"] == "offline"
+
+
+def test_boot_counter_increments_per_start():
+    _fresh()
+    cfg = _config()
+    boots = [board.build(cfg, ManualTicks()).boot for _ in range(3)]
+    assert boots == [0, 1, 2]
+
+
+def test_sd_card_used_when_present():
+    _fresh()
+    cfg = _config()
+    mounted = []
+
+    def mount(card, path):
+        import os
+
+        os.mkdir(path)
+        mounted.append((card, path))
+
+    machine.SDCARD_PRESENT = True
+    node = board.build(cfg, ManualTicks(), mount=mount)
+    assert mounted and mounted[0][1] == cfg["sd_mount"]
+    assert node.cache.storage.path == cfg["sd_mount"] + "/cache.log"
+
+
+def test_wlan_join_waits_with_deadline():
+    import network
+
+    cfg = _config()
+    clock = ManualTicks()
+    network.CONNECT_POLLS = 3
+    assert board.wlan_connect(cfg, clock)
+    assert clock.elapsed_ms == 300
+    network.CONNECT_POLLS = 10 ** 6
+    assert not board.wlan_connect(cfg, clock, timeout_ms=2000)
+    network.CONNECT_POLLS = 2
+
+
+def _pair(transport):
+    _fresh()
+    clock = ManualTicks()
+    common = {"dev": "pair-1", "hb_transport": transport, "hb_target_i2c_id": 0, "hb_period_ms": 1000,
+              "hb_timeout_ms": 3500}
+    a = board.build(_config(node="a", role="primary", **common), clock)
+    b = board.build(_config(node="b", role="secondary", **common), clock)
+    return clock, a, b
+
+
+def _run(clock, nodes, ms):
+    for _ in range(ms // 20):
+        for n in nodes:
+            n.step()
+        clock.advance(20)
+
+
+def test_pair_over_i2c_target():
+    clock, a, b = _pair("i2c")
+    _run(clock, [a, b], 3000)
+    assert a.collector.role == "active" and b.collector.role == "standby"
+    assert 0x42 in machine.bus(0).scan()  # the secondary's I2CTarget answers on the bus
+    # the last beat was at 2000 ms; the primary stops at 3000 ms
+    _run(clock, [b], 2480)  # 5480 ms: 3480 ms of silence, not yet the timeout
+    assert b.collector.role == "standby"
+    _run(clock, [b], 40)
+    assert b.collector.role == "active"
+
+
+def test_pair_over_gpio_line():
+    clock, a, b = _pair("gpio")
+    _run(clock, [a, b], 5000)
+    assert a.collector.role == "active" and b.collector.role == "standby"
+    _run(clock, [b], 5000)
+    assert b.collector.role == "active"

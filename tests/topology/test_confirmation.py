@@ -1,0 +1,77 @@
+"""Batch confirmation on a replica: the traps from the field notes, reproduced on purpose."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.sinks.replicated import ReplicatedSink, parse_token
+from tests.topology.helpers import WRITER, count_rows, ep, promote_best, reading, wait_until
+
+pytestmark = [pytest.mark.servers]
+
+
+def rows(start, n, device="dev1"):
+    out = []
+    for i in range(start, start + n):
+        r = reading(i, device)
+        out.append((r.device, r.node, r.boot, r.seq, r.site, r.ts, r.src, r.clock, r.value, r.unit, 0, r.received_ms))
+    return out
+
+
+def test_zero_row_batch_is_confirmed_on_the_whole_position(sandbox):
+    sink = ReplicatedSink([ep(sandbox, "db1")], WRITER)
+    try:
+        first = sink.write(rows(0, 50)).token
+        again = sink.write(rows(0, 50)).token  # every row already there: no binlog event, @@last_gtid is stale
+        assert parse_token(first)[2] != "" and parse_token(again)[2] != ""
+        wait_until(lambda: sink.confirmed([first, again]) == [first, again], 20, "both batches confirmed")
+        assert sink.take_requeue_signal()  # the first primary: batches of an earlier run are written again
+        assert not sink.take_requeue_signal()  # once
+        assert count_rows(sandbox, "db1") == 50
+    finally:
+        sink.close()
+
+
+def test_confirmation_off_gives_no_token(sandbox):
+    sink = ReplicatedSink([ep(sandbox, "db2")], WRITER, confirm=False)
+    try:
+        assert sink.write(rows(0, 5)).token is None and not sink.needs_confirmation
+    finally:
+        sink.close()
+
+
+def test_a_lost_batch_is_never_confirmed_by_the_new_primarys_gtids(make_sandbox):
+    """MASTER_GTID_WAIT compares sequence numbers only: after a failover 0-2-N makes a lost 0-1-N look applied."""
+    sb = make_sandbox(replicas=2, broker=False)
+    sink = ReplicatedSink([ep(sb, "db1")], WRITER, verify_interval_s=0.2, confirm_wait_s=0.1)
+    try:
+        ok = sink.write(rows(0, 20)).token
+        wait_until(lambda: sink.confirmed([ok]) == [ok], 20, "the first batch confirmed")
+        for name in ("db2", "db3"):
+            with sb.connect(name) as conn, conn.cursor() as cur:
+                cur.execute("STOP SLAVE IO_THREAD")  # the next batch reaches no replica
+        lost = sink.write(rows(20, 20)).token
+        attempts = sink.confirm_checks
+        wait_until(lambda: sink.confirm_checks >= attempts + 4, 20, "four confirmation attempts")
+        assert sink.confirmed([lost]) == []
+        sb.kill("db1")  # the batch now exists nowhere
+        new = promote_best(sb, ["db2", "db3"])  # writes epoch 2 as 0-<id>-N: the same sequence number
+        other, lost_seq = ("db3" if new == "db2" else "db2"), int(parse_token(lost)[2].split("-")[2])
+
+        def other_seq():
+            with sb.connect(other) as conn, conn.cursor() as cur:
+                cur.execute("SELECT @@gtid_slave_pos")
+                return int(cur.fetchone()[0].split("-")[2])
+
+        wait_until(lambda: other_seq() >= lost_seq, 20, "the other replica to reach the lost batch's number")
+        attempts = sink.confirm_checks  # the trap is armed: MASTER_GTID_WAIT there now says "applied"
+        wait_until(lambda: sink.confirm_checks >= attempts + 6, 20, "the watcher to try every old replica again")
+        assert sink.confirmed([lost]) == []
+        fresh = sink.write(rows(40, 20)).token  # finds the new primary...
+        assert sink.primary.endpoint == ep(sb, new) and parse_token(fresh)[0] == 2
+        assert sink.take_requeue_signal()  # ...and asks the drain to write unconfirmed batches again
+        assert sink.confirmed([lost]) == []  # a token of epoch 1 is never confirmed any more
+        sink.write(rows(20, 20))  # the re-applied batch
+        assert count_rows(sb, new) == 60
+    finally:
+        sink.close()
