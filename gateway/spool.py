@@ -109,6 +109,14 @@ class SpoolStats:
         return self.pending + self.unconfirmed
 
 
+@dataclass
+class CommitResult:
+    """After a group commit: per touched stream (site, upto), and the entries refused for lack of room."""
+
+    marks: dict[tuple[str, str, int], tuple[str, int]]
+    refused: list[Entry]
+
+
 class Watermarks:
     """The per-stream contiguous watermark and the out-of-order sequences above it (in memory + spool)."""
 
@@ -188,13 +196,16 @@ class Spool:
                 self.full_changed.notify_all()
 
     # --- ingest commit (called only from the writer thread) -------------------------------------
-    def commit_group(self, entries: Sequence[Entry]) -> dict[tuple[str, str, int], tuple[str, int]]:
+    def commit_group(self, entries: Sequence[Entry]) -> CommitResult:
         """Durably store a group of entries in one transaction.
 
-        Returns the touched streams with (site, upto) after the commit: the end-to-end acks to send.
+        Returns the touched streams with (site, upto) after the commit (the end-to-end acks to send) and the
+        entries refused because the spool is full: those are neither stored nor acknowledged, so the broker
+        or the collector keeps them. The spool therefore never holds more than `max_readings`.
         Duplicates (already held) are not stored again but still touch their stream, so they are re-acked.
         """
-        rows, quarantine, touched = [], [], {}
+        rows, quarantine, touched, refused = [], [], {}, []
+        room = self.max_readings - self._depth
         new_marks: list[tuple[tuple[str, str, int], int]] = []
         in_group: set[tuple[str, str, int, int]] = set()
         for e in entries:
@@ -212,10 +223,15 @@ class Spool:
             touched[key] = item.site
             if ident in in_group or self.marks.is_held(key, seq):
                 continue  # a duplicate: not stored again, but its stream is re-acked
+            if isinstance(item, Quarantined):
+                in_group.add(ident)
+                new_marks.append((key, seq))
+                continue
+            if len(rows) >= room:
+                refused.append(e)
+                continue
             in_group.add(ident)
             new_marks.append((key, seq))
-            if isinstance(item, Quarantined):
-                continue
             rows.append((item.device, item.node, item.boot, item.seq, item.site, item.ts, item.src, item.clock,
                          item.value, item.unit, int(item.cached), item.received_ms))
         before = {key: self.marks.current(key) for key in touched}
@@ -248,7 +264,7 @@ class Spool:
         self.last_stored = len(rows)
         if rows:
             self._adjust_depth(len(rows))
-        return {key: (site, self.marks.current(key)) for key, site in touched.items()}
+        return CommitResult({key: (site, self.marks.current(key)) for key, site in touched.items()}, refused)
 
     def insert_replayed(self, rows: Sequence[tuple], quarantine_ids: Sequence[int]) -> None:
         """Move quarantined readings that now validate into the spool (one transaction).
@@ -396,11 +412,13 @@ class SpoolWriter(threading.Thread):
 
     def _commit(self, group: list[Entry]) -> None:
         started = time.monotonic()
-        marks = self.spool.commit_group(group)
+        result = self.spool.commit_group(group)
+        marks = result.marks
+        refused = {id(e) for e in result.refused}
         now = self.ack_clock()
         by_source: dict[int, tuple[Source, list[object], set]] = {}
         for e in group:
-            if e.source is None:
+            if e.source is None or id(e) in refused:
                 continue
             slot = by_source.setdefault(id(e.source), (e.source, [], set()))
             slot[1].append(e.ref)

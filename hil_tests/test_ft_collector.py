@@ -63,12 +63,15 @@ def test_link_cut_readings_cached_then_replayed_in_order(ft_rig: Rig) -> None:
         # the trims were persisted: after a reset the cache holds exactly what was never acknowledged
         link.set_up(False)
         board.wait(0.05)
+        exact = "freeze" in board.capabilities
+        if exact:
+            board.freeze(True)  # no sample between reading the counts and the reset
         trimmed = int(board.lines_matching(r"^cache trim upto=(\d+)$")[-1].match[1])
         newest = int(board.lines_matching(r"^cache append seq=(\d+)$")[-1].match[1])
         board.reset()
         board.expect(rf"^boot {boot + 1}$", 10)
-        opened = board.expect(r"^cache open records=(\d+)$", 10)
-        assert int(opened.match[1]) == newest - trimmed, (trimmed, newest, opened.text)
+        opened = int(board.expect(r"^cache open records=(\d+)$", 10).match[1])
+        assert newest - trimmed <= opened <= newest - trimmed + (0 if exact else 1), (trimmed, newest, opened)
 
     replayed = [r for r in link.snapshot()[replay_from:] if r.reading.seq in seqs and r.reading.boot == boot]
     # replayed oldest first (resends after an ack timeout may repeat some), marked cached, with the

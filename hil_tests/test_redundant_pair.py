@@ -53,7 +53,7 @@ def test_takeover_and_handback(pair_rig: Rig) -> None:
         # heartbeats every period (the sim rig sees the bus)
         if h is not None:
             beats = [w for w in h.i2c_log if w.src == "a" and w.dst == "b"]
-            gaps = [y.ms - x.ms for x, y in zip(beats[1:], beats[2:])]
+            gaps = [y.ms - x.ms for x, y in zip(beats[1:], beats[2:], strict=False)]
             assert len(gaps) >= 3 and all(abs(g - HEARTBEAT_MS) <= 0.05 * HEARTBEAT_MS for g in gaps), gaps
             assert all(w.data[:1] == b"H" and len(w.data) == 3 for w in beats), beats
 
@@ -101,7 +101,9 @@ def test_takeover_and_handback(pair_rig: Rig) -> None:
         printed = {identity(line.text) for board in (a, b) for line in board.lines_matching(r"^!R ")}
         for link in (link_a, link_b):
             mine = {i for i in printed if i[1] == link.board.name}
-            link.wait_for(lambda lk, mine=mine: mine <= set(lk.held), 60, f"every reading node {link.board.name} printed")
+            link.wait_for(lambda lk, mine=mine: mine <= set(lk.held), 60,
+                          lambda link=link, mine=mine: f"every reading node {link.board.name} printed; "
+                                                       f"missing {sorted(mine - set(link.held))[:5]}")
 
     # no duplicate identity: every identity has one content, nodes and boots keep them apart
     received = link_a.snapshot() + link_b.snapshot()

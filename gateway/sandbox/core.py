@@ -202,11 +202,12 @@ class Sandbox:
             node.port = free_port(taken)
             taken.add(node.port)
 
-    def _launch(self, node: Node) -> None:
+    def _launch(self, node: Node, fresh_log: bool = True) -> None:
         if node.kind == MARIADB:
             assert node.socket is not None
             node.socket.parent.mkdir(parents=True, exist_ok=True)
-            node.log.unlink(missing_ok=True)  # so the startup check reads only this start's messages
+            if fresh_log:  # at `up`, so the startup check reads only this start's messages
+                node.log.unlink(missing_ok=True)
             argv = mariadb.argv(node)
         else:
             argv = mosquitto.argv(node)
@@ -491,7 +492,7 @@ class Sandbox:
         node = self.node(name)
         if self.is_alive(name):
             process.stop_process(node.pid or 0, node.marker)
-        self._launch(node)
+        self._launch(node, fresh_log=False)  # keep the log: what happened before the restart matters
         try:
             self._wait_ready(node)
         except mariadb.ServerFailed as failure:

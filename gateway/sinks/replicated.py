@@ -332,7 +332,7 @@ class ReplicatedSink(Sink):
             self._rotation += 1
             return True
         with self._lock:
-            if self._primary == p:
+            if self._primary == p and held == p.epoch:
                 self._confirmed = target if self._confirmed is None else self._confirmed.merged(target)  # type: ignore[arg-type]
             elif self._primary == p and held > p.epoch:
                 self._stale = True  # a newer primary exists: the write path must re-resolve

@@ -128,12 +128,16 @@ class GatewayLink:
                 self.acks.append(ack)
 
     # ---- waiting ----------------------------------------------------------------------------------
-    def wait_for(self, predicate: Callable[[GatewayLink], bool], timeout: float, what: str) -> None:
-        """Wait (wall clock) until ``predicate(self)`` holds; fail with the board's last lines."""
+    def wait_for(self, predicate: Callable[[GatewayLink], bool], timeout: float,
+                 what: str | Callable[[], str]) -> None:
+        """Wait (wall clock) until ``predicate(self)`` holds; fail with ``what`` (a text, or a function
+        giving one when the wait failed) and the board's last lines."""
         with self._cond:
             ok = self._cond.wait_for(lambda: predicate(self), timeout)
-        self.board.check(ok, f"link: timed out after {timeout:g} s waiting for {what}; "
-                             f"held {len(self.held)} readings, rejected {self.rejected[-3:]}")
+        if not ok:
+            text = what() if callable(what) else what
+            self.board.check(ok, f"link: timed out after {timeout:g} s waiting for {text}; "
+                                 f"held {len(self.held)} readings, rejected {self.rejected[-3:]}")
 
     def snapshot(self) -> list[Received]:
         with self._cond:

@@ -23,8 +23,11 @@ def broker_of(sb: Sandbox) -> BrokerSettings:
 def start_gateway(
     sb: Sandbox, workdir: Path, *, database: bool = True, env: dict | None = None, **overrides
 ) -> GatewayProcess:
+    """Start a gateway on the sandbox and wait until it has subscribed (so nothing published is missed)."""
     cfg = sandbox_config(sb, workdir, prefix=unique("t"), client_id=unique("gw-"), database=database, **overrides)
-    return GatewayProcess(workdir, cfg, env=env).start()
+    gw = GatewayProcess(workdir, cfg, env=env).start()
+    wait_for(lambda: "subscribed to" in gw.log_tail(50), 60, f"the gateway to subscribe (log:\n{gw.log_tail()})")
+    return gw
 
 
 def sim_for(gw: GatewayProcess, sb: Sandbox, **options) -> Simulator:

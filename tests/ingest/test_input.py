@@ -45,7 +45,6 @@ def test_every_invalid_vector_is_quarantined_with_its_reason(sandbox, tmp_path):
     vectors = [v for v in json.loads((VECTORS / "readings_invalid.json").read_text()) if v["topic"].count("/") == 3]
     client = publisher(sandbox)
     try:
-        wait_for(lambda: "subscribed" in gw.log_tail(50), 30, "the gateway to subscribe")
         for vec in vectors:
             payload = bytes.fromhex(vec["payload_hex"]) if "payload_hex" in vec else vec["payload"].encode()
             topic = prefix + vec["topic"].removeprefix("iot")
@@ -57,7 +56,7 @@ def test_every_invalid_vector_is_quarantined_with_its_reason(sandbox, tmp_path):
             f"{len(vectors)} quarantined messages (gateway log:\n{gw.log_tail()})",
         )
         got = quarantine_rows(spool)
-        for vec, (topic, reason, field, raw) in zip(vectors, got, strict=True):
+        for vec, (_topic, reason, field, raw) in zip(vectors, got, strict=True):
             assert (reason, field) == (vec["reason"], vec["field"]), vec["name"]
             expected_raw = bytes.fromhex(vec["payload_hex"]) if "payload_hex" in vec else vec["payload"].encode()
             assert raw == expected_raw, vec["name"]
@@ -94,7 +93,6 @@ def test_rejected_reading_with_identity_is_acked_and_replayable(sandbox, tmp_pat
     client.on_message = lambda _c, _u, m: acks.append(protocol.parse_ack(m.payload))
     client.subscribe(f"{prefix}/s1/dev1/ack", qos=1)
     try:
-        wait_for(lambda: "subscribed" in gw.log_tail(50), 30, "the gateway to subscribe")
         good = [protocol.encode_reading("dev1", "a", 1, s, 1700000000000 + s, "rtc", 1.0, "C") for s in (0, 2)]
         bad = protocol.encode_reading("dev1", "a", 1, 1, 1700000000001, "rtc", 1.0, "C").replace(
             '"unit":"C"', '"unit":""'

@@ -1,0 +1,70 @@
+"""AVR builds of both sketches for Uno and Mega: the plain Makefile and PlatformIO's offline environments.
+
+Sizes must stay within the budgets of issue 6 (firmware/arduino/tools/avr_sizes.py).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+import avr_sizes
+import pio_offline
+from conftest import FIRMWARE
+
+MAKE_ENVS = ["ft_uno", "pair_primary_uno", "pair_secondary_uno", "ft_mega", "pair_primary_mega", "pair_secondary_mega"]
+
+
+@pytest.fixture(scope="module")
+def make_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("make")
+    result = subprocess.run(["make", "-s", "-j2", f"BUILD_DIR={out}", "all"], cwd=FIRMWARE,
+                            capture_output=True, text=True, timeout=280)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.mark.parametrize("env", MAKE_ENVS)
+def test_makefile_builds_elf_and_hex_within_budget(make_build, env):
+    elf = make_build / env / f"{env}.elf"
+    hexfile = make_build / env / f"{env}.hex"
+    assert elf.stat().st_size > 0 and hexfile.read_text().startswith(":")
+    flash, ram = avr_sizes.elf_sizes(elf)
+    assert flash > 4000 and ram > 200  # a real sketch, not an empty one
+    budget = avr_sizes.budget_for(env)
+    if budget:
+        assert flash <= budget[0], f"{env}: flash {flash} B over {budget[0]} B"
+        assert ram <= budget[1], f"{env}: RAM {ram} B over {budget[1]} B"
+
+
+def test_invalid_names_fail_the_build(tmp_path):
+    """A device name the protocol would quarantine is a compile-time error, not a silent field failure."""
+    result = subprocess.run(
+        ["make", "-s", f"BUILD_DIR={tmp_path}", "ENV=ft_uno", f"{tmp_path}/ft_uno/sketch.o",
+         "EXTRA_FLAGS=-DIOTGW_DEVICE='\"green/house\"'"],
+        cwd=FIRMWARE, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "static assertion failed" in result.stderr and "IOTGW_DEVICE" in result.stderr
+
+
+def test_platformio_offline_envs_build_within_budget(tmp_path):
+    envs = pio_offline.offline_envs()
+    assert len(envs) == 6 and all(e.endswith("_offline") for e in envs)
+    result = pio_offline.run(envs, core_dir=tmp_path / "core", build_dir=tmp_path / "build", timeout=280)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for env in envs:
+        assert re.search(rf"^{env}\s+SUCCESS", result.stdout, re.M), output
+        flash, ram = avr_sizes.elf_sizes(tmp_path / "build" / env / "program.elf")
+        assert (tmp_path / "build" / env / "program.hex").exists()
+        budget = avr_sizes.budget_for(env)
+        if budget:
+            assert flash <= budget[0] and ram <= budget[1], (env, flash, ram)
+
+
+def test_offline_runner_refuses_registry_envs(tmp_path):
+    with pytest.raises(ValueError):
+        pio_offline.run(["ft_uno"], core_dir=tmp_path / "core")

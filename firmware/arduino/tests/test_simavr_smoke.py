@@ -1,0 +1,115 @@
+"""The AVR builds run: each sketch boots under simavr and speaks protocol v1 on its serial console.
+
+Only a smoke test with short periods (build flags); the simulated-board rig in hil_tests/ drives the pair
+over a TWI bridge, a DS1307 and persistent EEPROM. Here each board runs alone: the ft_collector has no RTC
+and no gateway, so it must stamp null/none and resend after the ack timeout; a lone primary claims the
+role after its heartbeats go unanswered; a lone secondary takes over after the timeout.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import FIRMWARE
+
+pytestmark = pytest.mark.skipif(shutil.which("simavr") is None, reason="simavr not installed")
+
+SHORT = "-DIOTGW_SAMPLE_MS=300 -DIOTGW_HEARTBEAT_MS=100 -DIOTGW_TIMEOUT_MS=400 -DIOTGW_ACK_TIMEOUT_MS=1000"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def crc16(data: bytes) -> int:
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def frame_ok(line: str) -> bool:
+    body, _, crc = line.rpartition("*")
+    return len(crc) == 4 and int(crc, 16) == crc16(body.encode())
+
+
+def run_until(elf, done, deadline_s=20.0) -> list[str]:
+    """Run the ELF under simavr and collect console lines until done(lines) or the deadline."""
+    proc = subprocess.Popen(["simavr", "-m", "atmega328p", "-f", "16000000", str(elf)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    buf = b""
+    end = time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < end and not done(lines):
+            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if not ready:
+                continue
+            chunk = proc.stdout.read1(4096)
+            if not chunk:
+                break
+            buf += chunk
+            *complete, buf = buf.split(b"\n")
+            for raw in complete:
+                # simavr prints each UART line in colour and shows the '\n' as '.'
+                text = ANSI.sub("", raw.decode("ascii", "replace")).strip()
+                if text.endswith("."):
+                    text = text[:-1]
+                if text:
+                    lines.append(text)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def short_builds(tmp_path_factory):
+    out = tmp_path_factory.mktemp("short")
+    envs = ["ft_uno", "pair_primary_uno", "pair_secondary_uno"]
+    result = subprocess.run(["make", "-s", "-j2", f"BUILD_DIR={out}", f"EXTRA_FLAGS={SHORT}", *envs],
+                            cwd=FIRMWARE, capture_output=True, text=True, timeout=280)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {e: out / e / f"{e}.elf" for e in envs}
+
+
+def test_ft_collector_boots_records_and_resends(short_builds):
+    lines = run_until(short_builds["ft_uno"], lambda ls: any("cache resend from seq=0" in x for x in ls)
+                      and sum(x.startswith("!R") for x in ls) >= 4)
+    assert lines[:5] == ["iotgw ft_collector dev=ft-1 node=a", "boot 1", "rtc missing", "cache open records=0",
+                         "role single"], lines
+    frames = [x for x in lines if x.startswith("!")]
+    assert frames and all(frame_ok(f) for f in frames), frames
+    assert frames[0].startswith('!S {"v":1,"dev":"ft-1","node":"a","boot":1,"state":"online","role":"single"')
+    readings = [f for f in frames if f.startswith("!R")]
+    assert readings[0].startswith('!R {"v":1,"dev":"ft-1","node":"a","boot":1,"seq":0,"ts":null,"src":"none",')
+    assert '"cached":false}' in readings[0]
+    resend = lines.index("cache resend from seq=0")
+    assert any('"seq":0,' in x and '"cached":true}' in x for x in lines[resend:]), lines
+    assert all(not x.startswith("!") or x[:2] in ("!R", "!S") for x in lines)
+
+
+def test_lone_primary_claims_then_records(short_builds):
+    lines = run_until(short_builds["pair_primary_uno"], lambda ls: sum(x.startswith("!R") for x in ls) >= 2)
+    assert lines[:3] == ["iotgw redundant_collector primary dev=pair-1 node=a", "boot 1", "role standby"], lines
+    assert "heartbeat not acked" in lines
+    active = lines.index("role active")
+    assert active > lines.index("heartbeat not acked")
+    first_reading = next(i for i, x in enumerate(lines) if x.startswith("!R"))
+    assert first_reading > active and frame_ok(lines[first_reading])
+    assert '"node":"a"' in lines[first_reading] and '"seq":0,' in lines[first_reading]
+
+
+def test_lone_secondary_takes_over(short_builds):
+    lines = run_until(short_builds["pair_secondary_uno"], lambda ls: sum(x.startswith("!R") for x in ls) >= 2)
+    assert lines[:3] == ["iotgw redundant_collector secondary dev=pair-1 node=b", "boot 1", "role standby"], lines
+    active = lines.index("role active")
+    status = [x for x in lines if x.startswith("!S")]
+    assert len(status) == 2 and '"role":"active"' in status[1] and all(frame_ok(s) for s in status)
+    readings = [x for x in lines[active:] if x.startswith("!R")]
+    assert readings and all(frame_ok(r) and '"node":"b"' in r for r in readings)

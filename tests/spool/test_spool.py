@@ -1,0 +1,78 @@
+"""The spool on its own: watermarks (shared vectors), duplicates, backpressure, quarantine bounds, restarts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.protocol import Reading
+from gateway.spool import Entry, Quarantined, Spool, read_stats
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+
+
+def reading(seq: int, device: str = "d1", boot: int = 1) -> Reading:
+    return Reading(device, "a", boot, seq, "s", 1700000000000 + seq, "rtc", 1.0, "C", False, "ok", 1700000000000)
+
+
+def commit(spool: Spool, *items) -> dict:
+    return spool.commit_group([Entry(i) for i in items]).marks
+
+
+@pytest.mark.parametrize("vec", json.loads((VECTORS / "ack_watermark.json").read_text()), ids=lambda v: v["name"])
+def test_watermark_vectors(tmp_path, vec):
+    spool = Spool(tmp_path / "s.db")
+    for seq, expected in zip(vec["arrivals"], vec["upto_after_each"], strict=True):
+        _site, upto = commit(spool, reading(seq))[("d1", "a", 1)]
+        assert (upto if upto >= 0 else None) == expected
+
+
+def test_watermarks_and_duplicates_survive_a_restart(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    commit(spool, reading(0), reading(1), reading(3))
+    assert spool.depth == 3
+    spool.close()
+    again = Spool(tmp_path / "s.db")
+    marks = commit(again, reading(1), reading(3))  # duplicates: re-acked, not stored
+    assert marks[("d1", "a", 1)] == ("s", 1) and again.depth == 3
+    assert commit(again, reading(2))[("d1", "a", 1)] == ("s", 3)
+    assert again.depth == 4
+
+
+def test_full_spool_refuses_new_readings_but_keeps_quarantine_and_duplicates(tmp_path):
+    spool = Spool(tmp_path / "s.db", max_readings=5, resume_fraction=0.5)
+    result = spool.commit_group([Entry(reading(s)) for s in range(8)])
+    assert [e.item.seq for e in result.refused] == [5, 6, 7]
+    assert spool.depth == 5 and spool.full
+    assert result.marks[("d1", "a", 1)] == ("s", 4)  # refused readings are not acknowledged
+    bad = Quarantined("mqtt", "t", "s", "not_json", None, "not_json", b"x", 0)
+    result = spool.commit_group([Entry(bad), Entry(reading(1))])
+    assert result.refused == [] and read_stats(tmp_path / "s.db").quarantined == 1
+    conn = spool.drain_connection()
+    spool.written(conn, [i for i, _ in spool.take(conn, 2)], None)
+    assert spool.full  # 3 left: above resume_fraction * max_readings = 2.5, still paused (hysteresis)
+    spool.written(conn, [i for i, _ in spool.take(conn, 1)], None)
+    assert not spool.full
+
+
+def test_quarantine_is_bounded_and_counts_evictions(tmp_path):
+    spool = Spool(tmp_path / "s.db", quarantine_max=10)
+    for i in range(25):
+        spool.commit_group([Entry(Quarantined("mqtt", "t", "s", "not_json", None, "x", str(i).encode(), i))])
+    st = read_stats(tmp_path / "s.db")
+    assert st.quarantined == 10 and st.quarantine_evicted == 15
+
+
+def test_unconfirmed_batches_are_requeued(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    commit(spool, *(reading(s) for s in range(10)))
+    conn = spool.drain_connection()
+    batch = spool.take(conn, 4)
+    spool.written(conn, [i for i, _ in batch], "0-1-5@db1")
+    assert spool.unconfirmed_tokens(conn) == ["0-1-5@db1"] and len(spool.take(conn, 100)) == 6
+    assert spool.requeue_unconfirmed(conn) == 4
+    assert len(spool.take(conn, 100)) == 10
+    spool.written(conn, [i for i, _ in spool.take(conn, 4)], "0-2-9@db2")
+    assert spool.confirmed(conn, ["0-2-9@db2"]) == 4 and spool.depth == 6
