@@ -127,5 +127,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"board {board.name}: last lines", board.last_output(40)))
         for h in item.stash.get(_HARNESSES, []):
             report.sections.append((f"harness log {h.workdir}", h.log_tail(30)))
+            if h.events:
+                report.sections.append(("harness events", "\n".join(h.events[-20:])))
     return report
 

@@ -37,7 +37,7 @@ from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA, dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
-from gateway.topology.gtid import Position
+from gateway.topology.gtid import MariaPos, Position
 from gateway.topology.model import Snapshot, endpoint, split_endpoint
 
 log = logging.getLogger(__name__)
@@ -322,21 +322,34 @@ class ReplicatedSink(Sink):
                 if str(cur.fetchone()[0]) != "0":
                     self._rotation += 1  # this replica is slow: try another next time
                     return True
-                # Applied, by sequence number. Still ours only if nothing of a newer primary reached it.
-                cur.execute(f"SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch")
-                held = int(cur.fetchone()[0] or 0)
+                # Applied, by sequence number. Ours only if nothing of a newer primary reached the replica
+                # (it would hold the newer epoch row) and, on MariaDB, if its last GTID of each domain comes
+                # from the server that wrote ours (a newer primary's GTIDs carry its own server id).
+                cur.execute(f"SELECT @@{'gtid_executed' if p.flavor == 'mysql' else 'gtid_slave_pos'}, "
+                            f"(SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch)")
+                applied, held = cur.fetchone()
+                held = int(held or 0)
         except pymysql.MySQLError:
             conn = self._replica_conns.pop(ep, None)
             if conn is not None:
                 _quiet_close(conn)
             self._rotation += 1
-            return True
+            return False  # idle a moment: a dead replica refuses at once, no hot loop
+        same_source = p.flavor == "mysql" or _same_writers(str(target), applied)
         with self._lock:
-            if self._primary == p and held == p.epoch:
+            if self._primary == p and held == p.epoch and same_source:
                 self._confirmed = target if self._confirmed is None else self._confirmed.merged(target)  # type: ignore[arg-type]
-            elif self._primary == p and held > p.epoch:
-                self._stale = True  # a newer primary exists: the write path must re-resolve
+            else:
+                self._stale = True  # a newer primary exists (or may): the write path must re-resolve
+                return False  # and no hot loop on a replica that keeps answering "applied"
         return True
+
+
+def _same_writers(target: str, applied: str) -> bool:
+    """True if, in every domain of `target`, the replica's last applied GTID has the target's server id."""
+    mine = {g.domain: g.server_id for g in MariaPos.parse(target).gtids}
+    theirs = {g.domain: g.server_id for g in MariaPos.parse(applied).gtids}
+    return all(theirs.get(domain) == server_id for domain, server_id in mine.items())
 
 
 class _Refused(Exception):

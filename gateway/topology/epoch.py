@@ -29,7 +29,17 @@ EPOCH_TABLE_SQL = f"""CREATE TABLE IF NOT EXISTS `{META_SCHEMA}`.epoch (
 
 
 def ensure_schema(cur: Any) -> None:
-    """Create `iotgw_meta.epoch` if missing (replicated like any write on the primary)."""
+    """Create `iotgw_meta.epoch` if missing (replicated like any write on the primary).
+
+    Only when missing: `CREATE … IF NOT EXISTS` is binlogged even when the object exists, and the epoch row
+    must be the first transaction a newly promoted server writes (a replica holding anything of the new
+    primary then holds its epoch: the writer's confirmation check relies on it).
+    """
+    cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'epoch'",
+                (META_SCHEMA,))
+    row = cur.fetchone()
+    if int(row[0] if isinstance(row, tuple | list) else next(iter(row.values()))):
+        return
     cur.execute(f"CREATE DATABASE IF NOT EXISTS `{META_SCHEMA}`")
     cur.execute(EPOCH_TABLE_SQL)
 

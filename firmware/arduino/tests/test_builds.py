@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-import pytest
-
 import avr_sizes
 import pio_offline
+import pytest
 from conftest import FIRMWARE
 
 MAKE_ENVS = ["ft_uno", "pair_primary_uno", "pair_secondary_uno", "ft_mega", "pair_primary_mega", "pair_secondary_mega"]

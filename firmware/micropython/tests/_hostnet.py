@@ -83,7 +83,7 @@ class PahoGateway:
         r = json.loads(payload)
         key = (r["dev"], r["node"], r["boot"])
         with self.lock:
-            self.arrivals.append((time.monotonic(), r))
+            self.arrivals.append((time.time(), r))  # wall clock, comparable with the readings' ts
             self.rows.setdefault(key + (r["seq"],), r)
             held = self.held.setdefault(key, set())
             held.add(r["seq"])

@@ -105,11 +105,14 @@ def test_port_through_real_gateway_outage_and_takeover(tmp_path):
             gw.terminate()
         log = gw.log_tail(30) if gw is not None else ""
         rows_by_server = {}
-        if gw is not None:
-            for name in sb.db_names():
-                rows_by_server[name] = (_rows(sb, name, "mp-ft-1"), _rows(sb, name, "mp-pair-1"))
-        sb.down()
+        try:
+            if gw is not None:
+                for name in sb.db_names():
+                    rows_by_server[name] = (_rows(sb, name, "mp-ft-1"), _rows(sb, name, "mp-pair-1"))
+        finally:
+            sb.down()
 
+    assert sorted(rows_by_server) == ["db1", "db2"]  # checked on the primary and on the replica
     for name, (rows, pair_rows) in rows_by_server.items():
         # nothing duplicated: one row per identity (the primary key would refuse more; count anyway)
         idents = {(n, b, s) for n, b, s, *_ in rows}
@@ -118,7 +121,7 @@ def test_port_through_real_gateway_outage_and_takeover(tmp_path):
         missing = expected_single - idents
         assert not missing, f"{name}: lost {sorted(missing)[:5]} (gateway log:\n{log})"
         # the original RTC timestamps, kept through caching and replay
-        for n, b, s, ts, src, cached in rows:
+        for n, b, s, ts, src, _cached in rows:
             assert src == "rtc" and ts == sampled[(n, b, s)], (name, s, ts, sampled[(n, b, s)])
         outage = [r for r in rows if cut_start * 1000 - 1000 <= r[3] <= cut_end * 1000]
         assert len(outage) >= OUTAGE_S * 1000 // SAMPLE_MS - 4, name

@@ -3,7 +3,16 @@
 import os
 
 from _support import tmpdir, vectors
-from iotcollector.cachelog import RECORD_LEN, CacheLog, FileStorage, MemoryStorage, PowerCut, Record, decode_record, encode_record
+from iotcollector.cachelog import (
+    RECORD_LEN,
+    CacheLog,
+    FileStorage,
+    MemoryStorage,
+    PowerCut,
+    Record,
+    decode_record,
+    encode_record,
+)
 
 
 def _rec(i, boot=1):

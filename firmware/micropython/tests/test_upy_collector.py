@@ -34,7 +34,7 @@ def test_outage_caches_and_replays_with_original_timestamps():
     seqs = sorted(k[3] for k in gw.rows)
     assert seqs == list(range(45)), seqs  # nothing lost
     assert len(gw.rows) == 45  # one row per identity
-    for (dev, node, boot, seq), r in gw.rows.items():
+    for (_dev, _node, _boot, seq), r in gw.rows.items():
         assert r["ts"] == 1700000000000 + seq * 1000, (seq, r["ts"])  # the sample's own RTC time
         if seq < 5 or seq >= 40:
             assert r["cached"] is False, seq  # sent live, before the outage and once the backlog is gone

@@ -163,7 +163,7 @@ def test_hand_back_with_hysteresis_and_bounded_overlap():
     # identities: each node its own boot and seq, never colliding, no gap per (node, boot)
     rows = pair.gateway.rows
     by_key = {}
-    for dev, node, boot, seq in rows:
+    for _dev, node, boot, seq in rows:
         by_key.setdefault((node, boot), []).append(seq)
     assert sorted(by_key) == [("a", 1), ("a", 2), ("b", 1)]
     for key, seqs in by_key.items():

@@ -27,13 +27,13 @@ env.Replace(
 
 env.Append(
     # Flags of the Arduino AVR core's platform.txt; the Debian core also needs DECIMAL_DIG (field notes).
-    ASFLAGS=["-x", "assembler-with-cpp", "-flto", "-mmcu=%s" % mcu],
-    ASPPFLAGS=["-x", "assembler-with-cpp", "-flto", "-mmcu=%s" % mcu],
-    CCFLAGS=["-Os", "-Wall", "-ffunction-sections", "-fdata-sections", "-flto", "-mmcu=%s" % mcu],
+    ASFLAGS=["-x", "assembler-with-cpp", "-flto", f"-mmcu={mcu}"],
+    ASPPFLAGS=["-x", "assembler-with-cpp", "-flto", f"-mmcu={mcu}"],
+    CCFLAGS=["-Os", "-Wall", "-ffunction-sections", "-fdata-sections", "-flto", f"-mmcu={mcu}"],
     CFLAGS=["-std=gnu11", "-fno-fat-lto-objects"],
     CXXFLAGS=["-std=gnu++11", "-fno-exceptions", "-fno-threadsafe-statics", "-fpermissive", "-Wno-error=narrowing"],
     CPPDEFINES=[("F_CPU", "$BOARD_F_CPU"), ("DECIMAL_DIG", "__DECIMAL_DIG__")],
-    LINKFLAGS=["-Os", "-flto", "-fuse-linker-plugin", "-Wl,--gc-sections", "-mmcu=%s" % mcu],
+    LINKFLAGS=["-Os", "-flto", "-fuse-linker-plugin", "-Wl,--gc-sections", f"-mmcu={mcu}"],
     LIBS=["m"],
     BUILDERS=dict(
         ElfToHex=Builder(

@@ -84,7 +84,7 @@ class MiniMqttClient:
         try:
             return fn(*args, **kwargs)
         except self.errors as exc:
-            raise OSError("mqtt: %s" % exc)
+            raise OSError("mqtt: %s" % exc) from exc
 
     def set_callback(self, f) -> None:
         self._cb = f

@@ -12,7 +12,6 @@ import random
 import time
 
 import machine
-
 from iotcollector.beatlink import MEM_SIZE, I2cBeatSender, PulseBeatReceiver, PulseBeatSender, TargetMemBeatReceiver
 from iotcollector.bootcount import next_boot
 from iotcollector.cachelog import CacheLog, FileStorage

@@ -95,7 +95,7 @@ class Collector:
             self._check_ack_timeout(now)
             self._pump(now)
         if self.supervisor.up and self.status_dirty:
-            self._send(lambda: self.link.send_status(self.status_payload()), now)
+            self._send(self.link.send_status, self.status_payload(), now)
             if self.supervisor.up:
                 self.status_dirty = False
 
@@ -116,7 +116,7 @@ class Collector:
             return
         self.seq += 1
         if self.supervisor.up and self.cursor == self.cache.count - 1:
-            if self._send(lambda: self.link.send_reading(self._payload(rec, False)), now):
+            if self._send(self.link.send_reading, self._payload(rec, False), now):
                 self.cursor += 1
                 self.sent += 1
 
@@ -135,9 +135,10 @@ class Collector:
         self.ack_deadline = None
         self.log("[%s] link up, %d cached" % (self.cfg.node, self.cache.count))
 
-    def _send(self, action, now: int) -> bool:
+    def _send(self, send, payload: str, now: int) -> bool:
+        """``send(payload)``; on OSError close the link and let the supervisor schedule the reconnect."""
         try:
-            action()
+            send(payload)
         except OSError as exc:
             self.link.close()
             delay = self.supervisor.lost(now)
@@ -151,7 +152,7 @@ class Collector:
         n = 0
         while self.supervisor.up and self.cursor < self.cache.count and n < self.cfg.send_batch:
             rec = self.cache.get(self.cursor)
-            if not self._send(lambda: self.link.send_reading(self._payload(rec, True)), now):
+            if not self._send(self.link.send_reading, self._payload(rec, True), now):
                 return
             self.cursor += 1
             self.resent += 1

@@ -12,10 +12,10 @@ AVR_DIR = os.environ.get("IOTGW_ARDUINO_AVR_DIR", "/usr/share/arduino/hardware/a
 CORE_DIR = join(AVR_DIR, "cores", board.get("build.core"))
 VARIANT_DIR = join(AVR_DIR, "variants", board.get("build.variant"))
 if not os.path.isdir(CORE_DIR):
-    env.Exit("Arduino AVR core not found in %s: apt-get install arduino-core-avr" % AVR_DIR)
+    env.Exit(f"Arduino AVR core not found in {AVR_DIR}: apt-get install arduino-core-avr")
 
 env.Append(
-    CPPDEFINES=[("ARDUINO", 10807), "ARDUINO_%s" % board.get("build.board"), "ARDUINO_ARCH_AVR"],
+    CPPDEFINES=[("ARDUINO", 10807), "ARDUINO_" + board.get("build.board"), "ARDUINO_ARCH_AVR"],
     CPPPATH=[CORE_DIR, VARIANT_DIR],
     # Wire, EEPROM, SPI, SoftwareSerial: found by the library dependency finder when a sketch includes them.
     LIBSOURCE_DIRS=[join(AVR_DIR, "libraries")],

@@ -1,0 +1,219 @@
+"""`iotgw demo`: the whole chain on this machine, a scripted database outage, a live view, an integrity report.
+
+Sandbox (MariaDB primary + 2 replicas, Mosquitto) → simulated collectors → gateway → spool → primary → replicas.
+Midway the primary is stopped for a while; readings keep being acknowledged from the spool and arrive once it
+is back. The report at the end counts what was sent, acknowledged, stored on every server, lost and duplicated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway import config as config_mod
+from gateway.mqttconn import BrokerSettings
+from gateway.sandbox import Sandbox
+from gateway.service import Gateway
+from gateway.simulator import SimOptions, Simulator
+
+
+@dataclass
+class DemoReport:
+    """The integrity report."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    stored_on_primary: int = 0
+    stored_on_replicas: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    duplicated: int = 0
+    quarantined: int = 0
+    checksums_equal: bool = False
+    events: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.lost == 0 and self.duplicated == 0 and self.checksums_equal and self.sent == self.acknowledged
+                and all(n == self.stored_on_primary for n in self.stored_on_replicas.values()))
+
+
+class Demo:
+    """Runs the scripted demo; `view` (optional) is called about 4 times a second with the live state."""
+
+    def __init__(self, directory: Path, duration: float, rate: float, devices: int,
+                 view: Callable[[Demo], None] | None = None, say: Callable[[str], None] = print) -> None:
+        self.directory, self.duration, self.rate, self.devices = directory, duration, rate, devices
+        self.view, self.say = view, say
+        self.report = DemoReport()
+        self.sb: Sandbox | None = None
+        self.gateway: Gateway | None = None
+        self.sim: Simulator | None = None
+        self.started = time.monotonic()
+
+    def event(self, text: str) -> None:
+        stamp = f"{time.monotonic() - self.started:6.1f}s"
+        self.report.events.append(f"{stamp} {text}")
+
+    def run(self) -> DemoReport:
+        self.say(f"starting the sandbox in {self.directory} (MariaDB primary + 2 replicas, Mosquitto)…")
+        self.sb = sb = Sandbox.up(self.directory / "sandbox", replicas=2, broker=True)
+        try:
+            return self._run(sb)
+        finally:
+            if self.gateway:
+                self.gateway.stop(drain_timeout=0)
+            sb.down()
+
+    def _run(self, sb: Sandbox) -> DemoReport:
+        ep = sb.endpoints()
+        primary = sb.nodes["db1"]
+        cfg = config_mod.parse({
+            "mqtt": {"host": ep["broker"]["host"], "port": ep["broker"]["port"], "client_id": "iotgw-demo"},
+            "spool": {"path": str(self.directory / "spool.db")},
+            "database": {"kind": "mysql", "servers": [f"{primary.host}:{primary.port}"], "user": "iotgw",
+                         "password": ep["mariadb"]["users"]["iotgw"], "retry_max_s": 1.0},
+            "http": {"listen": "127.0.0.1:0"},
+        }, "<demo>")
+        self.gateway = gw = Gateway(cfg)
+        gw.start()
+        self.started = time.monotonic()
+        self.event("gateway started; collectors publishing")
+        count = max(1, int(self.rate * self.duration / self.devices))
+        self.sim = sim = Simulator(BrokerSettings(ep["broker"]["host"], ep["broker"]["port"]),
+                                   SimOptions(devices=self.devices, count=count, rate=self.rate, site="demo",
+                                              ack_timeout=3.0, malformed=20, duplicate_rate=0.01))
+        sim.connect()
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.setdefault("r", sim.run(deadline_s=self.duration * 3 + 60)),
+                                  daemon=True)
+        thread.start()
+        outage = (self.duration * 0.3, self.duration * 0.55)
+        phase = "before"
+        while thread.is_alive():
+            elapsed = time.monotonic() - self.started
+            if phase == "before" and elapsed >= outage[0]:
+                sb.kill("db1")
+                self.event("FAULT: primary db1 killed (database outage); readings keep arriving in the spool")
+                phase = "down"
+            elif phase == "down" and elapsed >= outage[1]:
+                sb.restart("db1")
+                self.event("primary db1 restarted; the spool drains")
+                phase = "after"
+            self._refresh()
+            time.sleep(0.25)
+        if phase == "down":
+            sb.restart("db1")
+        sim.close()
+        self.event("collectors done; waiting for the spool to drain and the replicas to catch up")
+        deadline = time.monotonic() + 120
+        while (gw.spool.depth or not gw.drain.available) and time.monotonic() < deadline:
+            self._refresh()
+            time.sleep(0.25)
+        sb.wait_caught_up(timeout=60)
+        self._refresh()
+        self._integrity(result.get("r") or sim.report)
+        return self.report
+
+    def _refresh(self) -> None:
+        if self.view:
+            self.view(self)
+
+    def counts(self) -> dict[str, tuple[int, int] | None]:
+        """(rows, distinct identities) per server; None where the server does not answer."""
+        out: dict[str, tuple[int, int] | None] = {}
+        assert self.sb is not None
+        for name in self.sb.db_names():
+            try:
+                with self.sb.connect(name, connect_timeout=1) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT count(*), count(DISTINCT device, node, boot, seq) FROM iot.readings")
+                    out[name] = tuple(cur.fetchone())
+            except Exception:  # down, or the table is not there yet
+                out[name] = None
+        return out
+
+    def _integrity(self, sim_report) -> None:
+        assert self.sb is not None and self.gateway is not None
+        rep = self.report
+        rep.sent, rep.acknowledged = sim_report.sent, sim_report.acked
+        sent = set(sim_report.readings)
+        stored: dict[str, set] = {}
+        checksums = set()
+        for name in self.sb.db_names():
+            with self.sb.connect(name) as conn, conn.cursor() as cur:
+                cur.execute("SELECT device, node, boot, seq FROM iot.readings")
+                rows = cur.fetchall()
+                cur.execute("CHECKSUM TABLE iot.readings")
+                checksums.add(cur.fetchone()[1])
+            stored[name] = set(rows)
+            rep.duplicated += len(rows) - len(stored[name])
+        primary = self.sb.primary_name() or "db1"
+        rep.stored_on_primary = len(stored[primary] & sent)
+        rep.stored_on_replicas = {n: len(s & sent) for n, s in stored.items() if n != primary}
+        rep.lost = len(sent - stored[primary])
+        rep.checksums_equal = len(checksums) == 1
+        rep.quarantined = self.gateway.spool.stats().quarantined
+        rep.seconds = round(time.monotonic() - self.started, 1)
+
+
+def render(demo: Demo):
+    """The live view: servers, gateway, collectors, events (a rich renderable)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    servers = Table(title="servers", expand=True)
+    for col in ("node", "role", "port", "readings"):
+        servers.add_column(col)
+    counts = demo.counts() if demo.sb else {}
+    if demo.sb:
+        for row in demo.sb.status():
+            n = counts.get(row["name"])
+            servers.add_row(row["name"], row.get("role", "?"), str(row["port"]),
+                            "-" if row["kind"] != "mariadb" else ("down" if n is None else str(n[0])))
+    flow = Table(title="flow", expand=True)
+    for col in ("sent", "acked", "unacked", "resent", "spool depth", "database", "quarantined"):
+        flow.add_column(col)
+    gw, sim = demo.gateway, demo.sim
+    if gw and sim:
+        flow.add_row(str(sim.report.sent), str(sim.report.acked), str(sim.outstanding()), str(sim.report.resent),
+                     str(gw.spool.depth), "up" if gw.drain.available else "DOWN (spooling)",
+                     str(int(sum(s.value for m in gw.metrics.quarantined.collect() for s in m.samples
+                                 if s.name.endswith("_total")))))
+    events = Table(title="events", expand=True, show_header=False)
+    events.add_column("event")
+    for line in demo.report.events[-8:]:
+        events.add_row(line)
+    return Group(servers, flow, events)
+
+
+def run_demo(duration: float, rate: float, devices: int, directory: str | None, live: bool,
+             say: Callable[[str], None]) -> DemoReport:
+    """Run the demo with or without the live view; the caller prints the report."""
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        return _run_in(path, duration, rate, devices, live, say)
+    with tempfile.TemporaryDirectory(prefix="iotgw-demo-") as tmp:
+        return _run_in(Path(tmp), duration, rate, devices, live, say)
+
+
+def _run_in(path: Path, duration: float, rate: float, devices: int, live: bool, say) -> DemoReport:
+    if not live:
+        last = [0.0]
+
+        def log_view(demo: Demo) -> None:
+            if time.monotonic() - last[0] > 2 and demo.sim and demo.gateway:
+                last[0] = time.monotonic()
+                say(f"  sent {demo.sim.report.sent} acked {demo.sim.report.acked} spool {demo.gateway.spool.depth} "
+                    f"database {'up' if demo.gateway.drain.available else 'DOWN'}")
+
+        return Demo(path, duration, rate, devices, view=log_view, say=say).run()
+    from rich.live import Live
+
+    with Live(refresh_per_second=4, transient=False) as screen:
+        demo = Demo(path, duration, rate, devices, view=lambda d: screen.update(render(d)), say=say)
+        return demo.run()
