@@ -395,6 +395,14 @@ TEST_CASE("RTC clock: an unset chip still stamps, is set from an ack, and a vali
   CHECK_FALSE(clock.set_if_lost(1800000000000LL));  // running and valid: untouched
   CHECK(chip.writes == 1);
   CHECK_FALSE(clock.set_if_lost(kNoTime));
+  // Running but reset to 2000 (a chip whose battery died while the oscillator restarted): also lost.
+  uint8_t reset2000[7] = {0x05, 0, 0, 7, 1, 1, 0};
+  std::memcpy(chip.regs, reset2000, 7);
+  clock.now(&ts, &src);
+  CHECK(ts == 946684805000LL);
+  CHECK_FALSE(clock.valid());
+  CHECK(clock.set_if_lost(1700000000500LL));
+  CHECK(chip.writes == 2);
   chip.present = false;
   clock.now(&ts, &src);
   CHECK(ts == kNoTime);
