@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.protocol import Reading

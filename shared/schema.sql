@@ -1,5 +1,5 @@
 -- The readings schema (protocol v1), as `iotgw db init` creates it on MySQL 8 / MariaDB 10.6+.
--- `iotgw db init` applies versioned migrations (gateway/sinks/schema.py); the suite checks that the result
+-- `iotgw db init` applies versioned migrations (gateway/sinks/schema.py), and the suite checks that the result
 -- equals this file. Times are UTC with millisecond precision.
 
 CREATE TABLE IF NOT EXISTS readings (

@@ -17,6 +17,7 @@ CONFIG = {
     "mqtt_host": "192.168.1.10",
     "mqtt_port": 1883,
     "mqtt_keepalive": 30,
+    "mqtt_timeout_s": 10,  # socket timeout: a silent network raises instead of blocking the loop
     # sampling: value = adc.read_u16() * adc_scale + adc_offset, in `unit`
     "unit": "C",
     "adc_pin": 26,

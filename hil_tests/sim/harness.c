@@ -41,6 +41,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <termios.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -88,6 +90,7 @@ typedef struct board {
 	avr_cycle_count_t base_cycle;
 	int running; /* 0: stopped or unpowered */
 	int uart_cut;
+	int pty_hold; /* our own fd on the pty's slave side */
 	int powered;
 	/* DS1307 time, kept by the harness (battery-backed, counts in simulated time) */
 	int rtc_halted;
@@ -563,6 +566,17 @@ static int board_init(board_t *b, const char *mcu, const char *elf, uint32_t fre
 
 	uart_pty_init(b->avr, &b->pty);
 	uart_pty_connect(&b->pty, '0');
+	/* Hold the slave side open ourselves, in raw mode: with no slave open, a pty master reads EIO,
+	 * which derails uart_pty's thread; and the default cooked mode would echo the board's output
+	 * back to it. A port that nobody reads then only blocks the pty thread until a reader (pyserial
+	 * flushes on open) comes. */
+	b->pty_hold = open(b->pty.pty.slavename, O_RDWR | O_NOCTTY);
+	if (b->pty_hold >= 0) {
+		struct termios tio;
+		tcgetattr(b->pty_hold, &tio);
+		cfmakeraw(&tio);
+		tcsetattr(b->pty_hold, TCSANOW, &tio);
+	}
 	avr_irq_register_notify(avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT),
 				uart_out_hook, b);
 

@@ -28,7 +28,6 @@ static WireRtcBus rtc_bus;
 static RtcClock rtc(rtc_bus);
 static Blinker led;
 static Periodic sampler;
-static AckReader<112> acks;  // the longest ack line is about 100 bytes
 
 #if defined(IOTGW_WITH_SD)
 static SdStorage cache_storage;
@@ -45,6 +44,7 @@ static PubSubClient mqtt(eth);
 static MqttLink link(mqtt, kNode);
 #else
 static SerialLink link(console);
+static AckReader<112> acks;  // the longest ack line is about 100 bytes
 #endif
 
 static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS);

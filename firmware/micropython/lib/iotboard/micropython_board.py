@@ -92,11 +92,34 @@ def open_cache(cfg, mount=None):
     return cache, folder
 
 
+def timeout_client_class(base, timeout_s: float):
+    """``umqtt.simple.MQTTClient`` with a socket timeout, so a network that goes silent raises OSError
+    instead of blocking the loop (and with it the heartbeat) forever, e.g. while waiting for a PUBACK.
+    umqtt.simple's ``wait_msg`` puts the socket back to blocking after its first read, so the timeout is
+    restored after every call of it."""
+
+    class TimeoutClient(base):
+        def connect(self, clean_session=True):
+            result = base.connect(self, clean_session)
+            self.sock.settimeout(timeout_s)
+            return result
+
+        def wait_msg(self):
+            try:
+                return base.wait_msg(self)
+            finally:
+                if self.sock is not None:
+                    self.sock.settimeout(timeout_s)
+
+    return TimeoutClient
+
+
 def make_mqtt_factory(cfg):
     from umqtt.simple import MQTTClient
 
+    client_class = timeout_client_class(MQTTClient, cfg.get("mqtt_timeout_s", 10))
     client_id = "%s-%s" % (cfg["dev"], cfg["node"])
-    return lambda: MQTTClient(client_id, cfg["mqtt_host"], port=cfg["mqtt_port"], keepalive=cfg["mqtt_keepalive"])
+    return lambda: client_class(client_id, cfg["mqtt_host"], port=cfg["mqtt_port"], keepalive=cfg["mqtt_keepalive"])
 
 
 def build(cfg, clock=time, make_client=None, mount=None):

@@ -8,6 +8,18 @@ is broken; the collector then closes it and lets the LinkSupervisor pick the tim
 from iotcollector.protocol import FrameError, frame, parse_line, topic
 
 
+def _as_oserror(fn, *args):
+    """Call a client method; any failure becomes OSError. umqtt.simple reports a broken or confused
+    connection with AssertionError, IndexError or MQTTException as well as OSError, and none of them may
+    stop the collector's loop: they all mean "the link is down, reconnect later"."""
+    try:
+        return fn(*args)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise OSError("mqtt client: %r" % (exc,)) from exc
+
+
 class MqttLink:
     """MQTT over any client with the ``umqtt.simple.MQTTClient`` API, made fresh per connection by
     ``make_client()`` (umqtt.simple on a board, the paho adapter on a PC). Readings go out at QoS 1;
@@ -32,10 +44,10 @@ class MqttLink:
         client.set_callback(self._on_message)
         client.set_last_will(self.status_topic.encode(), will.encode(), retain=True, qos=1)
         try:
-            client.connect()
-            client.subscribe(self.ack_topic.encode(), qos=1)
-            client.publish(self.status_topic.encode(), status.encode(), retain=True, qos=1)
-        except Exception:
+            _as_oserror(client.connect)
+            _as_oserror(client.subscribe, self.ack_topic.encode(), 1)
+            _as_oserror(client.publish, self.status_topic.encode(), status.encode(), True, 1)
+        except OSError:
             self._close(client)
             raise
         self.client = client
@@ -43,16 +55,20 @@ class MqttLink:
     def send_reading(self, payload: str) -> None:
         if self.client is None:
             raise OSError("link down")
-        self.client.publish(self.reading_topic.encode(), payload.encode(), qos=1)
+        _as_oserror(self.client.publish, self.reading_topic.encode(), payload.encode(), False, 1)
 
     def send_status(self, payload: str) -> None:
         if self.client is None:
             raise OSError("link down")
-        self.client.publish(self.status_topic.encode(), payload.encode(), retain=True, qos=1)
+        _as_oserror(self.client.publish, self.status_topic.encode(), payload.encode(), True, 1)
 
-    def poll(self):
+    def poll(self, max_messages: int = 8):
+        """The ack payloads received since the last call. umqtt.simple's ``check_msg`` handles one message
+        per call and returns None when there is none; a bounded number per poll keeps the loop responsive."""
         if self.client is not None:
-            self.client.check_msg()
+            for _ in range(max_messages):
+                if _as_oserror(self.client.check_msg) is None:
+                    break
         inbox, self._inbox = self._inbox, []
         return inbox
 

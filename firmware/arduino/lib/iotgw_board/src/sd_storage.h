@@ -15,7 +15,8 @@ class SdStorage : public Storage {
   bool begin(uint8_t cs_pin, const char* name, uint32_t bytes) {
     size_ = bytes;
     if (!SD.begin(cs_pin)) return false;
-    file_ = SD.open(name, FILE_WRITE);  // O_READ | O_WRITE | O_CREAT, positioned at the end
+    // Not FILE_WRITE: that adds O_APPEND, which moves every write to the end of the file.
+    file_ = SD.open(name, O_READ | O_WRITE | O_CREAT);
     if (!file_) return false;
     if (file_.size() < bytes) {
       file_.seek(file_.size());

@@ -70,6 +70,19 @@ def reset():
     return BROKER
 
 
+class FakeSocket:
+    """Records the socket settings umqtt.simple changes (blocking, timeout)."""
+
+    def __init__(self):
+        self.timeout = None  # None: blocking without timeout; 0: non-blocking
+
+    def settimeout(self, value):
+        self.timeout = value
+
+    def setblocking(self, flag):
+        self.timeout = None if flag else 0
+
+
 class MQTTClient:
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None):
         self.client_id = client_id
@@ -100,6 +113,7 @@ class MQTTClient:
             raise OSError(111)  # ECONNREFUSED
         self.connected = True
         self.broken = False
+        self.sock = FakeSocket()
         self.broker.clients.append(self)
         return 0
 
@@ -118,12 +132,18 @@ class MQTTClient:
 
     def check_msg(self):
         self._check()
-        while self.inbox:
-            topic, payload = self.inbox.pop(0)
-            self.cb(topic.encode(), payload.encode())
+        self.sock.setblocking(False)
+        return self.wait_msg()
 
     def wait_msg(self):
-        self.check_msg()
+        """One message per call, like umqtt.simple (which also leaves the socket blocking afterwards)."""
+        self._check()
+        self.sock.setblocking(True)
+        if not self.inbox:
+            return None
+        topic, payload = self.inbox.pop(0)
+        self.cb(topic.encode(), payload.encode())
+        return 0x30
 
     def ping(self):
         self._check()
