@@ -212,8 +212,14 @@ def _run_in(path: Path, duration: float, rate: float, devices: int, live: bool, 
                     f"database {'up' if demo.gateway.drain.available else 'DOWN'}")
 
         return Demo(path, duration, rate, devices, view=log_view, say=say).run()
+    import logging
+
     from rich.live import Live
+    from rich.logging import RichHandler
 
     with Live(refresh_per_second=4, transient=False) as screen:
+        # Gateway log lines go above the live view instead of tearing it.
+        logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=screen.console, show_path=False)],
+                            force=True)
         demo = Demo(path, duration, rate, devices, view=lambda d: screen.update(render(d)), say=say)
         return demo.run()

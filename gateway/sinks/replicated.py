@@ -200,8 +200,10 @@ class ReplicatedSink(Sink):
         deadline = time.monotonic() + self.resolve_wait_s
         delay = 0.05
         while True:
+            started = time.monotonic()
             snap = self._snapshot()
             decision = writer_primary(snap)
+            log.debug("resolve: discovery %.3f s: %s", time.monotonic() - started, decision.reason)
             if decision.primary is not None:
                 try:
                     self._open(snap, decision.primary, decision.epoch, decision.adopt)

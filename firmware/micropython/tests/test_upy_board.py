@@ -125,3 +125,15 @@ def test_pair_over_gpio_line():
     assert a.collector.role == "active" and b.collector.role == "standby"
     _run(clock, [b], 5000)
     assert b.collector.role == "active"
+
+
+def test_mqtt_client_keeps_a_socket_timeout():
+    _fresh()
+    cfg = _config(mqtt_timeout_s=7)
+    client = board.make_mqtt_factory(cfg)()
+    client.set_callback(lambda topic, msg: None)
+    client.connect()
+    assert client.sock.timeout == 7
+    client.check_msg()  # umqtt.simple leaves the socket blocking without a timeout here ...
+    assert client.sock.timeout == 7  # ... and the wrapper puts the timeout back
+    assert client.client_id == "greenhouse-1-a" and client.keepalive == 30

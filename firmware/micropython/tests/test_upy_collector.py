@@ -234,3 +234,23 @@ def test_serial_link_frames_and_acks():
     c.step()  # reads the last acks (and takes sample 5)
     assert held == set(range(5))
     assert [r.seq for r in c.cache.records()] == [5]
+
+
+def test_client_errors_of_any_type_mean_link_down():
+    # umqtt.simple signals a confused connection with AssertionError/IndexError/MQTTException too
+    clock = new_clock()
+    broker = simple.reset()
+    gw = MiniGateway(broker)
+    c = make_collector(clock)
+    run(clock, [c], 2000, gateway=gw)
+    client = broker.clients[0]
+
+    def broken_publish(topic, msg, retain=False, qos=0):
+        raise AssertionError("bad PUBACK")
+
+    client.publish = broken_publish
+    run(clock, [c], 1500, gateway=gw)  # the loop survives, the link is marked down and reconnected
+    assert c.supervisor.attempts >= 2
+    run(clock, [c], 3000, gateway=gw)
+    assert c.supervisor.up and c.cache.count <= 1
+    assert sorted(k[3] for k in gw.rows) == list(range(len(gw.rows))) and len(gw.rows) >= 6

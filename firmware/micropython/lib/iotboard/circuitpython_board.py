@@ -84,7 +84,7 @@ class MiniMqttClient:
         try:
             return fn(*args, **kwargs)
         except self.errors as exc:
-            raise OSError("mqtt: %s" % exc) from exc
+            raise OSError("mqtt: %s" % exc)  # noqa: B904  (CircuitPython warns on every chained raise)
 
     def set_callback(self, f) -> None:
         self._cb = f

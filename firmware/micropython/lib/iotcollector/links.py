@@ -17,7 +17,7 @@ def _as_oserror(fn, *args):
     except OSError:
         raise
     except Exception as exc:
-        raise OSError("mqtt client: %r" % (exc,)) from exc
+        raise OSError("mqtt client: %r" % (exc,))  # noqa: B904  (MicroPython warns on every chained raise)
 
 
 class MqttLink:

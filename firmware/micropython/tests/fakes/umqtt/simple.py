@@ -96,6 +96,7 @@ class MQTTClient:
         self.broken = False
         self.connected = False
         self.broker = None
+        self.sock = None
 
     def set_callback(self, f):
         self.cb = f
