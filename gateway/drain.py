@@ -51,6 +51,9 @@ class DrainWorker(threading.Thread):
         self.available = True
         self.last_error = ""
         self.error: BaseException | None = None
+        # Tokens written and not yet confirmed, kept in memory so a step does not re-read the spool for them
+        # (None: read them from the spool, as at start-up).
+        self._unconfirmed: list[str] | None = None
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -73,14 +76,18 @@ class DrainWorker(threading.Thread):
         sink = self.sink
         if sink.needs_confirmation and sink.take_requeue_signal():
             n = self.spool.requeue_unconfirmed(conn)
+            self._unconfirmed = []
             log.warning("primary changed: %d unconfirmed readings will be written again", n)
         did = False
         if sink.needs_confirmation:
-            tokens = self.spool.unconfirmed_tokens(conn)
-            if tokens:
-                done = sink.confirmed(tokens)
+            if self._unconfirmed is None:
+                self._unconfirmed = self.spool.unconfirmed_tokens(conn)
+            if self._unconfirmed:
+                done = sink.confirmed(self._unconfirmed)
                 if done:
                     self.spool.confirmed(conn, done)
+                    gone = set(done)
+                    self._unconfirmed = [t for t in self._unconfirmed if t not in gone]
                     did = True
         batch = self.spool.take(conn, self.batch_size)
         if not batch:
@@ -93,6 +100,9 @@ class DrainWorker(threading.Thread):
             return True
         crashpoints.hit("drain.after_write")
         self.spool.written(conn, [i for i, _ in batch], outcome.token if sink.needs_confirmation else None)
+        if sink.needs_confirmation and outcome.token is not None and self._unconfirmed is not None \
+                and outcome.token not in self._unconfirmed[-8:]:
+            self._unconfirmed.append(outcome.token)
         if not self.available:
             log.warning("database available again: draining %d spooled readings", self.spool.depth)
         self.available, self.last_error = True, ""

@@ -21,7 +21,7 @@ import pymysql
 
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.discovery import discover
+from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import Snapshot, endpoint, split_endpoint
 
 STRATEGIES = ("round_robin", "weighted", "least_lag")
@@ -60,13 +60,18 @@ class TopologySource:
         self._lock = threading.Lock()
         self._snap: Snapshot | None = None
         self._at = 0.0
+        self._probes = ProbeConnections()
+
+    def close(self) -> None:
+        """Close the probe connections kept between discoveries."""
+        self._probes.close()
 
     def snapshot(self, force: bool = False) -> Snapshot:
         with self._lock:
             if not force and self._snap is not None and time.monotonic() - self._at < self.refresh_s:
                 return self._snap
             known = list(self._known)
-        snap = discover(known, self.creds)
+        snap = discover(known, self.creds, cache=self._probes)
         with self._lock:
             for s in snap.servers:
                 self._known.setdefault(s.endpoint, None)
@@ -239,3 +244,4 @@ class ReadSelector:
 
     def close(self) -> None:
         self.rotation.close()
+        self.source.close()

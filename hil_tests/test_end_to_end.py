@@ -21,7 +21,7 @@ from gateway.topology import analysis
 from gateway.topology.conn import Credentials
 from gateway.topology.discovery import discover
 from gateway.topology.promote import promote
-from hil_tests.rig.build import build_firmware
+from hil_tests.rig.build import SHORT_PERIODS, build_firmware
 from hil_tests.rig.scenario import ADC_MV, RTC_EPOCH
 from hil_tests.rig.sim import BoardSpec
 
@@ -55,7 +55,9 @@ def test_pair_through_serial_ingest_survives_primary_failover(make_harness, tmp_
     sb = Sandbox.up(tmp_path / "sb", replicas=2, broker=False)
     gw = None
     try:
-        fw = build_firmware(["pair_primary_uno", "pair_secondary_uno"])
+        # with the pair's EEPROM cache (IOTGW_PAIR_CACHE=1): the boards keep every reading until the
+        # gateway's end-to-end ack, so the acks are part of what is proven here
+        fw = build_firmware(["pair_primary_uno", "pair_secondary_uno"], {**SHORT_PERIODS, "IOTGW_PAIR_CACHE": 1})
         h = make_harness([
             BoardSpec("a", fw["pair_primary_uno"], eeprom=tmp_path / "a.eep", rtc_epoch=RTC_EPOCH),
             BoardSpec("b", fw["pair_secondary_uno"], eeprom=tmp_path / "b.eep", rtc_epoch=RTC_EPOCH),

@@ -11,13 +11,20 @@ CONFIG = {
     "site": "site-1",
     "prefix": "iot",
     "role": "single",  # single | primary | secondary
+    # link to the gateway: "mqtt" (Wi-Fi), "uart" (a serial line to the gateway's serial ingest) or "usb"
+    # (frames on the USB console, among the console text, which the gateway ignores)
+    "link": "mqtt",
+    "uart_id": 1,
+    "uart_baud": 115200,
+    "uart_tx": 8,
+    "uart_rx": 9,
     # network
     "wifi_ssid": "my-network",
     "wifi_password": "my-password",
     "mqtt_host": "192.168.1.10",
     "mqtt_port": 1883,
     "mqtt_keepalive": 30,
-    "mqtt_timeout_s": 10,  # socket timeout: a silent network raises instead of blocking the loop
+    "mqtt_timeout_s": 2,  # socket timeout: a silent network raises instead of blocking the loop (< hb_timeout_ms)
     # sampling: value = adc.read_u16() * adc_scale + adc_offset, in `unit`
     "unit": "C",
     "adc_pin": 26,

@@ -67,6 +67,14 @@ def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> st
     return row[0] if row and row[0] else ""
 
 
+# A DDL statement that already took effect: table exists, duplicate column, duplicate key name.
+_REPEATED_DDL_ERRORS = (1050, 1060, 1061)
+
+
+def _repeated_ddl(exc: Exception) -> bool:
+    return isinstance(exc, pymysql.MySQLError) and bool(exc.args) and exc.args[0] in _REPEATED_DDL_ERRORS
+
+
 def init_schema(conn: pymysql.connections.Connection, database: str, progress=None) -> list[int]:
     """Create the database if needed and apply the migrations (`iotgw db init`)."""
     with conn.cursor() as cur:
@@ -77,7 +85,7 @@ def init_schema(conn: pymysql.connections.Connection, database: str, progress=No
             cur.execute(sql, params or None)
             return list(cur.fetchall())
 
-        applied = migrate(execute, progress=progress)
+        applied = migrate(execute, progress=progress, already_done=_repeated_ddl)
     conn.commit()
     return applied
 

@@ -35,7 +35,7 @@ from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA, dialect_for
-from gateway.topology.discovery import discover
+from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.epoch import write_epoch
 from gateway.topology.gtid import MariaPos, Position
 from gateway.topology.model import Snapshot, endpoint, split_endpoint
@@ -97,6 +97,7 @@ class ReplicatedSink(Sink):
         self._schema_ready: set[tuple[str, int]] = set()
         self._rotation = 0
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="iotgw-writer-probe")
+        self._probes = ProbeConnections()  # kept open: a rediscovery during a failover is then a few ms
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,13 +174,14 @@ class ReplicatedSink(Sink):
         for conn in self._replica_conns.values():
             _quiet_close(conn)
         self._replica_conns.clear()
+        self._probes.close()
         self._pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ finding and verifying the primary
     def _snapshot(self) -> Snapshot:
         with self._lock:
             known = list(self._known)
-        snap = discover(known, self.creds, pool=self._pool)
+        snap = discover(known, self.creds, pool=self._pool, cache=self._probes)
         with self._lock:
             for s in snap.servers:
                 self._known.setdefault(s.endpoint, None)
@@ -198,7 +200,7 @@ class ReplicatedSink(Sink):
         """Find and open the primary, polling with jittered backoff for up to `resolve_wait_s`."""
         self._drop_conn()
         deadline = time.monotonic() + self.resolve_wait_s
-        delay = 0.05
+        delay = 0.02  # a rediscovery costs a few ms over kept connections: poll often, with jitter
         while True:
             started = time.monotonic()
             snap = self._snapshot()
@@ -215,7 +217,7 @@ class ReplicatedSink(Sink):
             if self._closed.is_set() or time.monotonic() + delay > deadline:
                 raise SinkUnavailable(f"no primary to write to: {reason}")
             self._closed.wait(random.uniform(delay / 2, delay))  # jitter: many gateways do not probe in step
-            delay = min(delay * 2, 0.4)
+            delay = min(delay * 2, 0.2)
 
     def _open(self, snap: Snapshot, primary, epoch: int, adopt: bool) -> None:  # noqa: ANN001 - ServerState
         host, port = split_endpoint(primary.endpoint)

@@ -39,9 +39,13 @@ LATEST = MIGRATIONS[-1][0]
 
 
 def migrate(execute: Callable[[str, tuple], list[tuple]], *, now_sql: str = "NOW(3)",
-            progress: Callable[[str], None] | None = None) -> list[int]:
+            progress: Callable[[str], None] | None = None,
+            already_done: Callable[[Exception], bool] = lambda _exc: False) -> list[int]:
     """Apply the migrations not yet applied, in order. `execute(sql, params) -> rows` runs one statement.
 
+    DDL is not transactional: a process killed between a statement and its version row leaves the statement
+    applied but unrecorded. `already_done(exc)` recognises the error a repeated statement raises (duplicate
+    key name, table exists), so the next start records the version instead of failing forever.
     Returns the versions applied. Works for MySQL/MariaDB (`now_sql` NOW(3)) and SQLite (a text timestamp).
     """
     execute(VERSION_TABLE, ())
@@ -51,7 +55,11 @@ def migrate(execute: Callable[[str, tuple], list[tuple]], *, now_sql: str = "NOW
         if version in done:
             continue
         for sql in statements:
-            execute(sql, ())
+            try:
+                execute(sql, ())
+            except Exception as exc:
+                if not already_done(exc):
+                    raise
         execute(f"INSERT INTO iotgw_schema (version, applied_at, description) VALUES (%s, {now_sql}, %s)",
                 (version, description))
         applied.append(version)

@@ -2,7 +2,8 @@
  * harness.c: one or two simulated Arduino boards (simavr 1.6) for the HIL rig.
  *
  * Each board runs a real .elf build and gets:
- *   - UART0 as a pty (uart_pty from libsimavrparts), for pyserial and the gateway;
+ *   - UART0 as a pty, for pyserial and the gateway (see "UART <-> pty" below for why not
+ *     libsimavrparts' uart_pty);
  *   - a DS1307 at 0x68 on its I2C bus (ds1338_virt), time settable, battery-backed
  *     (it keeps counting, in simulated time, while the board is stopped or unpowered);
  *   - analog inputs settable in millivolts;
@@ -37,7 +38,7 @@
  *   rtc NAME halt             -> set the clock-halt bit (a chip that lost its battery)
  *   rtcget NAME               -> ok epoch=<s> halted=<0|1>
  *   adc NAME CHANNEL MV       -> set analog input CHANNEL to MV millivolts
- *   quit                      -> save EEPROMs, exit (without uart_pty_stop: it hangs)
+ *   quit                      -> save EEPROMs, exit
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,7 +65,7 @@
 #include "avr_twi.h"
 #include "avr_uart.h"
 #include "ds1338_virt.h"
-#include "uart_pty.h"
+#include <pty.h>
 
 #define MAX_BOARDS 2
 #define PS_PER_MS 1000000000ULL
@@ -81,7 +82,14 @@
 typedef struct board {
 	char name[16];
 	avr_t *avr;
-	uart_pty_t pty;
+	/* UART0 <-> pty, all in the simulation thread */
+	int pty_master, pty_slave;
+	char pty_name[64];
+	uint8_t *tx; /* board -> pty bytes not yet written (the pty's buffer was full) */
+	size_t tx_len;
+	uint8_t rx[1024]; /* pty -> board bytes not yet taken by the UART */
+	size_t rx_len, rx_off;
+	int uart_xon;
 	ds1338_virt_t rtc;
 	char eeprom_path[512];
 	uint64_t ps_per_cycle;
@@ -90,7 +98,6 @@ typedef struct board {
 	avr_cycle_count_t base_cycle;
 	int running; /* 0: stopped or unpowered */
 	int uart_cut;
-	int pty_hold; /* our own fd on the pty's slave side */
 	int powered;
 	/* DS1307 time, kept by the harness (battery-backed, counts in simulated time) */
 	int rtc_halted;
@@ -117,8 +124,8 @@ typedef struct board {
 	int twi_handled; /* the firmware acknowledged the last TWI event (wrote TWINT) */
 	uint64_t awaiting_since_ps;
 	int session_to_peer; /* this board (as master) is talking to the peer */
-	uint8_t tx[32]; /* bytes of the current write to the peer, for the bus monitor */
-	int tx_len;
+	uint8_t i2c_tx[32]; /* bytes of the current write to the peer, for the bus monitor */
+	int i2c_tx_len;
 } board_t;
 
 static board_t boards[MAX_BOARDS];
@@ -335,11 +342,87 @@ static void adc_apply(board_t *b, int ch)
 
 /* ------------------------------------ UART ----------------------------------- */
 
+/*
+ * UART <-> pty. libsimavrparts' uart_pty runs its own thread that touches the core's UART
+ * without a lock (simavr 1.6), and in our runs it stopped delivering to a reader in another
+ * process after the first line. This bridge is driven by the simulation thread instead: every
+ * byte the board sends is queued and written to the pty master without blocking; every
+ * simulated millisecond, bytes read from the master are handed to the UART while it has room
+ * (XON). The harness keeps the slave side open itself, in raw mode, so the master never sees a
+ * hang-up and nothing is echoed back; a pyserial reader flushes the old input when it opens.
+ */
+#define TX_MAX (256 * 1024)
+
+static int pty_open(board_t *b)
+{
+	struct termios tio;
+	if (openpty(&b->pty_master, &b->pty_slave, b->pty_name, NULL, NULL) != 0) {
+		fprintf(stderr, "harness: openpty: %s\n", strerror(errno));
+		return -1;
+	}
+	tcgetattr(b->pty_slave, &tio);
+	cfmakeraw(&tio);
+	tcsetattr(b->pty_slave, TCSANOW, &tio);
+	fcntl(b->pty_master, F_SETFL, fcntl(b->pty_master, F_GETFL) | O_NONBLOCK);
+	b->tx = malloc(TX_MAX);
+	b->uart_xon = 1;
+	fprintf(stderr, "harness: board %s UART0 on %s\n", b->name, b->pty_name);
+	return 0;
+}
+
+static void pty_flush(board_t *b)
+{
+	while (b->tx_len) {
+		ssize_t n = write(b->pty_master, b->tx, b->tx_len);
+		if (n <= 0)
+			break; /* EAGAIN: nobody is reading; keep the bytes for later */
+		memmove(b->tx, b->tx + n, b->tx_len - (size_t)n);
+		b->tx_len -= (size_t)n;
+	}
+}
+
+static void pty_poll(board_t *b)
+{
+	if (b->rx_off == b->rx_len) {
+		b->rx_off = b->rx_len = 0;
+		ssize_t n = read(b->pty_master, b->rx, sizeof b->rx);
+		if (n > 0 && !b->uart_cut && b->running)
+			b->rx_len = (size_t)n;
+	}
+	avr_irq_t *in = avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+	while (b->uart_xon && b->rx_off < b->rx_len)
+		avr_raise_irq(in, b->rx[b->rx_off++]);
+	pty_flush(b);
+}
+
+static void uart_xon_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)value;
+	((board_t *)param)->uart_xon = 1;
+}
+
+static void uart_xoff_hook(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+	(void)irq;
+	(void)value;
+	((board_t *)param)->uart_xon = 0;
+}
+
 static void uart_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 {
 	(void)irq;
 	board_t *b = param;
 	char c = (char)value;
+	if (!b->uart_cut) {
+		if (b->tx_len == TX_MAX) { /* a port nobody reads: the oldest bytes go */
+			memmove(b->tx, b->tx + TX_MAX / 2, TX_MAX / 2);
+			b->tx_len = TX_MAX / 2;
+		}
+		b->tx[b->tx_len++] = (uint8_t)c;
+		if (c == '\n')
+			pty_flush(b);
+	}
 	if (c == '\n') {
 		b->line[b->line_len] = 0;
 		fprintf(out, "L %s %.3f %s\n", b->name, (double)board_ps(b) / PS_PER_MS, b->line);
@@ -396,7 +479,7 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 		b->session_to_peer = 0;
 		if ((sla >> 1) != (DS1338_VIRT_TWI_ADDR >> 1) && peer_listens(peer, sla >> 1)) {
 			b->session_to_peer = 1 + (sla & 1);
-			b->tx_len = 0;
+			b->i2c_tx_len = 0;
 			avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, sla, 1));
 			if (!(sla & 1))
 				bridge_enqueue(peer, BQ_START, sla);
@@ -409,8 +492,8 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 		if (b->session_to_peer == 1) {
 			bridge_enqueue(peer, BQ_STOP, 0);
 			fprintf(out, "T %s %s %.3f ", b->name, peer->name, (double)board_ps(b) / PS_PER_MS);
-			for (int i = 0; i < b->tx_len; i++)
-				fprintf(out, "%02x", b->tx[i]);
+			for (int i = 0; i < b->i2c_tx_len; i++)
+				fprintf(out, "%02x", b->i2c_tx[i]);
 			fputc('\n', out);
 			fflush(out);
 		}
@@ -424,8 +507,8 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 	if ((m.u.twi.msg & TWI_COND_WRITE) && b->session_to_peer == 1) {
 		avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, m.u.twi.addr, 1));
 		bridge_enqueue(peer, BQ_DATA, m.u.twi.data);
-		if (b->tx_len < (int)sizeof b->tx)
-			b->tx[b->tx_len++] = m.u.twi.data;
+		if (b->i2c_tx_len < (int)sizeof b->i2c_tx)
+			b->i2c_tx[b->i2c_tx_len++] = m.u.twi.data;
 	} else if (m.u.twi.msg & TWI_COND_READ) {
 		avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_READ, m.u.twi.addr, 0xFF));
 	}
@@ -564,21 +647,19 @@ static int board_init(board_t *b, const char *mcu, const char *elf, uint32_t fre
 	b->avr->sleep = no_sleep;
 	b->ps_per_cycle = 1000000000000ULL / freq;
 
-	uart_pty_init(b->avr, &b->pty);
-	uart_pty_connect(&b->pty, '0');
-	/* Hold the slave side open ourselves, in raw mode: with no slave open, a pty master reads EIO,
-	 * which derails uart_pty's thread; and the default cooked mode would echo the board's output
-	 * back to it. A port that nobody reads then only blocks the pty thread until a reader (pyserial
-	 * flushes on open) comes. */
-	b->pty_hold = open(b->pty.pty.slavename, O_RDWR | O_NOCTTY);
-	if (b->pty_hold >= 0) {
-		struct termios tio;
-		tcgetattr(b->pty_hold, &tio);
-		cfmakeraw(&tio);
-		tcsetattr(b->pty_hold, TCSANOW, &tio);
-	}
+	if (pty_open(b) != 0)
+		return -1;
 	avr_irq_register_notify(avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT),
 				uart_out_hook, b);
+	avr_irq_register_notify(avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON),
+				uart_xon_hook, b);
+	avr_irq_register_notify(avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF),
+				uart_xoff_hook, b);
+	/* no stdio dump of the UART by simavr: the bytes go to the pty */
+	uint32_t f = 0;
+	avr_ioctl(b->avr, AVR_IOCTL_UART_GET_FLAGS('0'), &f);
+	f &= ~AVR_UART_FLAG_STDIO;
+	avr_ioctl(b->avr, AVR_IOCTL_UART_SET_FLAGS('0'), &f);
 
 	ds1338_virt_init(b->avr, &b->rtc);
 	ds1338_virt_attach_twi(&b->rtc, AVR_IOCTL_TWI_GETIRQ(0));
@@ -615,7 +696,7 @@ static void reply_ptys(const char *word)
 {
 	fputs(word, out);
 	for (int i = 0; i < nboards; i++)
-		fprintf(out, " %s=%s", boards[i].name, boards[i].pty.pty.slavename);
+		fprintf(out, " %s=%s", boards[i].name, boards[i].pty_name);
 	fputc('\n', out);
 	fflush(out);
 }
@@ -690,14 +771,9 @@ static void cmd_exec(char *line)
 		free(hex);
 	} else if (!strcmp(c, "uart") && argc > 2) {
 		int cut = !strcmp(argv[2], "cut");
-		avr_irq_t *src = avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT);
-		avr_irq_t *dst = avr_io_getirq(b->avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
-		if (cut && !b->uart_cut) {
-			avr_unconnect_irq(src, b->pty.irq + IRQ_UART_PTY_BYTE_IN);
-			avr_unconnect_irq(b->pty.irq + IRQ_UART_PTY_BYTE_OUT, dst);
-		} else if (!cut && b->uart_cut) {
-			avr_connect_irq(src, b->pty.irq + IRQ_UART_PTY_BYTE_IN);
-			avr_connect_irq(b->pty.irq + IRQ_UART_PTY_BYTE_OUT, dst);
+		if (cut) { /* what was on the wire is lost with it */
+			b->tx_len = 0;
+			b->rx_len = b->rx_off = 0;
 		}
 		b->uart_cut = cut;
 		reply("ok uart=%s", cut ? "cut" : "connected");
@@ -727,7 +803,7 @@ static void cmd_exec(char *line)
 			eeprom_save(&boards[i]);
 		reply("ok bye");
 		fflush(stdout); /* not fflush(NULL): the reader thread holds the input stream's lock */
-		_exit(0); /* not uart_pty_stop(): it hangs in simavr 1.6 */
+		_exit(0);
 	} else {
 		reply("err unknown command %s", c);
 	}
@@ -924,8 +1000,10 @@ int main(int argc, char **argv)
 		sim_ps = target;
 		if (sim_ps >= next_ms_ps) {
 			next_ms_ps += PS_PER_MS;
-			for (int i = 0; i < nboards; i++)
+			for (int i = 0; i < nboards; i++) {
 				rtc_refresh(&boards[i]);
+				pty_poll(&boards[i]);
+			}
 			if (cmdq_flag)
 				drain_commands();
 			if (stdin_eof) {

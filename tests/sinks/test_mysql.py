@@ -77,3 +77,16 @@ def test_warns_when_the_account_can_write_through_read_only(sandbox, caplog):
     with caplog.at_level(logging.WARNING):
         MySQLSink(ServerAddress(node.host, node.port, "iotgw", "iotgw", "iot")).write([ROW])
     assert "can write through read_only" not in caplog.text
+
+
+def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox):
+    """A gateway killed between a migration's DDL and its version row must not be stuck on restart."""
+    node = sandbox.nodes["db1"]
+    addr = ServerAddress(node.host, node.port, "iotgw", "iotgw", "iot")
+    MySQLSink(addr).write([ROW])
+    with sandbox.connect("db1") as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM iot.iotgw_schema WHERE version = 2")  # the DDL ran, its record did not
+    MySQLSink(addr).write([ROW[:3] + (9,) + ROW[4:]])
+    with sandbox.connect("db1") as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM iot.iotgw_schema ORDER BY version")
+        assert [r[0] for r in cur.fetchall()] == [1, 2]

@@ -17,6 +17,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -79,6 +80,9 @@ class HostCollectors:
         self.boards = {}
         self.nodes = {}
         self.alive = {}
+        self.lock = threading.RLock()  # step() and the controls may run in different threads
+        self._thread = None
+        self._stop = threading.Event()
         os.makedirs(state_dir, exist_ok=True)
         if pair:
             self.nodes["a"] = self._primary()
@@ -128,10 +132,29 @@ class HostCollectors:
         return n if isinstance(n, Collector) else n.collector
 
     def step(self) -> None:
-        for node, n in self.nodes.items():
-            if self.alive[node]:
-                self.boards[node].tick()
-                n.step()
+        with self.lock:
+            for node, n in self.nodes.items():
+                if self.alive[node]:
+                    self.boards[node].tick()
+                    n.step()
+
+    def start(self, step_ms: int = 10) -> "HostCollectors":
+        """Run the loop in a background thread (for the demo); ``stop()`` ends it."""
+        def loop():
+            while not self._stop.is_set():
+                self.step()
+                self._stop.wait(step_ms / 1000)
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=loop, name="mp-collectors-" + self.device, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
 
     def run(self, seconds: float, step_ms: int = 10) -> None:
         end = time.monotonic() + seconds
@@ -141,6 +164,10 @@ class HostCollectors:
 
     def kill(self, node: str) -> None:
         """The board loses power: no more steps, its MQTT connection drops without DISCONNECT."""
+        with self.lock:
+            self._kill(node)
+
+    def _kill(self, node: str) -> None:
         self.alive[node] = False
         link = self.collector(node).link
         if link.client is not None:
@@ -150,31 +177,38 @@ class HostCollectors:
 
     def restart_primary(self) -> None:
         """Power the primary back on: a new boot, the same cache file."""
-        self.nodes["a"] = self._primary()
+        with self.lock:
+            self.nodes["a"] = self._primary()
         self.emit({"event": "restarted", "node": "a", "boot": self.collector("a").boot})
 
     def cut_link(self, cut: bool) -> None:
         """Simulate a network outage for every node (connections dropped, reconnects refused)."""
-        self.link_blocked = cut
-        if cut:
-            for node in self.nodes:
-                c = self.collector(node)
-                if c.link.client is not None:
-                    c.link.client.kill()
-                    c.link.client = None
-                c.supervisor.up = False
+        with self.lock:
+            self.link_blocked = cut
+            if cut:
+                for node in self.nodes:
+                    c = self.collector(node)
+                    if c.link.client is not None:
+                        c.link.client.kill()
+                        c.link.client = None
+                    c.supervisor.up = False
 
     def close(self) -> None:
-        for node in self.nodes:
-            self.collector(node).link.close()
+        self.stop()
+        with self.lock:
+            for node in self.nodes:
+                self.collector(node).link.close()
 
     def snapshot(self) -> dict:
-        out = {}
-        for node in self.nodes:
-            c = self.collector(node)
-            out[node] = {"role": c.role, "boot": c.boot, "seq": c.seq, "cached": c.cache.count, "sent": c.sent,
-                         "resent": c.resent, "dropped": c.dropped, "link": c.supervisor.up, "alive": self.alive[node]}
-        return out
+        """Per node: role, boot, seq, cache size, counters, link and power state."""
+        with self.lock:
+            out = {}
+            for node in self.nodes:
+                c = self.collector(node)
+                out[node] = {"role": c.role, "boot": c.boot, "seq": c.seq, "cached": c.cache.count, "sent": c.sent,
+                             "resent": c.resent, "dropped": c.dropped, "link": c.supervisor.up,
+                             "alive": self.alive[node]}
+            return out
 
 
 def main(argv=None) -> int:

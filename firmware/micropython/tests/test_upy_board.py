@@ -137,3 +137,47 @@ def test_mqtt_client_keeps_a_socket_timeout():
     client.check_msg()  # umqtt.simple leaves the socket blocking without a timeout here ...
     assert client.sock.timeout == 7  # ... and the wrapper puts the timeout back
     assert client.client_id == "greenhouse-1-a" and client.keepalive == 30
+
+
+def test_uart_link_to_serial_ingest():
+    from iotcollector.protocol import frame, parse_line
+
+    _fresh()
+    cfg = _config(link="uart")
+    clock = ManualTicks()
+    node = board.main(cfg, clock, max_steps=10)  # no WLAN needed for a serial link
+    uart = machine.UARTS[cfg["uart_id"]]
+    lines = [parse_line(line) for line in uart.sent.split(b"\n") if line]
+    assert lines[0][0] == "S" and json.loads(lines[0][1])["state"] == "online"
+    readings = [json.loads(p) for k, p in lines if k == "R"]
+    assert readings[0]["seq"] == 0 and readings[0]["src"] == "rtc"
+    assert node.cache.count == 1
+    ack = '{"v":1,"dev":"greenhouse-1","node":"a","boot":0,"upto":0}'
+    uart.feed(("console text\n" + frame("A", ack) + "\r\n").encode())
+    node.step()
+    assert node.cache.count == 0
+
+
+class _FakeSocketModule:
+    class Sock:
+        timeout = None
+
+        def settimeout(self, t):
+            self.timeout = t
+
+    def socket(self, *args):
+        return self.Sock()
+
+    def getaddrinfo(self, host, port):
+        return [(2, 1, 0, "", (host, port))]
+
+
+def test_sockets_get_a_timeout_before_connect():
+    class Module:
+        socket = _FakeSocketModule()
+
+    board.install_socket_timeout(Module, 4)
+    assert Module.socket.socket().timeout == 4
+    assert Module.socket.getaddrinfo("10.0.0.1", 1883)[0][-1] == ("10.0.0.1", 1883)
+    board.install_socket_timeout(Module, 6)  # again: adjusts, does not wrap twice
+    assert Module.socket.socket().timeout == 6 and isinstance(Module.socket.real, _FakeSocketModule)

@@ -226,3 +226,29 @@ def test_gpio_pulse_line_takeover_and_hand_back():
     pair.run(8000)
     assert pair.a.collector.role == "active" and pair.b.collector.role == "standby"
     assert pair.both_active_ms <= PERIOD
+
+
+def test_heartbeat_continues_during_a_long_replay():
+    # each publish of the backlog takes 400 ms (a slow link): a batch of 10 outlasts the takeover timeout,
+    # so the primary must keep beating between the sends
+    pair = Pair(start=0)
+    pair.run(3000)
+    pair.broker.down()
+    pair.run(30000)  # node a caches 30 readings
+    pair.broker.restart()
+    a = pair.a.collector
+    slow = []
+
+    def slow_publish(send):
+        def wrapped(payload):
+            send(payload)
+            pair.clock.advance(400)  # the time the send took
+            pair.b.step()  # the other board runs on meanwhile
+            slow.append(1)
+        return wrapped
+
+    a.link.send_reading = slow_publish(a.link.send_reading)
+    pair.run(15000)
+    assert len(slow) >= 30
+    assert a.cache.count <= 2
+    assert pair.b.collector.role == "standby" and pair.both_active_ms == 0

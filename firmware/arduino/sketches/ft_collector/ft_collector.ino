@@ -97,11 +97,11 @@ void setup() {
 }
 
 void loop() {
-  uint32_t now = millis();
+  // Inputs first (acks restart the ack timer with millis()), then `now` for everything after them.
 #if defined(IOTGW_WITH_MQTT)
   static Periodic reconnect;
-  if (!mqtt.connected() && reconnect.due(now)) {
-    reconnect.start(now, 5000, false);
+  if (!mqtt.connected() && reconnect.due(millis())) {
+    reconnect.start(millis(), 5000, false);
     console.str(link.connect(collector.boot()) ? IOTGW_TEXT("mqtt connected\n") : IOTGW_TEXT("mqtt down\n"));
   }
   mqtt.loop();
@@ -109,6 +109,7 @@ void loop() {
   Ack ack;
   if (acks.poll(Serial, &ack)) apply_ack(ack);
 #endif
+  uint32_t now = millis();
   if (sampler.due(now)) {
     int64_t ts;
     uint8_t src;

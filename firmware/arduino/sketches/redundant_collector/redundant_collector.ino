@@ -109,7 +109,6 @@ void setup() {
 }
 
 void loop() {
-  uint32_t now = millis();
 #if defined(IOTGW_SECONDARY)
   if (rx_ready) {
     uint8_t data[kHeartbeatLen];
@@ -122,11 +121,13 @@ void loop() {
     Heartbeat hb;
     if (decode_heartbeat(data, len, &hb)) {
       pair.on_heartbeat(at, hb);
-      led.pulse(now, IOTGW_LED_MS);
+      led.pulse(at, IOTGW_LED_MS);
     }
   }
+  uint32_t now = millis();  // read after the beat's timestamp, never before it
   pair.poll(now);
 #else
+  uint32_t now = millis();
   Heartbeat hb;
   if (pair.poll(now, &hb)) {
     uint8_t data[kHeartbeatLen];

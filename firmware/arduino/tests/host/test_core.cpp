@@ -416,6 +416,8 @@ TEST_CASE("elapsed time survives the 2^32 ms rollover") {
   CHECK(elapsed_ms(after, before) == 0x110);
   CHECK(expired(after, before, 0x110));
   CHECK_FALSE(expired(after, before, 0x111));
+  CHECK_FALSE(expired(100, 105, 10));  // stamped just after "now": not 2^32 - 5 ms ago
+  CHECK_FALSE(expired(0xFFFFFFFEUL, 3, 10));
   Periodic p;
   p.start(0xFFFFFFF0UL, 100, false);
   CHECK_FALSE(p.due(0x53));  // 0xFFFFFFF0 + 99, wrapped
@@ -446,6 +448,13 @@ TEST_CASE("takeover happens exactly at the timeout, not earlier, also across the
     CHECK(s.poll(start + 500 + 3000));
     CHECK(s.role() == kRoleActive);
   }
+  // A beat stamped by the interrupt just after the loop read millis() must not look 49 days old.
+  SecondaryNode late(kPair);
+  late.begin(0);
+  Heartbeat active_beat = {0, true};
+  late.on_heartbeat(2005, active_beat);
+  CHECK_FALSE(late.poll(2000));
+  CHECK(late.role() == kRoleStandby);
   // With no primary at all, the secondary takes over one timeout after its own start.
   SecondaryNode s(kPair);
   s.begin(100);

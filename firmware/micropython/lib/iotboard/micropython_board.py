@@ -17,7 +17,7 @@ from iotcollector.bootcount import next_boot
 from iotcollector.cachelog import CacheLog, FileStorage
 from iotcollector.collector import Collector, CollectorConfig
 from iotcollector.ds1307 import DS1307, NoClock, RtcClock
-from iotcollector.links import MqttLink
+from iotcollector.links import MqttLink, SerialLink
 from iotcollector.linksup import LinkSupervisor
 from iotcollector.node import PrimaryNode, SecondaryNode
 from iotcollector.pair import PrimaryRole, SecondaryRole
@@ -114,12 +114,84 @@ def timeout_client_class(base, timeout_s: float):
     return TimeoutClient
 
 
+class _TimedSockets:
+    """Stands in for the ``socket`` module inside umqtt.simple so every socket it creates has a timeout
+    before ``connect``: an unreachable broker then fails the attempt after ``timeout_s`` instead of
+    stalling the loop for the TCP stack's own, much longer, connect timeout (a stalled primary stops
+    its heartbeat, and its partner would take over)."""
+
+    def __init__(self, real, timeout_s: float) -> None:
+        self.real = real
+        self.timeout_s = timeout_s
+
+    def socket(self, *args):
+        sock = self.real.socket(*args)
+        sock.settimeout(self.timeout_s)
+        return sock
+
+    def getaddrinfo(self, *args):
+        return self.real.getaddrinfo(*args)
+
+
+def install_socket_timeout(umqtt_module, timeout_s: float) -> None:
+    """Give every socket umqtt.simple opens a timeout (idempotent)."""
+    current = getattr(umqtt_module, "socket", None)
+    if current is None:
+        return
+    if isinstance(current, _TimedSockets):
+        current.timeout_s = timeout_s
+    else:
+        umqtt_module.socket = _TimedSockets(current, timeout_s)
+
+
 def make_mqtt_factory(cfg):
+    import umqtt.simple
     from umqtt.simple import MQTTClient
 
-    client_class = timeout_client_class(MQTTClient, cfg.get("mqtt_timeout_s", 10))
+    timeout_s = cfg.get("mqtt_timeout_s", 2)
+    install_socket_timeout(umqtt.simple, timeout_s)
+    client_class = timeout_client_class(MQTTClient, timeout_s)
     client_id = "%s-%s" % (cfg["dev"], cfg["node"])
     return lambda: client_class(client_id, cfg["mqtt_host"], port=cfg["mqtt_port"], keepalive=cfg["mqtt_keepalive"])
+
+
+class UsbSerial:
+    """The USB serial console as a link to the gateway's serial ingest: frames go out on stdout (among the
+    console text, which the gateway ignores), acks come in on stdin, read without blocking."""
+
+    def __init__(self) -> None:
+        import select
+        import sys
+
+        self.sys = sys
+        self.poller = select.poll()
+        self.poller.register(sys.stdin, select.POLLIN)
+
+    def write(self, data) -> None:
+        self.sys.stdout.write(bytes(data).decode())
+
+    def read(self):
+        out = b""
+        while self.poller.poll(0) and len(out) < 256:
+            ch = self.sys.stdin.read(1)
+            if not ch:
+                break
+            out += ch.encode() if isinstance(ch, str) else ch
+        return out or None
+
+
+def make_link(cfg, make_client=None):
+    """MQTT (default), a hardware UART, or the USB console, after ``cfg["link"]``."""
+    kind = cfg.get("link", "mqtt")
+    if kind == "mqtt":
+        return MqttLink(make_client or make_mqtt_factory(cfg), cfg["prefix"], cfg["site"], cfg["dev"])
+    if kind == "uart":
+        uart = machine.UART(cfg["uart_id"], baudrate=cfg.get("uart_baud", 115200), tx=machine.Pin(cfg["uart_tx"]),
+                            rx=machine.Pin(cfg["uart_rx"]), timeout=0)
+        return SerialLink(uart)
+    if kind == "usb":
+        return SerialLink(UsbSerial())
+    raise ValueError("link must be mqtt, uart or usb")
 
 
 def build(cfg, clock=time, make_client=None, mount=None):
@@ -127,7 +199,7 @@ def build(cfg, clock=time, make_client=None, mount=None):
     i2c = make_i2c(cfg)
     cache, _ = open_cache(cfg, mount)
     boot = next_boot(cfg["boot_file"], os, cache)
-    link = MqttLink(make_client or make_mqtt_factory(cfg), cfg["prefix"], cfg["site"], cfg["dev"])
+    link = make_link(cfg, make_client)
     ccfg = CollectorConfig(cfg["dev"], cfg["node"], cfg["site"], cfg["prefix"], cfg["unit"], cfg["sample_ms"],
                            cfg["ack_timeout_ms"])
     collector = Collector(ccfg, clock, make_rtc(cfg, i2c), make_sensor(cfg), cache, link,
@@ -157,11 +229,12 @@ def build(cfg, clock=time, make_client=None, mount=None):
 
 
 def main(cfg=None, clock=time, max_steps=None, mount=None):
-    """Entry point called by main.py: join the WLAN, build the node, loop (forever on a board; tests pass
-    ``max_steps``). The loop never blocks for long, so heartbeats and the takeover timer stay on time."""
+    """Entry point called by main.py: join the WLAN (for MQTT), build the node, loop (forever on a board;
+    tests pass ``max_steps``). The loop never blocks for long, so heartbeats and the takeover timer stay on time."""
     if cfg is None:
         from config import CONFIG as cfg
-    wlan_connect(cfg, clock)
+    if cfg.get("link", "mqtt") == "mqtt":
+        wlan_connect(cfg, clock)
     node = build(cfg, clock, mount=mount)
     steps = 0
     while max_steps is None or steps < max_steps:

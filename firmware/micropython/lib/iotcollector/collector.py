@@ -51,6 +51,8 @@ class Collector:
         self.ack_deadline = None
         self.schedule = Periodic(clock, cfg.sample_ms)
         self.status_dirty = False
+        # called between two sends of a backlog: a pair node keeps its heartbeat going during long replays
+        self.on_idle = None
         # counters, reported in the status and read by tests
         self.dropped = 0
         self.bad_samples = 0
@@ -157,6 +159,8 @@ class Collector:
             self.cursor += 1
             self.resent += 1
             n += 1
+            if self.on_idle is not None:
+                self.on_idle()
 
     def _handle_acks(self, now: int) -> None:
         try:

@@ -1,4 +1,8 @@
-"""A node of a redundant pair: its role machine and heartbeat transport driving a Collector."""
+"""A node of a redundant pair: its role machine and heartbeat transport driving a Collector.
+
+The heartbeat part runs at the start of every step and also between the sends of a backlog
+(``Collector.on_idle``), so a long replay after an outage does not silence the heartbeat.
+"""
 
 from iotcollector.heartbeat import decode_beat
 
@@ -11,12 +15,16 @@ class PrimaryNode:
         self.role = role
         self.sender = sender
         collector.set_role(role.role)
+        collector.on_idle = self.heartbeat
 
-    def step(self) -> None:
+    def heartbeat(self) -> None:
         now = self.collector.clock.ticks_ms()
         if self.role.beat_due(now):
             delivered, reply = self.sender.exchange(self.role.frame())
             self.collector.set_role(self.role.beat_result(delivered, reply))
+
+    def step(self) -> None:
+        self.heartbeat()
         self.collector.step()
 
 
@@ -29,8 +37,9 @@ class SecondaryNode:
         self.receiver = receiver
         collector.set_role(role.role)
         receiver.set_reply(role.reply())
+        collector.on_idle = self.heartbeat
 
-    def step(self) -> None:
+    def heartbeat(self) -> None:
         now = self.collector.clock.ticks_ms()
         beat = decode_beat(self.receiver.receive())
         if beat is not None:
@@ -38,4 +47,7 @@ class SecondaryNode:
         self.role.poll(now)
         self.receiver.set_reply(self.role.reply())
         self.collector.set_role(self.role.role)
+
+    def step(self) -> None:
+        self.heartbeat()
         self.collector.step()

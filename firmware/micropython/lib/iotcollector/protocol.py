@@ -170,6 +170,8 @@ def parse_line(line):
         line = line[:-1]
     if not line.startswith("!"):
         return None
+    if len(line) > MAX_LINE:
+        raise FrameError("bad_frame")
     star = line.rfind("*")
     if star < 0 or len(line) - star - 1 != 4 or len(line) < 3 or line[2] != " ":
         raise FrameError("bad_frame")

@@ -24,6 +24,7 @@ def reset_all():
     global SDCARD_PRESENT
     BUSES.clear()
     PINS.clear()
+    UARTS.clear()
     ADC_VALUES.clear()
     SDCARD_PRESENT = False
 
@@ -84,3 +85,28 @@ def unique_id():
 
 def reset():
     raise SystemExit("machine.reset()")
+
+
+UARTS = {}
+
+
+class UART:
+    """A UART whose other end is the test: ``sent`` collects what the board wrote, ``feed`` queues input."""
+
+    def __init__(self, uart_id, baudrate=115200, tx=None, rx=None, timeout=0):
+        self.id = uart_id
+        self.baudrate = baudrate
+        self.sent = b""
+        self.incoming = b""
+        UARTS[uart_id] = self
+
+    def write(self, data):
+        self.sent += bytes(data)
+        return len(data)
+
+    def read(self, n=-1):
+        data, self.incoming = self.incoming, b""
+        return data or None
+
+    def feed(self, data):
+        self.incoming += data

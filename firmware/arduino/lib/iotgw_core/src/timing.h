@@ -8,7 +8,12 @@
 namespace iotgw {
 
 inline uint32_t elapsed_ms(uint32_t now, uint32_t since) { return (uint32_t)(now - since); }
-inline bool expired(uint32_t now, uint32_t since, uint32_t timeout) { return elapsed_ms(now, since) >= timeout; }
+// A `since` slightly after `now` (an interrupt stamped it after the caller read millis()) has not
+// expired: a difference of 2^31 ms or more is taken as negative, not as 24.8 days.
+inline bool expired(uint32_t now, uint32_t since, uint32_t timeout) {
+  uint32_t e = elapsed_ms(now, since);
+  return e >= timeout && e < 0x80000000UL;
+}
 
 // A period that fires at a steady cadence; if the loop was stalled for longer than a period it
 // fires once and restarts from now instead of firing a burst to catch up.
