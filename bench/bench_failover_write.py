@@ -61,7 +61,7 @@ def run_sandbox(work: Path, index: int, replicas: int) -> list[dict]:
             seeds = [f"127.0.0.1:{sb.node(n).port}" for n in alive]
             best = analysis.rank_candidates(discover(seeds, ADMIN))[0].endpoint
             steps: dict[str, float] = {}
-            promote(seeds, best, ADMIN, progress=lambda m: steps.setdefault(m.split(": ", 1)[-1], time.monotonic()))
+            promote(seeds, best, ADMIN, progress=lambda m, s=steps: s.setdefault(m.split(": ", 1)[-1], time.monotonic()))
             t_done = time.monotonic()
             t_open = steps.get("read_only=OFF (the new primary)", t_done)
             wait_for(lambda b=best: any(e == b for _, e in writes), 60, "the first write on the new primary")

@@ -22,6 +22,8 @@ from gateway.reads import LocalRotation, NoReadableServer, ReadSelector, SharedR
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 
+_NOT_TRANSIENT = (1044, 1045, 1049)  # access denied (database, user), unknown database
+
 
 class NoServer(pymysql.err.OperationalError):
     """No server for this mode after every attempt (an OperationalError, as applications already catch)."""
@@ -83,6 +85,8 @@ class Client:
                             raise NoServer(1290, f"{ep} became read-only")
                 return conn
             except (pymysql.err.InterfaceError, pymysql.err.OperationalError, NoReadableServer) as exc:
+                if exc.args and exc.args[0] in _NOT_TRANSIENT:
+                    raise  # a wrong password or database does not get better by asking again
                 last = exc
         raise NoServer(2003, f"no {mode} server after {self.attempts} attempts: {last}")
 

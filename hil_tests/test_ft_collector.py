@@ -131,3 +131,4 @@ def test_power_cut_mid_cache_write_loses_at_most_that_record(ft_rig: Rig, k: int
     for seq, rec in by_seq.items():  # replayed intact: same time and value as in EEPROM before the cut
         reading = got[(DEVICE, NODE, boot, seq)]
         assert reading.ts == rec.ts and round(reading.value * 1000) == rec.val_milli, (seq, reading, rec, opened.text)
+

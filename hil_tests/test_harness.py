@@ -115,3 +115,19 @@ def test_sim_clock_runs_and_paces(make_harness, testfw):
     h.pace(1.0)
     ratio = h.measure_ratio(1.5)
     assert 0.5 <= ratio <= 1.1, f"paced at 1.0 but ran {ratio:.2f}x real time"
+
+
+def test_serial_rig_board_on_a_simulated_port(make_harness, testfw):
+    """The serial rig's board class, pointed at a simulated board's pty: the real-board path runs here too."""
+    from hil_tests.rig.serial_rig import SerialBoard
+
+    h = make_harness([BoardSpec("a", testfw / "probe.elf", rtc_epoch=RTC_EPOCH)])
+    board = SerialBoard("a", h.boards["a"].pty)
+    try:
+        board.expect(r"^rtc \d+ ch=0$", 10)  # lines, stamped with the host's clock
+        board.send_line("from the serial rig")
+        line = board.expect(r"^echo from the serial rig$", 10)
+        assert line.ms <= board.now_ms()
+        assert board.capabilities == frozenset()  # no --power-cmd: no power control, tests skip on it
+    finally:
+        board.close()

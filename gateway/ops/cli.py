@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from gateway.sandbox.cli import sandbox
 from gateway.topology.cli import resolve_target, target_options, topology
 
 
@@ -104,3 +105,57 @@ def setup(servers: str | None, config_path: str | None, sandbox_dir: str | None,
     else:
         click.echo(f"{target.label(result.primary)} is the primary of {len(result.replicas)} replicas "
                    f"({result.seconds:.2f} s)")
+
+
+@topology.command()
+@target_options
+@click.option("--new-primary", required=True, help="The replica to promote (HOST:PORT or node name).")
+@click.option("--demote-old", is_flag=True, help="Make the old primary a replica of the new one (current_pos).")
+@click.option("--repl-user", default=None, help="Replication account for --demote-old [default: $IOTGW_REPL_USER or repl].")
+@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the candidate to catch up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no health table).")
+@click.pass_context
+def switchover(ctx: click.Context, servers: str | None, config_path: str | None, sandbox_dir: str | None,
+               new_primary: str, demote_old: bool, repl_user: str | None, repl_password: str | None, timeout: float,
+               as_json: bool) -> None:
+    """Planned change of primary: fence and drain the old one, promote X, repoint; rolls back on error."""
+    from gateway.ops.switchover import SwitchoverError
+    from gateway.ops.switchover import switchover as do_switchover
+    from gateway.topology.cli import show
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    try:
+        result = do_switchover(target.seeds, target.server(new_primary), target.admin, demote_old=demote_old,
+                               repl=_repl_account(sandbox_dir, repl_user, repl_password), timeout=timeout, progress=_echo_steps(as_json))
+    except SwitchoverError as exc:
+        raise click.ClickException(f"switchover refused: {exc}") from None
+    if as_json:
+        click.echo(json.dumps({"old_primary": result.old_primary, "new_primary": result.new_primary,
+                               "epoch": result.epoch, "steps": result.steps, "seconds": round(result.seconds, 3)},
+                              indent=2))
+        return
+    click.echo(f"{target.label(result.new_primary)} is the primary (epoch {result.epoch}, {result.seconds:.2f} s)")
+    ctx.invoke(show, servers=servers, config_path=config_path, sandbox_dir=sandbox_dir, as_json=False)
+
+
+@click.command(name="rebuild")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default="sandbox", envvar="IOTGW_SANDBOX",
+              show_envvar=True, help="Sandbox folder [default: ./sandbox, or $IOTGW_SANDBOX if set].")
+@click.option("--donor", default=None, help="Copy from this node (default: the first healthy replica).")
+@click.argument("node")
+def rebuild(directory: str, donor: str | None, node: str) -> None:
+    """Rebuild NODE as an empty replica with a new server id, cloned (logical dump) from a healthy replica."""
+    from gateway.ops.clone import CloneError
+    from gateway.ops.sandbox_rebuild import rebuild_node
+    from gateway.sandbox import Sandbox, SandboxError
+
+    try:
+        sb = Sandbox.load(directory)
+        rebuild_node(sb, node, donor, progress=lambda m: click.echo(f"  {m}"))
+    except (SandboxError, CloneError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rebuild: {node} is now {sb.role(node)} (server id {sb.node(node).server_id})")
+
+
+sandbox.add_command(rebuild)

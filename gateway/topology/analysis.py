@@ -236,7 +236,11 @@ def tree(snap: Snapshot) -> list[TreeNode]:
         seen.add(id(s))
         return TreeNode(s, [build(c, seen) for c in children(snap, s) if id(c) not in seen])
 
-    roots = [s for s in snap.servers if s.reachable and parent(snap, s) is None]
+    def orphan(s: ServerState) -> bool:  # replicates from nobody, or from a server that is down
+        src = parent(snap, s)
+        return src is None or not src.reachable
+
+    roots = [s for s in snap.servers if s.reachable and orphan(s)]
     roots.sort(key=lambda s: (s is not decision.primary, s.server_id))
     seen: set[int] = set()
     return [build(r, seen) for r in roots]

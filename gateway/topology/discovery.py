@@ -27,7 +27,10 @@ _NO_TABLE = (1049, 1146)  # unknown database, unknown table
 
 
 def read_epoch(cur: Any) -> dict[str, Any] | None:
-    """The highest epoch row on the connected server (None if the schema or table does not exist)."""
+    """The highest epoch row on the connected server as a dict (None if the schema or table does not exist).
+
+    Works with a plain or a DictCursor.
+    """
     try:
         cur.execute(f"SELECT epoch, server_id, host, port FROM `{META_SCHEMA}`.epoch ORDER BY epoch DESC LIMIT 1")
     except pymysql.err.ProgrammingError as exc:
@@ -35,7 +38,9 @@ def read_epoch(cur: Any) -> dict[str, Any] | None:
             return None
         raise
     row = cur.fetchone()
-    return dict(row) if row else None
+    if not row:
+        return None
+    return dict(row) if isinstance(row, dict) else dict(zip(("epoch", "server_id", "host", "port"), row, strict=True))
 
 
 class ProbeConnections:
@@ -86,7 +91,9 @@ def probe(ep: str, creds: Credentials, cache: ProbeConnections | None = None) ->
             return raw
         _close(conn)
     try:
-        conn = open_connection(ep, creds, cursorclass=pymysql.cursors.DictCursor)
+        # A probe is a handful of tiny queries: a server that does not answer within the connect timeout
+        # is hung (SIGSTOP, overload) and reported unreachable instead of stalling the whole discovery.
+        conn = open_connection(ep, creds, cursorclass=pymysql.cursors.DictCursor, io_timeout=creds.connect_timeout)
     except (pymysql.MySQLError, OSError) as exc:
         return RawObservation(endpoint=ep, reachable=False, error=_describe(exc), observed_at=time.time())
     raw, ok = _probe_on(ep, creds, conn)

@@ -30,7 +30,8 @@ class SerialBoard(Board):
         self._t0 = time.monotonic()
         self._port = serial.Serial(port, baud, timeout=0.2)
         self._closing = False
-        threading.Thread(target=self._read, name=f"serial-{name}", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name=f"serial-{name}", daemon=True)
+        self._reader.start()
 
     def now_ms(self) -> float:
         return (time.monotonic() - self._t0) * 1000
@@ -70,4 +71,5 @@ class SerialBoard(Board):
 
     def close(self) -> None:
         self._closing = True
+        self._reader.join(timeout=5)  # it notices within the port's read timeout
         self._port.close()

@@ -93,11 +93,10 @@ class Harness:
             self.boards[spec.name] = SimBoard(spec.name, self)
         self.log_path = self.workdir / "harness.log"
         self._pid = start_process(argv, self.log_path).pid
-        wait_until(lambda: control.exists() or not self._alive(), 60, what="the harness control socket")
-        if not self._alive():
+        sock = wait_until(lambda: self._connect(control), 60, what="the harness control socket")
+        if not isinstance(sock, socket.socket):
             raise HarnessError(f"harness exited at start:\n{self.log_tail()}")
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(str(control))
+        self._sock = sock
         threading.Thread(target=self._reader, name="harness-reader", daemon=True).start()
         ready = self._reply(60)
         if not ready.startswith("ready"):
@@ -130,6 +129,18 @@ class Harness:
             except TimeoutError:
                 stop_process(self._pid, self._marker, timeout=20)
             self._pid = None
+
+    def _connect(self, control: Path) -> socket.socket | bool:
+        """A connected socket, True if the harness died (stop waiting), False to try again."""
+        if not self._alive():
+            return True
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(control))  # refused between the harness's bind() and listen(): try again
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return False
+        return sock
 
     def _alive(self) -> bool:
         from gateway.sandbox.process import is_ours

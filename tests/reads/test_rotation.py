@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -65,6 +66,16 @@ def test_rotation_order_wrap_and_every_skip(make_sandbox):
     )
     # No lag limit: db4 is healthy and rotates again.
     assert set(ids(rr, 4)) == {sid["db3"], sid["db4"]}
+
+    # A hung replica (SIGSTOP) costs one connect timeout per check, then is skipped.
+    sb.freeze("db4")
+    try:
+        started = time.monotonic()
+        assert ids(rr, 2) == [sid["db3"]] * 2
+        assert time.monotonic() - started < 4 * WRITER.connect_timeout + 2
+        assert any(e == ep(sb, "db4") and "unreachable" in r[0] for e, r in rr.last_skipped)
+    finally:
+        sb.thaw("db4")
 
     # Nothing healthy: an error that says why, or the primary if configured.
     with sb.connect("db3") as conn, conn.cursor() as cur:

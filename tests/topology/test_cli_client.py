@@ -79,3 +79,33 @@ def test_connect_retries_after_a_cached_replica_died(make_sandbox):
     with pytest.raises(pymysql.err.OperationalError, match="no ro server after 3 attempts"):
         client.connect("ro")
     client.close()
+
+
+def test_config_file_drives_query_and_connect(sandbox, tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f"""
+[database]
+kind = "mysql"
+servers = ["{ep(sandbox, 'db3')}"]
+user = "iotgw"
+password_env = "IOTGW_TEST_DB_PASSWORD"
+database = "iot"
+read_strategy = "least_lag"
+read_max_lag_trx = 100
+""")
+    with sandbox.connect("db1") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE iot")
+    env = {"IOTGW_TEST_DB_PASSWORD": "iotgw"}
+    result = CliRunner(env=env).invoke(main, ["query", "--config", str(cfg), "--mode", "rw", "--json",
+                                              "SELECT DATABASE(), @@server_id"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rows"] == [["iot", sandbox.node("db1").server_id]]
+    import os
+
+    os.environ["IOTGW_TEST_DB_PASSWORD"] = "iotgw"
+    try:
+        with connect("ro", config=str(cfg)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@read_only")
+            assert cur.fetchone() == (1,)
+    finally:
+        del os.environ["IOTGW_TEST_DB_PASSWORD"]

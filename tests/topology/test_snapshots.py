@@ -163,3 +163,43 @@ def test_every_stored_snapshot_parses_and_has_one_decision(name):
     assert d.reason
     writable_roots = [s for s in snap.reachable if s.writable and not s.is_replica]
     assert d.primary is None or d.primary in writable_roots
+
+
+def test_replicas_of_a_dead_primary_are_roots_of_the_tree():
+    data = raw("mariadb_1p3r_epoch.json")
+    for s in data["servers"]:
+        if s["variables"].get("server_id") == 1:
+            s.update(reachable=False, error="2003: refused", variables={}, replica_hosts=[], epoch=None)
+    snap = load_snapshot(data)
+    assert sorted(n.server.server_id for n in analysis.tree(snap)) == [2, 3, 4]
+    d = analysis.writer_primary(snap)
+    assert d.primary is None and "not reachable" in d.reason
+    assert [s.server_id for s in analysis.rank_candidates(snap)] == [2, 3, 4]  # all equal: lowest id first
+
+
+def test_manual_promotion_checks_refuse_a_relay_a_lagging_replica_and_no_binlog():
+    from gateway.topology.promote import PromotionError, check_candidate
+
+    data = raw("mariadb_sql_stopped.json")
+    snap = load_snapshot(data)
+    check_candidate(snap, by_id(snap, 3))  # caught up: accepted
+    with pytest.raises(PromotionError, match="more than"):
+        # db2 received everything too, but take a copy where db3 received less than db4
+        lagging = copy.deepcopy(data)
+        for s in lagging["servers"]:
+            if s["variables"].get("server_id") == 3:
+                s["replica_status"]["Gtid_IO_Pos"] = "0-1-3"
+                s["variables"]["gtid_slave_pos"] = "0-1-3"
+        snap2 = load_snapshot(lagging)
+        check_candidate(snap2, by_id(snap2, 3))
+    for key, value, message in (("blackhole_tables", 2, "BLACKHOLE"), ("log_bin", 0, "no binlog")):
+        changed = copy.deepcopy(data)
+        for s in changed["servers"]:
+            if s["variables"].get("server_id") == 4:
+                if key == "log_bin":
+                    s["variables"]["log_bin"] = value
+                else:
+                    s[key] = value
+        snap3 = load_snapshot(changed)
+        with pytest.raises(PromotionError, match=message):
+            check_candidate(snap3, by_id(snap3, 4))

@@ -95,7 +95,7 @@ class HostCollectors:
         def make():
             if self.link_blocked:
                 raise OSError("link cut (simulated)")
-            return MQTTClient("%s-%s" % (self.device, node), self.host, self.port, keepalive=10)
+            return MQTTClient(f"{self.device}-{node}", self.host, self.port, keepalive=10)
         return make
 
     def _collector(self, node: str) -> Collector:

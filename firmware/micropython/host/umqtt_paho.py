@@ -69,7 +69,7 @@ class MQTTClient:
         while not self._connected.wait(0.02):
             if self._lost.is_set() or time.monotonic() > end:
                 self._client.loop_stop()
-                raise OSError("MQTT connect failed: %s" % self._rc)
+                raise OSError(f"MQTT connect failed: {self._rc}")
         return 0
 
     def kill(self):
@@ -99,14 +99,14 @@ class MQTTClient:
         self._check()
         rc, _ = self._client.subscribe(_text(topic), qos)
         if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise OSError("subscribe failed: %s" % rc)
+            raise OSError(f"subscribe failed: {rc}")
 
     def publish(self, topic, msg, retain=False, qos=0):
         self._check()
         info = self._client.publish(_text(topic), bytes(msg) if isinstance(msg, (bytes, bytearray)) else msg, qos,
                                     retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise OSError("publish failed: %s" % info.rc)
+            raise OSError(f"publish failed: {info.rc}")
         if qos:
             # umqtt.simple waits for the PUBACK; so do we, but give up when the connection drops
             while True:

@@ -67,7 +67,7 @@ class PahoGateway:
         self.held = {}
         self.lock = threading.Lock()
         self.t_ms = t_ms
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gw-%d" % free_port())
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-gw-{free_port()}")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(prefix + "/+/+/reading", 1)
@@ -91,7 +91,8 @@ class PahoGateway:
             while upto + 1 in held:
                 upto += 1
         if upto >= 0:
-            ack = '{"v":1,"dev":"%s","node":"%s","boot":%d,"upto":%d,"t":%d}' % (key + (upto, self.t_ms))
+            dev, node, boot = key
+            ack = f'{{"v":1,"dev":"{dev}","node":"{node}","boot":{boot},"upto":{upto},"t":{self.t_ms}}}'
             client.publish(msg.topic[: -len("reading")] + "ack", ack, 1)
 
     def wait_for(self, predicate, timeout: float, what: str):

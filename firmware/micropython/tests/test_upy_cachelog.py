@@ -156,3 +156,29 @@ def test_ack_watermark_vectors_trim_the_cache():
             assert [r.seq for r in log.records()] == list(range(acked[7] + 1, top + 1)), v["name"]
         final = v["upto_after_each"][-1]
         assert log.count == (top + 1 if final is None else top - final), v["name"]
+
+
+def test_scan_and_trim_across_read_chunks():
+    # more records than one read chunk (32): the scan and the trim must see every chunk boundary right
+    path = tmpdir() + "/cache.log"
+    log = CacheLog(FileStorage(path, os), 200)
+    for i in range(70):
+        log.append(_rec(i))
+    with open(path, "ab") as f:
+        f.write(encode_record(_rec(70))[:5])  # torn 71st record
+    log = CacheLog(FileStorage(path, os), 200)
+    assert log.count == 70 and log.torn_bytes == 5
+    assert [r.seq for r in log.records()] == list(range(70))
+    assert log.trim({1: 40}, 50) == 9
+    assert [r.seq for r in CacheLog(FileStorage(path, os), 200).records()] == list(range(41, 70))
+    # a corrupt record in the second chunk ends the log there
+    path = tmpdir() + "/cache.log"
+    log = CacheLog(FileStorage(path, os), 200)
+    for i in range(70):
+        log.append(_rec(i))
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[40 * RECORD_LEN + 7] ^= 0xFF
+    with open(path, "wb") as f:
+        f.write(data)
+    assert CacheLog(FileStorage(path, os), 200).count == 40

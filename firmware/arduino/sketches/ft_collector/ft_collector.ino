@@ -69,6 +69,7 @@ void setup() {
   pinMode(IOTGW_LED_PIN, OUTPUT);
   Serial.begin(IOTGW_BAUD);
   Wire.begin();
+  Wire.setWireTimeout(IOTGW_I2C_TIMEOUT_US, true);  // a stuck bus must not stop the loop
   console.str(IOTGW_TEXT("iotgw ft_collector dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
   uint32_t boot = next_boot(eeprom, IOTGW_EEPROM_BASE);
   console.str(IOTGW_TEXT("boot "));

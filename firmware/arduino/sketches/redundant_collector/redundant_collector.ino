@@ -88,10 +88,12 @@ void setup() {
   Serial.begin(IOTGW_BAUD);
 #if defined(IOTGW_SECONDARY)
   Wire.begin((uint8_t)IOTGW_I2C_ADDR);
+  Wire.setWireTimeout(IOTGW_I2C_TIMEOUT_US, true);
   Wire.onReceive(on_receive);
   console.str(IOTGW_TEXT("iotgw redundant_collector secondary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
 #else
   Wire.begin();
+  Wire.setWireTimeout(IOTGW_I2C_TIMEOUT_US, true);  // a stuck bus must not stop the loop
   console.str(IOTGW_TEXT("iotgw redundant_collector primary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
 #endif
   uint32_t b = next_boot(eeprom, IOTGW_EEPROM_BASE);

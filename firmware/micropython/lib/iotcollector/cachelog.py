@@ -22,6 +22,7 @@ BODY_LEN = 21
 RECORD_LEN = BODY_LEN + 4
 SRC_CODES = {"none": 0, "rtc": 1, "ntp": 2}
 SRC_NAMES = ("none", "rtc", "ntp")
+CHUNK_RECORDS = 32  # records read per storage access when scanning or trimming
 _BODY = "<IIqBi"
 
 
@@ -163,11 +164,24 @@ class CacheLog:
         self.torn_bytes = 0  # how much a repair at open cut off (0 when the log was whole)
         self._scan()
 
+    def _raw(self, limit: int):
+        """``(index, record bytes)`` for the first ``limit`` whole records, read in chunks (one file open
+        per chunk rather than per record, which matters on an SD card)."""
+        index = 0
+        while index < limit:
+            n = min(CHUNK_RECORDS, limit - index)
+            chunk = self.storage.read(index * RECORD_LEN, n * RECORD_LEN)
+            for i in range(len(chunk) // RECORD_LEN):
+                yield index + i, chunk[i * RECORD_LEN:(i + 1) * RECORD_LEN]
+            if len(chunk) < n * RECORD_LEN:
+                return
+            index += n
+
     def _scan(self) -> None:
         size = self.storage.size()
         count = 0
-        while (count + 1) * RECORD_LEN <= size:
-            if decode_record(self.storage.read(count * RECORD_LEN, RECORD_LEN)) is None:
+        for _, raw in self._raw(size // RECORD_LEN):
+            if decode_record(raw) is None:
                 break
             count += 1
         self.count = count
@@ -207,8 +221,7 @@ class CacheLog:
         kept = bytearray()
         new_count = 0
         new_cursor = 0
-        for i in range(self.count):
-            raw = self.storage.read(i * RECORD_LEN, RECORD_LEN)
+        for i, raw in self._raw(self.count):
             rec = decode_record(raw)
             upto = acked.get(rec.boot)
             if upto is not None and rec.seq <= upto:

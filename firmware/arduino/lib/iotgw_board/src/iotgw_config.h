@@ -69,6 +69,11 @@
 #define IOTGW_I2C_ADDR 8
 #endif
 
+// I2C transfers give up (and reset the bus) after this long instead of hanging the loop.
+#ifndef IOTGW_I2C_TIMEOUT_US
+#define IOTGW_I2C_TIMEOUT_US 25000UL
+#endif
+
 // EEPROM layout: boot counter at IOTGW_EEPROM_BASE, then the cache up to the end of EEPROM.
 #ifndef IOTGW_EEPROM_BASE
 #define IOTGW_EEPROM_BASE 0

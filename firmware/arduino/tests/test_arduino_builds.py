@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+from pathlib import Path
 
-import avr_sizes
-import pio_offline
 import pytest
-from conftest import FIRMWARE
+
+FIRMWARE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(FIRMWARE / "tools"))  # the build helpers shared with bench/
+import avr_sizes  # noqa: E402
+import pio_offline  # noqa: E402
 
 MAKE_ENVS = ["ft_uno", "pair_primary_uno", "pair_secondary_uno", "ft_mega", "pair_primary_mega", "pair_secondary_mega"]
 

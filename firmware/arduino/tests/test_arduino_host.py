@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
-from conftest import FIRMWARE
+FIRMWARE = Path(__file__).resolve().parents[1]
 
 
 def test_host_doctest_suite_passes(tmp_path):

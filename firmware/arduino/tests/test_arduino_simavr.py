@@ -13,9 +13,12 @@ import select
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
-from conftest import FIRMWARE
+
+FIRMWARE = Path(__file__).resolve().parents[1]
+
 
 pytestmark = pytest.mark.skipif(shutil.which("simavr") is None, reason="simavr not installed")
 

@@ -1,0 +1,350 @@
+"""`iotgw topology monitor`: the automatic failover daemon (what `mysqlfailover` did, with the lessons learned).
+
+Every `interval` seconds it takes a snapshot (short timeouts) and asks `gateway.topology.analysis.writer_primary`
+who the primary is. When there is none:
+
+1. the old primary (`plan.old_primary`) must have failed `failcount` checks in a row, and the reachable replicas
+   must have lost it too (`plan.confirm_dead`): a network problem between us and the primary is not a failover;
+2. no failover may have happened in the last `block_s` seconds, by us or by anyone (the newest epoch row's
+   `promoted_at` is the shared clock): a flapping topology is left to a person;
+3. the single-controller lock is taken on a majority of the data-bearing servers (`MajorityLock`, `GET_LOCK`):
+   it works with the primary dead, and two monitors never both act; after taking it the snapshot is taken
+   again, so a monitor that waited behind another sees the new primary and does nothing;
+4. then `gateway.ops.failover.failover` runs, between the optional pre/post hook commands, and the change is
+   published (the epoch on the promoted server is what the writer trusts; a retained MQTT message and the
+   metrics are for everything else).
+
+When a verified primary exists, old primaries that come back (`plan.returning_primaries`) are fenced at once
+and rejoined as replicas if they have not diverged; a diverged one is reported (it needs `sandbox rebuild` or a
+clone) and left fenced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymysql
+
+from gateway.ops.clone import rejoin
+from gateway.ops.failover import FailoverError, FailoverResult, failover, fence, probe_credentials
+from gateway.ops.plan import confirm_dead, returning_primaries
+from gateway.topology import analysis
+from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.dialect import META_SCHEMA
+from gateway.topology.discovery import discover
+from gateway.topology.model import Snapshot
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "iotgw.failover"
+
+
+@dataclass
+class MonitorConfig:
+    """The settings that matter (see docs/replication.md)."""
+
+    interval: float = 1.0  # seconds between checks
+    failcount: int = 3  # failed checks in a row before the primary may be declared dead
+    block_s: float = 60.0  # no second automatic failover within this many seconds of the last one
+    rejoin: bool = True  # fence returning old primaries and rejoin those that have not diverged
+    repl: tuple[str, str] = ("repl", "")  # replication account, for rejoining
+    apply_timeout: float = 30.0  # seconds a candidate may take to apply its relay log
+    pre_hook: str = ""  # command run before a failover (env: IOTGW_OLD_PRIMARY)
+    post_hook: str = ""  # command run after (env: IOTGW_OLD_PRIMARY, IOTGW_NEW_PRIMARY, IOTGW_EPOCH)
+    mqtt: str = ""  # HOST:PORT of a broker for the retained topology message ('' = none)
+    mqtt_topic: str = "iotgw/topology"
+
+
+@dataclass
+class Event:
+    """One thing the monitor noticed or did (kept for the console view, tests and the metrics)."""
+
+    at: float
+    kind: str  # suspect, unconfirmed, blocked, locked-out, failover, failover-failed, fenced, rejoined, diverged
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class MajorityLock:
+    """`GET_LOCK` on more than half of the data-bearing servers, in a fixed order, held on open connections.
+
+    Every contender tries the servers in the same (sorted) order, so the one that wins the first server wins
+    the rest; a server that is down counts as not granted. Released by closing the connections.
+    """
+
+    def __init__(self, endpoints: list[str], total: int, admin: Credentials, name: str = LOCK_NAME) -> None:
+        self.endpoints = sorted(endpoints)
+        self.total = total
+        self.admin = probe_credentials(admin)
+        self.name = name
+        self._held: list[pymysql.connections.Connection] = []
+
+    @property
+    def needed(self) -> int:
+        return self.total // 2 + 1
+
+    def acquire(self) -> bool:
+        for ep in self.endpoints:
+            try:
+                conn = open_connection(ep, self.admin)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT GET_LOCK(%s, 0)", (self.name,))
+                    granted = cur.fetchone()[0] == 1
+            except (pymysql.MySQLError, OSError):
+                continue
+            if granted:
+                self._held.append(conn)
+            else:
+                conn.close()
+                break  # someone else holds it here: they are ahead of us in the same order
+        if len(self._held) >= self.needed:
+            return True
+        self.release()
+        return False
+
+    def release(self) -> None:
+        for conn in self._held:
+            try:
+                conn.close()  # a session's locks go with it
+            except Exception:  # noqa: BLE001 - closing a dead connection may fail; the lock is gone anyway
+                pass
+        self._held = []
+
+
+class Monitor:
+    """The check loop. `check()` runs one check (tests call it directly); `run()` loops until stopped."""
+
+    def __init__(self, seeds: list[str], admin: Credentials, config: MonitorConfig | None = None,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        self.admin = admin
+        self.config = config or MonitorConfig()
+        self.known: list[str] = list(dict.fromkeys(seeds))
+        self.fails = 0
+        self.blocked_until = 0.0
+        self.events: list[Event] = []
+        self.failovers: list[FailoverResult] = []
+        self.diverged: dict[str, list[str]] = {}
+        self.snapshot: Snapshot | None = None
+        self.checks = 0
+        self._on_event = on_event
+        self._stop = threading.Event()
+        self._metrics = _Metrics.create()
+
+    # ------------------------------------------------------------------ loop
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Check every `interval` seconds until `stop` (or `self.stop()`)."""
+        stop = stop or self._stop
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - the daemon must survive any one bad check
+                self._event("error", f"check failed: {type(exc).__name__}: {exc}")
+            stop.wait(max(0.0, self.config.interval - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> None:
+        """One check: look, then do at most one thing (fail over, or fence/rejoin returning primaries)."""
+        self.checks += 1
+        snap = self._look()
+        decision = analysis.writer_primary(snap)
+        self._metrics.observe(snap, decision)
+        if decision.primary is not None:
+            self.fails = 0
+            if self.config.rejoin:
+                self._handle_returning(snap)
+            return
+        dead = confirm_dead(snap)
+        if dead.primary is None or dead.primary.reachable:
+            self.fails = 0  # a primary that answers (read-only mid-promotion, say) is not ours to replace
+            return
+        self.fails += 1
+        if self.fails < self.config.failcount:
+            self._event("suspect", f"primary {dead.primary.endpoint} failed check {self.fails}/"
+                        f"{self.config.failcount}")
+            return
+        if not dead.dead:
+            self._event("unconfirmed", dead.reason)
+            return
+        self._try_failover(snap)
+
+    # ------------------------------------------------------------------ pieces
+    def _look(self) -> Snapshot:
+        snap = discover(self.known, probe_credentials(self.admin))
+        for s in snap.servers:  # remember every server ever seen: a dead primary stays a voter and a suspect
+            if s.endpoint not in self.known:
+                self.known.append(s.endpoint)
+        self.snapshot = snap
+        return snap
+
+    def _data_bearing(self, snap: Snapshot) -> tuple[list[str], int]:
+        """Reachable data-bearing endpoints, and the count of all known ones (unreachable ones included)."""
+        reachable = [s.endpoint for s in snap.reachable if not s.blackhole]
+        blackholes = {s.endpoint for s in snap.reachable if s.blackhole}
+        total = len([ep for ep in self.known if ep not in blackholes])
+        return reachable, total
+
+    def _last_promotion_age(self, snap: Snapshot) -> float | None:
+        """Seconds since the newest epoch row was written (by any controller), by the servers' own clock."""
+        best: tuple[int, float] | None = None
+        for s in snap.reachable:
+            try:
+                with open_connection(s.endpoint, probe_credentials(self.admin)) as conn, conn.cursor() as cur:
+                    cur.execute(f"SELECT epoch, TIMESTAMPDIFF(MICROSECOND, promoted_at, NOW(6)) / 1e6 "
+                                f"FROM `{META_SCHEMA}`.epoch ORDER BY epoch DESC LIMIT 1")
+                    row = cur.fetchone()
+            except (pymysql.MySQLError, OSError):
+                continue
+            if row and (best is None or row[0] > best[0]):
+                best = (int(row[0]), float(row[1]))
+        return best[1] if best else None
+
+    def _try_failover(self, snap: Snapshot) -> None:
+        now = time.monotonic()
+        if now < self.blocked_until:
+            self._event("blocked", f"failover blocked for {self.blocked_until - now:.1f} s more "
+                        "(anti-flap after our last failover)")
+            return
+        reachable, total = self._data_bearing(snap)
+        lock = MajorityLock(reachable, total, self.admin)
+        if not lock.acquire():
+            self._event("locked-out", f"single-controller lock not obtained on {lock.needed} of {total} "
+                        "data-bearing servers (another monitor is acting, or too few servers answer)")
+            return
+        try:
+            snap = self._look()  # again, under the lock: another controller may have acted meanwhile
+            if analysis.writer_primary(snap).primary is not None:
+                self.fails = 0
+                self._event("resolved", "a primary was promoted meanwhile (by another controller)")
+                return
+            dead = confirm_dead(snap)
+            if not dead.dead:
+                self._event("unconfirmed", dead.reason)
+                return
+            age = self._last_promotion_age(snap)
+            if age is not None and age < self.config.block_s:
+                self._event("blocked", f"the last promotion was {age:.1f} s ago (< {self.config.block_s:g} s): "
+                            "not failing over again automatically")
+                return
+            old = dead.primary.endpoint if dead.primary else ""
+            self._hook(self.config.pre_hook, {"IOTGW_OLD_PRIMARY": old})
+            try:
+                result = failover([], self.admin, snapshot=snap, apply_timeout=self.config.apply_timeout,
+                                  by="iotgw topology monitor")
+            except FailoverError as exc:
+                self._event("failover-failed", str(exc))
+                self._metrics.failed()
+                return
+            self.failovers.append(result)
+            self.fails = 0
+            self.blocked_until = time.monotonic() + self.config.block_s
+            self._event("failover", f"failed over from {old} to {result.new_primary} (epoch {result.epoch}) "
+                        f"in {result.seconds:.2f} s", {"old": old, "new": result.new_primary,
+                                                        "epoch": result.epoch, "steps": result.steps})
+            self._metrics.failover()
+            self._publish({"event": "failover", "old_primary": old, "primary": result.new_primary,
+                           "epoch": result.epoch, "at": time.time()})
+            self._hook(self.config.post_hook, {"IOTGW_OLD_PRIMARY": old, "IOTGW_NEW_PRIMARY": result.new_primary,
+                                               "IOTGW_EPOCH": str(result.epoch)})
+        finally:
+            lock.release()
+
+    def _handle_returning(self, snap: Snapshot) -> None:
+        decision = analysis.writer_primary(snap)
+        assert decision.primary is not None
+        for s in returning_primaries(snap):
+            key = f"{s.endpoint}@{s.gtid_binlog}"
+            if s.writable:
+                self._event("fenced", fence(s.endpoint, self.admin))
+            if key in self.diverged:
+                continue  # already reported; it stays fenced until someone rebuilds it
+            try:
+                r = rejoin(s.endpoint, decision.primary.endpoint, self.admin, self.config.repl)
+            except (pymysql.MySQLError, OSError) as exc:
+                self._event("error", f"rejoin of {s.endpoint} failed: {exc}")
+                continue
+            if r.rejoined:
+                self._event("rejoined", r.steps[-1], {"server": s.endpoint})
+                self._publish({"event": "rejoined", "server": s.endpoint, "primary": decision.primary.endpoint})
+            else:
+                self.diverged[key] = r.diverged
+                self._event("diverged", r.steps[-1], {"server": s.endpoint, "gtids": r.diverged})
+                self._publish({"event": "diverged", "server": s.endpoint, "gtids": r.diverged})
+
+    def _hook(self, command: str, env: dict[str, str]) -> None:
+        if not command:
+            return
+        try:
+            done = subprocess.run(shlex.split(command), env={**os.environ, **env}, capture_output=True, text=True,
+                                  timeout=30)
+            self._event("hook", f"{command!r} exited {done.returncode}", {"stdout": done.stdout[-500:]})
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self._event("hook", f"{command!r} failed: {exc}")
+
+    def _publish(self, payload: dict[str, Any]) -> None:
+        """A retained MQTT message for listeners other than the writer (which follows the epoch)."""
+        if not self.config.mqtt:
+            return
+        from paho.mqtt import publish
+
+        host, _, port = self.config.mqtt.rpartition(":")
+        try:
+            publish.single(self.config.mqtt_topic, json.dumps(payload), qos=1, retain=True, hostname=host,
+                           port=int(port))
+        except OSError as exc:
+            self._event("error", f"MQTT publish to {self.config.mqtt} failed: {exc}")
+
+    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        ev = Event(time.time(), kind, message, data or {})
+        self.events.append(ev)
+        del self.events[:-500]  # bounded
+        level = logging.WARNING if kind in ("failover", "diverged", "fenced", "failover-failed", "error") else \
+            logging.INFO
+        log.log(level, "%s: %s", kind, message)
+        if self._on_event is not None:
+            self._on_event(ev)
+
+
+class _Metrics:
+    """Prometheus metrics: failovers, and per server health and lag (a private registry per monitor)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry()
+        self.failovers = Counter("iotgw_failovers", "Automatic failovers done", registry=self.registry)
+        self.failures = Counter("iotgw_failover_failures", "Automatic failovers that failed", registry=self.registry)
+        self.healthy = Gauge("iotgw_server_healthy", "1 if the server is healthy", ["server", "role"],
+                             registry=self.registry)
+        self.lag = Gauge("iotgw_replica_lag_seconds", "Seconds_Behind_Master", ["server"], registry=self.registry)
+
+    @classmethod
+    def create(cls) -> _Metrics:
+        return cls()
+
+    def failover(self) -> None:
+        self.failovers.inc()
+
+    def failed(self) -> None:
+        self.failures.inc()
+
+    def observe(self, snap: Snapshot, decision: analysis.PrimaryDecision) -> None:
+        roles = analysis.roles(snap, decision)
+        health = {h.server.endpoint: h for h in analysis.replica_health(snap, decision.primary)}
+        for s in snap.servers:
+            h = health.get(s.endpoint)
+            ok = h.healthy if h else (s.reachable and roles[s.endpoint] == "primary")
+            self.healthy.labels(s.endpoint, roles[s.endpoint]).set(1 if ok else 0)
+            if h is not None and h.lag_s is not None:
+                self.lag.labels(s.endpoint).set(h.lag_s)
