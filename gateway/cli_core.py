@@ -258,7 +258,7 @@ def demo(duration: float, rate: float, devices: int, directory: str | None, as_j
             click.echo(f"  {line}")
         click.echo("\nintegrity report:")
         for key in ("sent", "acknowledged", "stored_on_primary", "stored_on_replicas", "lost", "duplicated",
-                    "quarantined", "checksums_equal", "seconds"):
+                    "quarantined", "checksums_equal", "pair", "seconds"):
             click.echo(f"  {key:18} {doc[key]}")
         click.echo("  result             " + ("OK: nothing lost, nothing duplicated" if report.ok else "FAILED"))
     sys.exit(0 if report.ok else 1)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sys
+
 from gateway import config as config_mod
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox
@@ -33,13 +35,32 @@ class DemoReport:
     duplicated: int = 0
     quarantined: int = 0
     checksums_equal: bool = False
+    pair: dict = field(default_factory=dict)  # the MicroPython-port collector pair: takeover and coverage
     events: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
+        pair_ok = not self.pair or (self.pair["caches_empty"] and self.pair["duplicated"] == 0
+                                    and self.pair["max_gap_s"] <= self.pair["gap_bound_s"])
         return (self.lost == 0 and self.duplicated == 0 and self.checksums_equal and self.sent == self.acknowledged
-                and all(n == self.stored_on_primary for n in self.stored_on_replicas.values()))
+                and all(n == self.stored_on_primary for n in self.stored_on_replicas.values()) and pair_ok)
+
+
+PORT_HOST = Path(__file__).resolve().parents[1] / "firmware" / "micropython" / "host"
+PAIR_SAMPLE_MS, PAIR_HB_TIMEOUT_MS = 1000, 3500
+
+
+def start_pair(host: str, port: int, state_dir: Path):
+    """The MicroPython port's redundant pair (its real logic, on this PC), or None outside a source checkout."""
+    if not (PORT_HOST / "run_collector.py").exists():
+        return None
+    if str(PORT_HOST) not in sys.path:
+        sys.path.insert(0, str(PORT_HOST))
+    from run_collector import HostCollectors  # the port's own host runner
+
+    return HostCollectors(host, port, "pair-1", site="demo", prefix="iot", pair=True, state_dir=str(state_dir),
+                          sample_ms=PAIR_SAMPLE_MS, hb_timeout_ms=PAIR_HB_TIMEOUT_MS).start()
 
 
 class Demo:
@@ -53,6 +74,7 @@ class Demo:
         self.sb: Sandbox | None = None
         self.gateway: Gateway | None = None
         self.sim: Simulator | None = None
+        self.pair = None
         self.started = time.monotonic()
 
     def event(self, text: str) -> None:
@@ -88,14 +110,26 @@ class Demo:
                                    SimOptions(devices=self.devices, count=count, rate=self.rate, site="demo",
                                               ack_timeout=3.0, malformed=20, duplicate_rate=0.01))
         sim.connect()
+        self.pair = pair = start_pair(ep["broker"]["host"], ep["broker"]["port"], self.directory / "pair")
+        if pair:
+            self.event("collector pair pair-1 (MicroPython port): node a active, node b standby")
         result: dict = {}
         thread = threading.Thread(target=lambda: result.setdefault("r", sim.run(deadline_s=self.duration * 3 + 60)),
                                   daemon=True)
         thread.start()
         outage = (self.duration * 0.3, self.duration * 0.55)
-        phase = "before"
+        pair_fault = (self.duration * 0.15, self.duration * 0.7)
+        phase, pair_phase = "before", "before"
         while thread.is_alive():
             elapsed = time.monotonic() - self.started
+            if pair and pair_phase == "before" and elapsed >= pair_fault[0]:
+                pair.kill("a")
+                self.event("FAULT: collector pair-1 node a lost power; node b takes over after the heartbeat timeout")
+                pair_phase = "down"
+            elif pair and pair_phase == "down" and elapsed >= pair_fault[1]:
+                pair.restart_primary()
+                self.event("collector pair-1 node a powered again; it hands back after the hysteresis")
+                pair_phase = "after"
             if phase == "before" and elapsed >= outage[0]:
                 sb.kill("db1")
                 self.event("FAULT: primary db1 killed (database outage); readings keep arriving in the spool")
@@ -109,6 +143,14 @@ class Demo:
         if phase == "down":
             sb.restart("db1")
         sim.close()
+        if pair:
+            if pair_phase == "down":
+                pair.restart_primary()
+            deadline = time.monotonic() + 60
+            while any(n["cached"] for n in pair.snapshot().values()) and time.monotonic() < deadline:
+                self._refresh()
+                time.sleep(0.25)
+            pair.close()
         self.event("collectors done; waiting for the spool to drain and the replicas to catch up")
         deadline = time.monotonic() + 120
         while (gw.spool.depth or not gw.drain.available) and time.monotonic() < deadline:
@@ -158,6 +200,26 @@ class Demo:
         rep.checksums_equal = len(checksums) == 1
         rep.quarantined = self.gateway.spool.stats().quarantined
         rep.seconds = round(time.monotonic() - self.started, 1)
+        if self.pair:
+            rep.pair = self._pair_integrity(primary)
+
+    def _pair_integrity(self, primary: str) -> dict:
+        """The pair's readings: stored once each, caches empty, and the largest gap in time coverage."""
+        assert self.sb is not None and self.pair is not None
+        with self.sb.connect(primary) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT node, boot, seq), count(DISTINCT node) FROM iot.readings "
+                        "WHERE device = 'pair-1'")
+            rows, distinct, nodes = cur.fetchone()
+            cur.execute("SELECT DISTINCT UNIX_TIMESTAMP(sampled_at) FROM iot.readings WHERE device = 'pair-1' "
+                        "ORDER BY 1")
+            times = [float(r[0]) for r in cur.fetchall()]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        snap = self.pair.snapshot()
+        return {"stored": rows, "duplicated": rows - distinct, "nodes_reporting": nodes,
+                "caches_empty": all(n["cached"] == 0 for n in snap.values()),
+                "max_gap_s": round(max(gaps, default=0.0), 3),
+                # takeover bound: heartbeat timeout + one sample period, +1 s for the DS1307's whole seconds
+                "gap_bound_s": (PAIR_HB_TIMEOUT_MS + PAIR_SAMPLE_MS) / 1000 + 1.0}
 
 
 def render(demo: Demo):
@@ -183,11 +245,18 @@ def render(demo: Demo):
                      str(gw.spool.depth), "up" if gw.drain.available else "DOWN (spooling)",
                      str(int(sum(s.value for m in gw.metrics.quarantined.collect() for s in m.samples
                                  if s.name.endswith("_total")))))
+    if demo.pair:
+        pair = Table(title="collector pair pair-1 (MicroPython port)", expand=True)
+        for col in ("node", "power", "role", "boot", "seq", "cached", "link"):
+            pair.add_column(col)
+        for node, n in demo.pair.snapshot().items():
+            pair.add_row(node, "on" if n["alive"] else "OFF", str(n["role"]), str(n["boot"]), str(n["seq"]),
+                         str(n["cached"]), "up" if n["link"] else "down")
     events = Table(title="events", expand=True, show_header=False)
     events.add_column("event")
     for line in demo.report.events[-8:]:
         events.add_row(line)
-    return Group(servers, flow, events)
+    return Group(servers, flow, *([pair] if demo.pair else []), events)
 
 
 def run_demo(duration: float, rate: float, devices: int, directory: str | None, live: bool,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ class Harness:
         binary = build_harness()
         self.workdir.mkdir(parents=True, exist_ok=True)
         control = self.workdir / "control.sock"
+        if len(str(control)) > 100:  # a unix socket path must fit in 108 bytes
+            control = Path(tempfile.mkdtemp(prefix="hil-")) / "control.sock"
         self._marker = str(control)
         argv = [str(binary), "--control", str(control), "--pace", str(self.pace_ratio)]
         for spec in self.specs:
@@ -93,14 +96,18 @@ class Harness:
             self.boards[spec.name] = SimBoard(spec.name, self)
         self.log_path = self.workdir / "harness.log"
         self._pid = start_process(argv, self.log_path).pid
-        sock = wait_until(lambda: self._connect(control), 60, what="the harness control socket")
-        if not isinstance(sock, socket.socket):
-            raise HarnessError(f"harness exited at start:\n{self.log_tail()}")
-        self._sock = sock
-        threading.Thread(target=self._reader, name="harness-reader", daemon=True).start()
-        ready = self._reply(60)
-        if not ready.startswith("ready"):
-            raise HarnessError(f"unexpected greeting {ready!r}")
+        try:
+            sock = wait_until(lambda: self._connect(control), 60, what="the harness control socket")
+            if not isinstance(sock, socket.socket):
+                raise HarnessError(f"harness exited at start:\n{self.log_tail()}")
+            self._sock = sock
+            threading.Thread(target=self._reader, name="harness-reader", daemon=True).start()
+            ready = self._reply(60)
+            if not ready.startswith("ready"):
+                raise HarnessError(f"unexpected greeting {ready!r}")
+        except BaseException:
+            self.close()  # never leave a half-started harness running
+            raise
         for word in ready.split()[1:]:
             name, _, pty = word.partition("=")
             self.ptys[name] = pty

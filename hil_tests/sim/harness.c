@@ -135,7 +135,8 @@ static int i2c_cut;
 static double pace_ratio;
 static uint64_t pace_sim0;
 static struct timespec pace_wall0;
-static FILE *out; /* the control channel (the real stdout) */
+static FILE *out; /* the control channel */
+static int debug; /* HARNESS_DEBUG=1: trace the I2C bridge on stderr */
 static long long until_ms = -1;
 
 /* ---- command queue filled by the stdin thread, drained by the simulation loop ---- */
@@ -518,7 +519,7 @@ static void twi_status_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 {
 	(void)irq;
 	board_t *b = param;
-	if (getenv("HARNESS_DEBUG"))
+	if (debug)
 		fprintf(stderr, "twi %s status %02x at %.3f\n", b->name, value, (double)board_ps(b) / PS_PER_MS);
 }
 
@@ -559,7 +560,7 @@ static void bridge_deliver(board_t *b)
 	b->bq_len--;
 	b->twi_handled = 0;
 	b->awaiting_since_ps = board_ps(b);
-	if (getenv("HARNESS_DEBUG"))
+	if (debug)
 		fprintf(stderr, "bridge -> %s %04x at %.3f\n", b->name, e, (double)board_ps(b) / PS_PER_MS);
 	switch (e >> 8) {
 	case BQ_START:
@@ -913,6 +914,7 @@ int main(int argc, char **argv)
 	dup2(2, 1);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	const char *control = NULL;
+	debug = getenv("HARNESS_DEBUG") != NULL;
 	signal(SIGPIPE, SIG_IGN);
 	struct sigaction sa = {0};
 	sa.sa_handler = on_sigterm; /* no SA_RESTART: a SIGTERM also ends a wait in accept() */

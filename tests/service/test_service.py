@@ -54,4 +54,8 @@ def test_demo_reports_nothing_lost(tmp_path):
     assert report["ok"] and report["lost"] == 0 and report["duplicated"] == 0
     assert report["sent"] == report["acknowledged"] == report["stored_on_primary"] == 1000
     assert report["stored_on_replicas"] == {"db2": 1000, "db3": 1000}
-    assert any("FAULT" in e for e in report["events"])
+    assert any("FAULT: primary db1 killed" in e for e in report["events"])
+    pair = report["pair"]  # the MicroPython port's redundant pair: node a powered off, b takes over, a returns
+    assert any("FAULT: collector pair-1 node a lost power" in e for e in report["events"])
+    assert pair["nodes_reporting"] == 2 and pair["caches_empty"] and pair["duplicated"] == 0
+    assert pair["max_gap_s"] <= pair["gap_bound_s"]
