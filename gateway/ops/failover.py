@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pymysql
@@ -60,6 +61,29 @@ def fence(ep: str, admin: Credentials) -> str:
         return f"{ep}: not reachable, not fenced ({type(exc).__name__}); fence it when it returns"
 
 
+def _stop_io_threads(plan: FailoverPlan, admin: Credentials, say: Callable[[str], None]) -> None:
+    """Stop every replica's IO thread at once, in parallel, before the promotion.
+
+    The primary is confirmed dead, so they receive nothing more; but stopping an IO thread that is waiting to
+    reconnect takes up to MASTER_CONNECT_RETRY (about a second), and paying that once in parallel instead of
+    once for the candidate and again for the others halves the failover. The IO threads are not started
+    again before each replica has applied its relay log (the promotion's repoint step waits for that).
+    """
+    servers = [s for s in (plan.candidate, *plan.repoint) if s is not None and s.replication is not None]
+
+    def stop(ep: str, flavor: str) -> str:
+        try:
+            with open_connection(ep, admin) as conn, conn.cursor() as cur:
+                cur.execute(dialect_for(flavor).stop_replica_sql + " IO_THREAD")
+            return ep
+        except (pymysql.MySQLError, OSError) as exc:
+            return f"{ep} ({exc})"
+
+    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+        done = list(pool.map(lambda s: stop(s.endpoint, s.flavor), servers))
+    say(f"IO threads stopped: {', '.join(done)}")
+
+
 def _start_stopped_sql_threads(plan: FailoverPlan, admin: Credentials, say: Callable[[str], None]) -> None:
     """A replica whose SQL thread was stopped (without an error) could never apply its relay log: start it."""
     for s in (plan.candidate, *plan.repoint):
@@ -94,6 +118,7 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
     step(f"candidate {plan.candidate.endpoint} (server {plan.candidate.server_id}); old primary "
          f"{plan.old.endpoint if plan.old else '?'} confirmed dead")
     try:
+        _stop_io_threads(plan, admin, step)
         _start_stopped_sql_threads(plan, admin, step)
         live = [s.endpoint for s in snap.reachable]
         promoted = promote(live, plan.candidate.endpoint, admin, apply_timeout=apply_timeout, by=by,

@@ -29,6 +29,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +41,13 @@ from gateway.ops.plan import confirm_dead, returning_primaries
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA
-from gateway.topology.discovery import discover
+from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import Snapshot
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "iotgw.failover"
+AUTOMATIC = "iotgw topology monitor"  # the epoch rows' promoted_by for automatic failovers
 
 
 @dataclass
@@ -93,31 +95,56 @@ class MajorityLock:
         return self.total // 2 + 1
 
     def acquire(self) -> bool:
-        for ep in self.endpoints:
+        # Connections are opened in parallel (cheap to overlap), the locks then taken one by one in order.
+        with ThreadPoolExecutor(max_workers=max(1, len(self.endpoints))) as pool:
+            conns = list(pool.map(self._open, self.endpoints))
+        for conn in conns:
+            if conn is None:
+                continue  # down: counts as not granted
             try:
-                conn = open_connection(ep, self.admin)
                 with conn.cursor() as cur:
                     cur.execute("SELECT GET_LOCK(%s, 0)", (self.name,))
                     granted = cur.fetchone()[0] == 1
             except (pymysql.MySQLError, OSError):
-                continue
+                granted = False
             if granted:
                 self._held.append(conn)
-            else:
-                conn.close()
-                break  # someone else holds it here: they are ahead of us in the same order
+                continue
+            # Someone else holds it here: they are ahead of us in the same order. Give up.
+            for other in conns:
+                if other is not None and other not in self._held:
+                    _close_quietly(other)
+            break
+        for conn in conns:  # connections we did not lock on are not needed
+            if conn is not None and conn not in self._held:
+                _close_quietly(conn)
         if len(self._held) >= self.needed:
             return True
         self.release()
         return False
 
+    def _open(self, ep: str) -> pymysql.connections.Connection | None:
+        try:
+            return open_connection(ep, self.admin)
+        except (pymysql.MySQLError, OSError):
+            return None
+
+    @property
+    def connections(self) -> list[pymysql.connections.Connection]:
+        """The open sessions holding the lock (usable for more queries while held)."""
+        return list(self._held)
+
     def release(self) -> None:
         for conn in self._held:
-            try:
-                conn.close()  # a session's locks go with it
-            except Exception:  # noqa: BLE001 - closing a dead connection may fail; the lock is gone anyway
-                pass
+            _close_quietly(conn)  # a session's locks go with it
         self._held = []
+
+
+def _close_quietly(conn: pymysql.connections.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; its locks are gone anyway
+        pass
 
 
 class Monitor:
@@ -138,18 +165,22 @@ class Monitor:
         self._on_event = on_event
         self._stop = threading.Event()
         self._metrics = _Metrics.create()
+        self._cache = ProbeConnections()  # probe connections kept between checks (opening one costs 30-60 ms)
 
     # ------------------------------------------------------------------ loop
     def run(self, stop: threading.Event | None = None) -> None:
         """Check every `interval` seconds until `stop` (or `self.stop()`)."""
         stop = stop or self._stop
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                self.check()
-            except Exception as exc:  # noqa: BLE001 - the daemon must survive any one bad check
-                self._event("error", f"check failed: {type(exc).__name__}: {exc}")
-            stop.wait(max(0.0, self.config.interval - (time.monotonic() - started)))
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.check()
+                except Exception as exc:  # noqa: BLE001 - the daemon must survive any one bad check
+                    self._event("error", f"check failed: {type(exc).__name__}: {exc}")
+                stop.wait(max(0.0, self.config.interval - (time.monotonic() - started)))
+        finally:
+            self._cache.close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -181,7 +212,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ pieces
     def _look(self) -> Snapshot:
-        snap = discover(self.known, probe_credentials(self.admin))
+        snap = discover(self.known, probe_credentials(self.admin), cache=self._cache)
         for s in snap.servers:  # remember every server ever seen: a dead primary stays a voter and a suspect
             if s.endpoint not in self.known:
                 self.known.append(s.endpoint)
@@ -195,20 +226,22 @@ class Monitor:
         total = len([ep for ep in self.known if ep not in blackholes])
         return reachable, total
 
-    def _last_promotion_age(self, snap: Snapshot) -> float | None:
-        """Seconds since the newest epoch row was written (by any controller), by the servers' own clock."""
-        best: tuple[int, float] | None = None
-        for s in snap.reachable:
+    @staticmethod
+    def _newest_epoch(lock: MajorityLock) -> tuple[int, float | None]:
+        """The highest epoch on the locked servers, and its age in seconds (None unless it was automatic)."""
+        best: tuple[int, float | None] = (0, None)
+        for conn in lock.connections:
             try:
-                with open_connection(s.endpoint, probe_credentials(self.admin)) as conn, conn.cursor() as cur:
-                    cur.execute(f"SELECT epoch, TIMESTAMPDIFF(MICROSECOND, promoted_at, NOW(6)) / 1e6 "
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT epoch, TIMESTAMPDIFF(MICROSECOND, promoted_at, NOW(6)) / 1e6, promoted_by "
                                 f"FROM `{META_SCHEMA}`.epoch ORDER BY epoch DESC LIMIT 1")
                     row = cur.fetchone()
             except (pymysql.MySQLError, OSError):
                 continue
-            if row and (best is None or row[0] > best[0]):
-                best = (int(row[0]), float(row[1]))
-        return best[1] if best else None
+            if row and int(row[0]) > best[0]:
+                # Only an automatic failover starts the anti-flap window (not adoption, setup or a person).
+                best = (int(row[0]), float(row[1]) if row[2] == AUTOMATIC else None)
+        return best
 
     def _try_failover(self, snap: Snapshot) -> None:
         now = time.monotonic()
@@ -223,25 +256,24 @@ class Monitor:
                         "data-bearing servers (another monitor is acting, or too few servers answer)")
             return
         try:
-            snap = self._look()  # again, under the lock: another controller may have acted meanwhile
-            if analysis.writer_primary(snap).primary is not None:
+            # Under the lock, check nobody acted meanwhile: a higher epoch than our snapshot's on any locked
+            # server means another controller promoted someone (cheaper than a second discovery).
+            known_epoch = max((s.epoch.epoch for s in snap.reachable if s.epoch), default=0)
+            top, age = self._newest_epoch(lock)
+            if top > known_epoch:
                 self.fails = 0
-                self._event("resolved", "a primary was promoted meanwhile (by another controller)")
+                self._event("resolved", f"epoch {top} was written meanwhile (by another controller): not acting")
                 return
-            dead = confirm_dead(snap)
-            if not dead.dead:
-                self._event("unconfirmed", dead.reason)
-                return
-            age = self._last_promotion_age(snap)
             if age is not None and age < self.config.block_s:
                 self._event("blocked", f"the last promotion was {age:.1f} s ago (< {self.config.block_s:g} s): "
                             "not failing over again automatically")
                 return
+            dead = confirm_dead(snap)
             old = dead.primary.endpoint if dead.primary else ""
             self._hook(self.config.pre_hook, {"IOTGW_OLD_PRIMARY": old})
             try:
                 result = failover([], self.admin, snapshot=snap, apply_timeout=self.config.apply_timeout,
-                                  by="iotgw topology monitor")
+                                  by=AUTOMATIC)
             except FailoverError as exc:
                 self._event("failover-failed", str(exc))
                 self._metrics.failed()

@@ -13,9 +13,9 @@ current primary for the newest position written, then checks that the replica st
 a failover the new primary's GTIDs make an old `0-1-N` look applied (MariaDB compares sequence numbers only),
 and any replica that applied anything of the new primary also holds its newer epoch row, so the check
 rejects exactly those false confirmations. `confirmed()` only compares tokens with the position confirmed so
-far: it never blocks the drain. After every change of primary (also the first one, which covers batches left
-unconfirmed by an earlier run), `take_requeue_signal()` says so once and the drain writes every unconfirmed
-batch again, idempotently.
+far: it never blocks the drain. After every change of primary `take_requeue_signal()` says so once and the
+drain writes every unconfirmed batch again, idempotently; a token naming another primary (a batch an earlier
+run left unconfirmed) raises the same signal as soon as `confirmed()` sees it.
 """
 
 from __future__ import annotations
@@ -150,14 +150,21 @@ class ReplicatedSink(Sink):
         """Tokens of the current primary whose position a replica has applied (never blocks)."""
         with self._lock:
             p, done = self._primary, self._confirmed
-        if p is None or done is None:
+        if p is None:
             return []
+        if done is None:
+            done = dialect_for(p.flavor).parse_position("")
         d = dialect_for(p.flavor)
-        out = []
+        out, foreign = [], False
         for token in tokens:
             epoch, server_id, position = parse_token(token)
-            if epoch == p.epoch and server_id == p.server_id and done.contains(d.parse_position(position)):  # type: ignore[arg-type]
+            if epoch != p.epoch or server_id != p.server_id:
+                foreign = True  # written to another primary (before a failover, or by an earlier run)
+            elif done.contains(d.parse_position(position)):  # type: ignore[arg-type]
                 out.append(token)
+        if foreign:
+            with self._lock:
+                self._requeue = True  # never confirmable here: the drain writes them again
         return out
 
     def take_requeue_signal(self) -> bool:
@@ -253,9 +260,10 @@ class ReplicatedSink(Sink):
         with self._lock:
             old = self._primary
             if old != new:
-                # Every change, the first one included (the spool may hold batches of an earlier run):
-                # forget positions of the old primary and have the drain write unconfirmed batches again.
-                self._requeue = True
+                # Forget positions of the old primary and have the drain write unconfirmed batches again.
+                # (Not for the first primary: batches an earlier run left unconfirmed are found by
+                # `confirmed()`, which asks for a requeue when a token names another primary.)
+                self._requeue = old is not None
                 self._target = self._confirmed = None
                 self.switches += 1
                 self.switched_at = time.monotonic()

@@ -219,7 +219,7 @@ class _Getter:
 MARIADB = Dialect(
     name="mariadb",
     variables=("server_id", "read_only", "log_bin", "log_slave_updates", "version", "version_comment",
-               "report_host", "report_port", "port", "gtid_binlog_pos", "gtid_current_pos", "gtid_slave_pos",
+               "report_host", "report_port", "port", "gtid_binlog_pos", "gtid_current_pos", "gtid_slave_pos", "gtid_binlog_state",
                "gtid_strict_mode", "gtid_domain_id", "default_storage_engine", "hostname"),
     replica_status_sql="SHOW SLAVE STATUS",
     replica_hosts_sql="SHOW SLAVE HOSTS",

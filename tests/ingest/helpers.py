@@ -37,6 +37,15 @@ def sim_for(gw: GatewayProcess, sb: Sandbox, **options) -> Simulator:
     return sim
 
 
+def simulate_through(gw: GatewayProcess, sb: Sandbox, deadline_s: float = 180, **options) -> SimReport:
+    """Run simulated collectors against the gateway until everything is acknowledged (or the deadline)."""
+    sim = sim_for(gw, sb, **options)
+    try:
+        return sim.run(deadline_s=deadline_s)
+    finally:
+        sim.close()
+
+
 def rows_on(sb: Sandbox, name: str, database: str = "iot") -> list[tuple]:
     with sb.connect(name) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT device, node, boot, seq, UNIX_TIMESTAMP(sampled_at) * 1000 FROM `{database}`.readings")

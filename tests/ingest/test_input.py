@@ -17,7 +17,7 @@ from gateway import protocol
 from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
 from gateway.simulator import SimOptions, simulate
-from tests.ingest.helpers import assert_exact, broker_of, sim_for, start_gateway, unique, wait_stored
+from tests.ingest.helpers import assert_exact, broker_of, simulate_through, start_gateway, unique, wait_stored
 
 pytestmark = pytest.mark.servers
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
@@ -69,11 +69,7 @@ def test_every_invalid_vector_is_quarantined_with_its_reason(sandbox, tmp_path):
 def test_flood_of_bad_messages_loses_no_good_one(sandbox, tmp_path):
     gw = start_gateway(sandbox, tmp_path)
     try:
-        sim = sim_for(gw, sandbox, devices=5, count=400, rate=0, malformed=3000, oversized=1000, duplicate_rate=0.2)
-        try:
-            report = sim.run(deadline_s=180)
-        finally:
-            sim.close()
+        report = simulate_through(gw, sandbox, deadline_s=180, devices=5, count=400, rate=0, malformed=3000, oversized=1000, duplicate_rate=0.2)
         assert report.unacked == 0 and report.malformed_sent == 4000
         wait_stored(sandbox, gw, report.sent)
         assert_exact(sandbox, report)
@@ -183,11 +179,7 @@ def test_serial_collector_on_a_pty_delivers_and_gets_acks(sandbox, tmp_path):
 def test_embedded_default_stores_10k_readings_in_local_sqlite(sandbox, tmp_path):
     gw = start_gateway(sandbox, tmp_path, database=False)
     try:
-        sim = sim_for(gw, sandbox, devices=20, count=500, rate=0)
-        try:
-            report = sim.run(deadline_s=180)
-        finally:
-            sim.close()
+        report = simulate_through(gw, sandbox, deadline_s=180, devices=20, count=500, rate=0)
         assert report.unacked == 0
         wait_for(lambda: spool_depth(tmp_path / "spool.db") == 0, 60, "the spool to drain")
         conn = sqlite3.connect(tmp_path / "readings.db")

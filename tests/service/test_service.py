@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from gateway.launch import http_json, wait_for
-from tests.ingest.helpers import sim_for, start_gateway, wait_stored
+from tests.ingest.helpers import simulate_through, start_gateway, wait_stored
 
 pytestmark = pytest.mark.servers
 
@@ -25,11 +25,7 @@ def http_port(gw) -> int:
 def test_metrics_health_and_clean_sigterm(sandbox, tmp_path):
     gw = start_gateway(sandbox, tmp_path)
     port = http_port(gw)
-    sim = sim_for(gw, sandbox, devices=3, count=100, rate=0, malformed=5)
-    try:
-        report = sim.run(deadline_s=60)
-    finally:
-        sim.close()
+    report = simulate_through(gw, sandbox, deadline_s=60, devices=3, count=100, rate=0, malformed=5)
     wait_stored(sandbox, gw, report.sent)
     health = http_json(f"http://127.0.0.1:{port}/healthz")
     assert health["status"] == "ok" and health["mqtt_connected"] and health["database_available"]

@@ -26,8 +26,10 @@ def test_zero_row_batch_is_confirmed_on_the_whole_position(sandbox):
         again = sink.write(rows(0, 50)).token  # every row already there: no binlog event, @@last_gtid is stale
         assert parse_token(first)[2] != "" and parse_token(again)[2] != ""
         wait_until(lambda: sink.confirmed([first, again]) == [first, again], 20, "both batches confirmed")
-        assert sink.take_requeue_signal()  # the first primary: batches of an earlier run are written again
-        assert not sink.take_requeue_signal()  # once
+        assert not sink.take_requeue_signal()  # the first primary: nothing to write again...
+        assert sink.confirmed(["e7/99/0-99-5"]) == []  # ...until a token of another primary shows up
+        assert sink.take_requeue_signal()  # (a batch an earlier run left unconfirmed): written again, once
+        assert not sink.take_requeue_signal()
         assert count_rows(sandbox, "db1") == 50
     finally:
         sink.close()
@@ -85,3 +87,24 @@ def test_a_lost_batch_is_never_confirmed_by_the_new_primarys_gtids(make_sandbox)
         assert count_rows(sb, new) == 60
     finally:
         sink.close()
+
+
+def test_batches_left_unconfirmed_by_an_earlier_run_are_written_again(sandbox, tmp_path):
+    from gateway.drain import DrainWorker
+    from gateway.spool import Entry, Spool
+
+    spool = Spool(tmp_path / "spool.db")
+    spool.commit_group([Entry(reading(i)) for i in range(100)])
+    conn = spool.drain_connection()
+    ids = [i for i, _ in spool.take(conn, 1000)]
+    spool.written(conn, ids, "e5/77/0-77-3")  # as if written to a primary of another topology, then a crash
+    conn.close()
+    drain = DrainWorker(spool, ReplicatedSink([ep(sandbox, "db2")], WRITER), retry_max_s=0.5)
+    drain.start()
+    try:
+        wait_until(lambda: spool.depth == 0, 30, "the old batch written again and confirmed")
+        assert count_rows(sandbox, "db1") == 100
+    finally:
+        drain.stop()
+        drain.join(30)
+        spool.close()
