@@ -102,12 +102,24 @@ def test_power_cut_mid_cache_write_loses_at_most_that_record(ft_rig: Rig, k: int
         link.set_up(False)
         board.mark()
         board.expect_all(r"^cache append seq=(\d+)$", 3, 2)
-        # Arm the cut between two samples: slow the simulation down so the next record has not started.
+        # Arm the cut between two samples, with the board frozen so that nothing moves meanwhile: slow
+        # the simulation down, freeze right after a record was appended, check the freeze landed before
+        # the next sample began (simulated times), snapshot the EEPROM, arm, and let the board go.
         h.pace(0.2)
-        last = int(board.expect(r"^cache append seq=(\d+)$", 2).match[1])
+        for _ in range(5):
+            appended = board.expect(r"^cache append seq=(\d+)$", 2)
+            frozen_at = float(h.command(f"stop {board.name}").split("=")[1])
+            if frozen_at - appended.ms < SAMPLE_MS - 50:
+                break
+            board.freeze(False)
+        else:
+            board.check(False, "could not freeze the board between two samples")
+        last = int(appended.match[1])
         before = [r for r in scan_records(board.eeprom()) if r.boot == boot]
+        board.check(before and before[-1].seq == last, f"record {last} is the last whole one before the cut")
         board.cut_power_after_eeprom_writes(k)
         h.pace(0)
+        board.freeze(False)
         event = h.wait_event("a powercut")
         cut_image = board.eeprom()
 

@@ -8,6 +8,7 @@ module is imported (one line in `gateway/cli.py`'s registry). They find servers 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
@@ -159,3 +160,95 @@ def rebuild(directory: str, donor: str | None, node: str) -> None:
 
 
 sandbox.add_command(rebuild)
+
+
+def _health_table(monitor: Any, target: Any) -> Any:
+    """The live view: the health table of the last snapshot and the monitor's recent events."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from gateway.topology.cli import snapshot_report
+
+    table = Table("server", "role", "state", "GTID position", "lag", "health", title="iotgw topology monitor")
+    if monitor.snapshot is not None:
+        for s in snapshot_report(monitor.snapshot, target)["servers"]:
+            state = "down" if not s["reachable"] else (
+                f"IO {s['io_running']} / SQL {'Yes' if s['sql_running'] else 'No'}" if s["io_running"] is not None
+                else ("read-only" if s["read_only"] else "writable"))
+            lag = "-" if s["lag_s"] is None else f"{s['lag_s']} s / {s['lag_trx']} trx"
+            health = "OK" if s["healthy"] else "; ".join(p for p in s["problems"] if p) or "-"
+            table.add_row(s["name"], s["role"], state, (s["gtid_applied"] if s["io_running"] is not None
+                                                        else s["gtid_binlog"]) or "-", lag, health)
+    lines = [f"checks {monitor.checks}, failed checks in a row {monitor.fails}, failovers {len(monitor.failovers)}"]
+    lines += [f"{time.strftime('%H:%M:%S', time.localtime(e.at))} {e.kind}: {e.message}" for e in monitor.events[-8:]]
+    return Group(table, Text("\n".join(lines)))
+
+
+@topology.command()
+@target_options
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between checks.")
+@click.option("--failcount", default=3, show_default=True, help="Failed checks in a row before the primary is dead.")
+@click.option("--block", "block_s", default=60.0, show_default=True,
+              help="Seconds after an automatic failover during which no other one happens (anti-flap).")
+@click.option("--no-rejoin", is_flag=True, help="Do not rejoin returning old primaries (they are still fenced).")
+@click.option("--pre-hook", default="", help="Command run before a failover (env IOTGW_OLD_PRIMARY).")
+@click.option("--post-hook", default="", help="Command run after (IOTGW_OLD_PRIMARY, IOTGW_NEW_PRIMARY, IOTGW_EPOCH).")
+@click.option("--mqtt", default="", help="HOST:PORT of a broker for a retained message on each topology change.")
+@click.option("--mqtt-topic", default="iotgw/topology", show_default=True)
+@click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
+@click.option("--repl-user", default=None, help="Replication account for rejoining [default: $IOTGW_REPL_USER or repl].")
+@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@click.option("--console", is_flag=True, help="Show the live health table (otherwise: log lines, daemon style).")
+@click.option("--max-checks", type=int, default=0, help="Stop after this many checks (0: run until stopped).")
+def monitor(servers: str | None, config_path: str | None, sandbox_dir: str | None, interval: float, failcount: int,
+            block_s: float, no_rejoin: bool, pre_hook: str, post_hook: str, mqtt: str, mqtt_topic: str,
+            metrics_port: int, repl_user: str | None, repl_password: str | None, console: bool,
+            max_checks: int) -> None:
+    """Automatic failover daemon: detect a dead primary (confirmed by the replicas), fail over, fence, rejoin."""
+    import logging
+    import signal
+    import threading
+
+    from gateway.ops.monitor import Monitor, MonitorConfig
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    cfg = MonitorConfig(interval=interval, failcount=failcount, block_s=block_s, rejoin=not no_rejoin,
+                        repl=_repl_account(sandbox_dir, repl_user, repl_password), pre_hook=pre_hook,
+                        post_hook=post_hook, mqtt=mqtt, mqtt_topic=mqtt_topic)
+    if not console:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mon = Monitor(target.seeds, target.admin, cfg)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=mon.metrics_registry)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if max_checks:
+        original = mon.check
+
+        def counted() -> None:
+            original()
+            if mon.checks >= max_checks:
+                stop.set()
+
+        mon.check = counted  # type: ignore[method-assign]
+    if not console:
+        try:
+            mon.run(stop)
+        except KeyboardInterrupt:
+            pass
+        return
+    from rich.live import Live
+
+    worker = threading.Thread(target=mon.run, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        with Live(_health_table(mon, target), refresh_per_second=4) as live:
+            while worker.is_alive():
+                worker.join(0.25)
+                live.update(_health_table(mon, target))
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join(10)

@@ -42,6 +42,7 @@ class FailoverResult:
     steps: list[str] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (seconds since the start, step)
 
 
 def probe_credentials(admin: Credentials) -> Credentials:
@@ -113,10 +114,15 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
 
     def step(message: str) -> None:
         result.steps.append(message)
+        result.timeline.append((round(time.monotonic() - started, 3), message))
         say(message)
 
     step(f"candidate {plan.candidate.endpoint} (server {plan.candidate.server_id}); old primary "
          f"{plan.old.endpoint if plan.old else '?'} confirmed dead")
+    # Fence the old primary in parallel with the promotion: a partitioned (not dead) primary must stop taking
+    # writes as soon as possible, and a dead one costs a refused connection we need not wait for.
+    fencing = ThreadPoolExecutor(max_workers=1)
+    fenced = fencing.submit(fence, plan.old.endpoint, admin) if plan.old is not None else None
     try:
         _stop_io_threads(plan, admin, step)
         _start_stopped_sql_threads(plan, admin, step)
@@ -125,8 +131,10 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
                            check=not force, progress=step)
     except (PromotionError, pymysql.MySQLError, OSError) as exc:
         raise FailoverError(f"failover to {plan.candidate.endpoint} failed: {exc}", plan) from exc
+    finally:
+        fencing.shutdown(wait=False)
     result.new_primary, result.epoch = promoted.new_primary, promoted.epoch
-    if plan.old is not None:
-        step(fence(plan.old.endpoint, admin))
+    if fenced is not None:
+        step(fenced.result())  # bounded: fence() uses 1-2 s timeouts
     result.seconds = time.monotonic() - started
     return result

@@ -185,6 +185,11 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def metrics_registry(self) -> Any:
+        """The Prometheus registry holding this monitor's metrics (for `start_http_server`)."""
+        return self._metrics.registry
+
     def check(self) -> None:
         """One check: look, then do at most one thing (fail over, or fence/rejoin returning primaries)."""
         self.checks += 1

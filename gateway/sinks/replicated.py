@@ -151,6 +151,9 @@ class ReplicatedSink(Sink):
         with self._lock:
             p, done = self._primary, self._confirmed
         if p is None:
+            if tokens:  # batches of an earlier run, and no primary known yet to judge them: write them again
+                with self._lock:
+                    self._requeue = True
             return []
         if done is None:
             done = dialect_for(p.flavor).parse_position("")

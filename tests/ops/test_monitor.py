@@ -77,6 +77,7 @@ def test_ten_kill9_rounds_under_load_with_the_monitor(make_sandbox, tmp_path):
             t0 = time.monotonic()
             sb.kill(primary)
             wait_until(lambda d=done: len(mon.monitor.failovers) > d, 30, f"round {round_no}: a failover")
+            t_done = time.monotonic() - t0
             result = mon.monitor.failovers[-1]
             new = name_of(sb, result.new_primary)
             eligible = [c for c in result.plan.considered if not c.refused]
@@ -85,6 +86,8 @@ def test_ten_kill9_rounds_under_load_with_the_monitor(make_sandbox, tmp_path):
             before = rows_or_zero(sb, new)
             wait_until(lambda n=new, b=before: rows_or_zero(sb, n) > b, 30, f"round {round_no}: writes on {new}")
             times.append(time.monotonic() - t0)
+            print(f"round {round_no}: failover done {t_done:.2f} s after the kill, first write {times[-1]:.2f} s; "
+                  f"failover timeline {result.timeline}")
             outcomes.append(bring_back(sb, mon, primary, new))
             primary = new
             load.settle()
@@ -97,3 +100,95 @@ def test_ten_kill9_rounds_under_load_with_the_monitor(make_sandbox, tmp_path):
     finally:
         mon.close()
         load.stop()
+
+
+def own_seq(sb, name):
+    """The highest sequence number this server wrote itself (its own server id in @@gtid_binlog_state)."""
+    with sb.connect(name) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@server_id, @@gtid_binlog_state")
+        server_id, state = cur.fetchone()
+    return max((int(g.split("-")[2]) for g in state.split(",") if g and int(g.split("-")[1]) == server_id),
+               default=0)
+
+
+def test_hung_primary_is_failed_over_and_fenced_when_it_resumes(make_sandbox, tmp_path):
+    sb = make_sandbox(replicas=2, broker=False)
+    load = Load.start(sb, tmp_path, sb.db_names())
+    mon = Running(sb)
+    try:
+        wait_until(lambda: rows_or_zero(sb, "db1") >= 300, 60, "readings to flow")
+        sb.freeze("db1")  # SIGSTOP: connections stay open, nothing answers
+        wait_until(lambda: mon.monitor.failovers, 40, "a failover from the hung primary")
+        new = name_of(sb, mon.monitor.failovers[-1].new_primary)
+        wait_until(lambda: load.follows(sb, new), 30, "the writer to follow the new primary")
+        before = rows_or_zero(sb, new)
+        wait_until(lambda: rows_or_zero(sb, new) > before + 100, 30, "writes on the new primary")
+        sb.thaw("db1")
+        wait_until(lambda: read_only(sb, "db1"), 20, "the resumed old primary to be fenced")
+        fenced_at = own_seq(sb, "db1")  # a write in flight at the freeze may have committed on thaw: no more
+        outcome = wait_until(
+            lambda: ("rejoined" if replicates_from(sb, "db1", new) else None)
+            or ("diverged" if any(ep(sb, "db1") in k for k in mon.monitor.diverged) else None),
+            30, "db1 to be rejoined or reported diverged")
+        with sb.connect(new) as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@gtid_binlog_state")
+            new_state = cur.fetchone()[0]
+        db1_id = sb.node("db1").server_id
+        lost_on_new = [g for g in new_state.split(",") if g and int(g.split("-")[1]) == db1_id]
+        has_all = any(int(g.split("-")[2]) >= fenced_at for g in lost_on_new) or fenced_at == 0
+        # Diverged exactly when db1 committed something the new primary never received.
+        assert (outcome == "diverged") == (not has_all), (outcome, fenced_at, new_state)
+        load.settle()
+        assert own_seq(sb, "db1") == fenced_at  # the gateway wrote nothing to it after it resumed
+        survivors = [n for n in sb.db_names() if n != "db1"]
+        count, _ = consistency(sb, survivors, new)
+        assert count == load.producer.acked  # the in-flight reading is on the new primary anyway
+        if outcome == "diverged":
+            rebuild_node(sb, "db1")
+        consistency(sb, sb.db_names(), new)
+    finally:
+        mon.close()
+        load.stop()
+
+
+def test_anti_flap_blocks_a_second_automatic_failover(make_sandbox):
+    sb = make_sandbox(replicas=3, broker=False)
+    mon = Running(sb, block_s=6.0)
+    try:
+        wait_until(lambda: mon.monitor.checks >= 2, 20, "the monitor to start")
+        sb.kill("db1")
+        wait_until(lambda: mon.monitor.failovers, 30, "the first failover")
+        first_at = next(e.at for e in mon.monitor.events if e.kind == "failover")
+        second = name_of(sb, mon.monitor.failovers[0].new_primary)
+        sb.kill(second)  # at once: a flapping topology
+        wait_until(lambda: mon.kinds("blocked"), 20, "the monitor to refuse (blocked)")
+        wait_until(lambda: len(mon.monitor.failovers) == 2, 30, "the second failover after the block")
+        second_at = [e.at for e in mon.monitor.events if e.kind == "failover"][1]
+        assert second_at - first_at >= 6.0
+        assert mon.monitor.failovers[1].epoch == mon.monitor.failovers[0].epoch + 1
+    finally:
+        mon.close()
+
+
+def test_two_monitors_exactly_one_failover(make_sandbox):
+    sb = make_sandbox(replicas=3, broker=False)
+    a, b = Running(sb, interval=0.3), Running(sb, interval=0.3)
+    try:
+        wait_until(lambda: a.monitor.checks >= 2 and b.monitor.checks >= 2, 20, "both monitors to start")
+        sb.kill("db1")
+        wait_until(lambda: a.monitor.failovers or b.monitor.failovers, 30, "a failover")
+        winner = a if a.monitor.failovers else b
+        loser = b if winner is a else a
+        new = name_of(sb, winner.monitor.failovers[0].new_primary)
+        checks = loser.monitor.checks
+        wait_until(lambda: loser.monitor.checks >= checks + 10, 30, "the other monitor to keep checking")
+        assert len(a.monitor.failovers) + len(b.monitor.failovers) == 1
+        with sb.connect(new) as conn, conn.cursor() as cur:
+            cur.execute("SELECT epoch, server_id FROM iotgw_meta.epoch ORDER BY epoch")
+            rows = cur.fetchall()
+        assert rows[-1] == (rows[0][0] + 1, sb.node(new).server_id) and len(rows) == 2, rows
+        others = [n for n in sb.db_names() if n not in ("db1", new)]
+        assert all(replicates_from(sb, n, new) for n in others)
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,86 @@
+"""`iotgw topology errant check|fix` and `iotgw topology relay add|remove`.
+
+Attached to the topology helper's `topology` group when this module is imported (one line in the registry of
+`gateway/cli.py`). Servers are found like every topology command (`--servers`, `--config`, `--sandbox`) and the
+admin account acts: reading binlogs, `SET SESSION sql_log_bin=0`, `RESET MASTER` and `CHANGE MASTER` need it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from gateway.topology.cli import resolve_target, target_options, topology
+
+
+def _say(as_json: bool) -> Any:
+    return None if as_json else (lambda m: click.echo(f"  {m}"))
+
+
+@topology.group()
+def errant() -> None:
+    """Errant transactions: GTIDs a replica has that the primary never had (check, fix)."""
+
+
+@errant.command("check")
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def errant_check(servers: str | None, config_path: str | None, sandbox_dir: str | None, as_json: bool) -> None:
+    """List each replica's errant GTIDs and explain them from its binlog. Exit code 1 if any exist."""
+    from gateway.ops import errant as e
+    from gateway.topology.discovery import discover
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    reports = e.check(discover(target.seeds, target.admin), target.admin)
+    if as_json:
+        click.echo(json.dumps({"errant": [r.to_dict() for r in reports]}, indent=2))
+    elif not reports:
+        click.echo("no errant transactions: every replica holds only what the primary has")
+    for r in reports if not as_json else ():
+        f = r.finding
+        click.echo(f"{target.label(f.endpoint)} (server {f.server_id}): errant {', '.join(f.gtids)} "
+                   f"(compared with {f.reference})")
+        for t in r.transactions:
+            click.echo(f"  {t.gtid} at {t.file}:{t.start}: {t.kind}")
+        if r.error:
+            click.echo(f"  {r.error}")
+    if reports:
+        raise SystemExit(1)
+
+
+@errant.command("fix")
+@target_options
+@click.argument("server")
+@click.option("--method", type=click.Choice(["auto", "inject", "clean"]), default="auto", show_default=True,
+              help="inject: no-op under the errant GTID on the primary; clean: the replica forgets it; "
+                   "auto: inject when strict mode allows it, else clean.")
+@click.option("--revert", is_flag=True, help="Undo the errant row changes on the replica first (mariadb-binlog "
+              "--flashback, replayed with sql_log_bin=0): for data that was never meant to exist.")
+@click.option("--dry-run", is_flag=True, help="Explain and print the statements; change nothing.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the replica to catch up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def errant_fix(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str, method: str,
+               revert: bool, dry_run: bool, timeout: float, as_json: bool) -> None:
+    """Repair SERVER's errant transactions; refuses (exit 1) a repair that would hide diverged rows."""
+    from gateway.ops import errant as e
+    from gateway.topology.discovery import discover
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    snap = discover(target.seeds, target.admin)
+    try:
+        result = e.fix(snap, target.server(server), target.admin, method=method, revert=revert, dry_run=dry_run,
+                       wait_timeout=timeout, progress=_say(as_json))
+    except e.ErrantError as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(exc)}, indent=2))
+            raise SystemExit(1) from None
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for sql in result.sql:
+        click.echo(f"  SQL: {sql}")
+    click.echo(f"{target.label(result.server)}: {result.method} "
+               + ("planned (dry run)" if dry_run else "done: no errant transactions left"))
