@@ -98,7 +98,7 @@ def main() -> None:
                 new_name = next(n for n in sb.db_names() if ep(sb, n) == new)
                 sb.restart(primary)
                 wait_for(lambda o=primary, n=new_name: replicates_from(sb, o, n)
-                         or any(ep(sb, o) in k for k in monitor.diverged), 60, "rejoin or divergence report")
+                         or ep(sb, o) in monitor.diverged, 60, "rejoin or divergence report")
                 back = "rejoined"
                 if not replicates_from(sb, primary, new_name):
                     rebuild_node(sb, primary)

@@ -5,3 +5,7 @@ protocol, ingest/, spool, sinks/, topology/, ops/, reads, sandbox/, cli, config,
 """
 
 __version__ = "0.1.0"
+
+from gateway.client import connect  # noqa: E402 - the public API: gateway.connect(mode="ro"|"rw")
+
+__all__ = ["connect", "__version__"]

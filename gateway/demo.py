@@ -7,14 +7,13 @@ is back. The report at the end counts what was sent, acknowledged, stored on eve
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sys
 
 from gateway import config as config_mod
 from gateway.mqttconn import BrokerSettings

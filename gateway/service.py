@@ -35,12 +35,10 @@ def make_sink(cfg: Config) -> Sink:
         from gateway.sinks.sqlite import SQLiteSink
 
         return SQLiteSink(db.sqlite_path)
-    from gateway.sinks.mysql import MySQLSink, ServerAddress
+    from gateway.sinks.replicated import from_config
 
-    host, port = split_hostport(db.servers[0], "database.servers[0]")
-    addr = ServerAddress(host, port, db.user, resolve_secret("database", db), db.database, db.tls_ca, db.tls_cert,
-                         db.tls_key, db.connect_timeout)
-    return MySQLSink(addr)
+    # Always the replication-aware writer: with one server it is that server once verified as primary.
+    return from_config(db)
 
 
 class Gateway:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.rig.board import Board
+from hil_tests.rig.board import Board, Unsupported
 from hil_tests.rig.build import build_firmware
 from hil_tests.rig.scenario import ADC_MV, RTC_EPOCH, Rig
 from hil_tests.rig.sim import BoardSpec, Harness
@@ -77,14 +77,28 @@ def serial_boards(request: pytest.FixtureRequest, pytestconfig: pytest.Config, r
     port = pytestconfig.getoption("--port")
     if not port:
         pytest.skip("no real board: pass --port /dev/ttyACM0 (and --port2 for a pair) with --rig serial")
+    import serial
+
     from hil_tests.rig.serial_rig import SerialBoard
 
     power = pytestconfig.getoption("--power-cmd")
-    boards: list[Board] = [SerialBoard("a", port, power_cmd=power)]
-    port2 = pytestconfig.getoption("--port2")
-    if port2:
-        boards.append(SerialBoard("b", port2, power_cmd=power))
+    boards: list[Board] = []
+    for name, option in (("a", "--port"), ("b", "--port2")):
+        path = pytestconfig.getoption(option)
+        if not path:
+            continue
+        try:
+            boards.append(SerialBoard(name, path, power_cmd=power))
+        except (serial.SerialException, OSError) as e:
+            for b in boards:
+                b.close()
+            pytest.fail(f"{option} {path}: cannot open the port: {e}", pytrace=False)
     request.node.stash.setdefault(_BOARDS, []).extend(boards)
+    for b in boards:  # every test starts from a fresh boot, as on the sim rig
+        try:
+            b.reset()
+        except Unsupported:
+            pass  # a port without DTR (a pty): whoever provides it resets the board
     yield boards
     for b in boards:
         b.close()

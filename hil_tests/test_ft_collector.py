@@ -116,7 +116,7 @@ def test_power_cut_mid_cache_write_loses_at_most_that_record(ft_rig: Rig, k: int
             board.check(False, "could not freeze the board between two samples")
         last = int(appended.match[1])
         before = [r for r in scan_records(board.eeprom()) if r.boot == boot]
-        board.check(before and before[-1].seq == last, f"record {last} is the last whole one before the cut")
+        board.check(before and max(r.seq for r in before) == last, f"record {last} is the newest whole one before the cut")
         board.cut_power_after_eeprom_writes(k)
         h.pace(0)
         board.freeze(False)

@@ -37,12 +37,11 @@ def test_probe_pty_rtc_adc_and_clock(make_harness, testfw, tmp_path):
     # lines and the clock agree: the rtc line is printed every 500 simulated ms
     second = a.expect(r"^rtc (\d+) ch=0$", 5)
     assert 450 <= second.ms - rtc.ms <= 550
-    # the pty carries lines both ways
-    a.open_wire()
+    # the pty carries lines both ways: what the board echoes is on the control channel and on the pty
+    wire = a.open_wire()
     a.send_line("hello board")
     a.expect(r"^echo hello board$", 5)
-    assert any(line.text == "echo hello board" for line in a.wire.since(0)) or a.wire.wait_for(
-        lambda: any(line.text == "echo hello board" for line in a.wire.since(0)), 10)
+    assert wire.wait_for(lambda: any(line.text == "echo hello board" for line in wire.since(0)), 10), wire.tail(5)
     # a halted clock reads CH=1 and stops counting
     a.set_rtc(None)
     halted = a.expect(r"^rtc (\d+) ch=1$", 5)

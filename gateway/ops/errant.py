@@ -544,6 +544,10 @@ def fix(snap: Snapshot, server: str, admin: Credentials, *, method: str = "auto"
             raise ErrantError(f"{s.endpoint} has replicas of its own: resetting its binlog would cut them off; "
                               "move them first (or use inject)")
 
+    if method == "inject":
+        why = inject_refusal(flavor, finding, primary_state)
+        if why:
+            raise ErrantError(f"refused: {why}")
     data = [t for t in result.transactions if not t.harmless]
     statements = [t for t in data if not t.changes_rows]
     if statements:
@@ -563,9 +567,6 @@ def fix(snap: Snapshot, server: str, admin: Credentials, *, method: str = "auto"
                               "hide diverged rows. Undo them on the replica (clean --revert) or rebuild it (clone)")
         step(f"the tables the errant transactions changed checksum equal on {s.endpoint} and the primary")
     if method == "inject":
-        why = inject_refusal(flavor, finding, primary_state)
-        if why:
-            raise ErrantError(f"refused: {why}")
         stmts = inject_sql(flavor, finding)
     else:
         stmts = clean_sql(flavor, replica_state, finding, primary_state)

@@ -159,7 +159,8 @@ class Monitor:
         self.blocked_until = 0.0
         self.events: list[Event] = []
         self.failovers: list[FailoverResult] = []
-        self.diverged: dict[str, list[str]] = {}
+        self.diverged: dict[str, list[str]] = {}  # endpoint -> GTIDs the primary never had (needs a rebuild)
+        self._diverged_at: dict[str, str] = {}  # endpoint -> its binlog position when reported
         self.snapshot: Snapshot | None = None
         self.checks = 0
         self._on_event = on_event
@@ -300,11 +301,15 @@ class Monitor:
     def _handle_returning(self, snap: Snapshot) -> None:
         decision = analysis.writer_primary(snap)
         assert decision.primary is not None
+        for ep in list(self.diverged):  # a rebuilt (or hand-repaired) server replicates again: forget it
+            s = snap.get(ep)
+            if s is not None and s.is_replica:
+                del self.diverged[ep]
+                self._diverged_at.pop(ep, None)
         for s in returning_primaries(snap):
-            key = f"{s.endpoint}@{s.gtid_binlog}"
             if s.writable:
                 self._event("fenced", fence(s.endpoint, self.admin))
-            if key in self.diverged:
+            if self._diverged_at.get(s.endpoint) == s.gtid_binlog:
                 continue  # already reported; it stays fenced until someone rebuilds it
             try:
                 r = rejoin(s.endpoint, decision.primary.endpoint, self.admin, self.config.repl)
@@ -315,7 +320,8 @@ class Monitor:
                 self._event("rejoined", r.steps[-1], {"server": s.endpoint})
                 self._publish({"event": "rejoined", "server": s.endpoint, "primary": decision.primary.endpoint})
             else:
-                self.diverged[key] = r.diverged
+                self.diverged[s.endpoint] = r.diverged
+                self._diverged_at[s.endpoint] = s.gtid_binlog
                 self._event("diverged", r.steps[-1], {"server": s.endpoint, "gtids": r.diverged})
                 self._publish({"event": "diverged", "server": s.endpoint, "gtids": r.diverged})
 

@@ -84,3 +84,54 @@ def errant_fix(servers: str | None, config_path: str | None, sandbox_dir: str | 
         click.echo(f"  SQL: {sql}")
     click.echo(f"{target.label(result.server)}: {result.method} "
                + ("planned (dry run)" if dry_run else "done: no errant transactions left"))
+
+
+@topology.group()
+def relay() -> None:
+    """BLACKHOLE relays: a replica that passes the binlog on to leaves and holds no rows (add, remove)."""
+
+
+@relay.command("add")
+@target_options
+@click.argument("server")
+@click.option("--leaf", "leaves", multiple=True, help="A replica to move under the relay (repeatable).")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each leaf to catch up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def relay_add(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str,
+              leaves: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Make SERVER a BLACKHOLE relay (tables altered with sql_log_bin=0) and move each --leaf under it."""
+    from gateway.ops.relay import RelayError, add_relay
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    try:
+        result = add_relay(target.seeds, target.server(server), [target.server(x) for x in leaves], target.admin,
+                           timeout=timeout, progress=_say(as_json))
+    except RelayError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"relay": result.relay, "moved": result.moved, "converted": result.converted,
+                               "steps": result.steps}, indent=2))
+    else:
+        click.echo(f"{target.label(result.relay)} is a relay with {len(result.moved)} leaf/leaves moved under it")
+
+
+@relay.command("remove")
+@target_options
+@click.argument("server")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each leaf to catch up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def relay_remove(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str,
+                 timeout: float, as_json: bool) -> None:
+    """Move every leaf of relay SERVER back under the relay's source, one by one (GTID positioning)."""
+    from gateway.ops.relay import RelayError, remove_relay
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    try:
+        result = remove_relay(target.seeds, target.server(server), target.admin, timeout=timeout,
+                              progress=_say(as_json))
+    except RelayError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"relay": result.relay, "moved": result.moved, "steps": result.steps}, indent=2))
+    else:
+        click.echo(f"{target.label(result.relay)}: {len(result.moved)} leaf/leaves moved back")

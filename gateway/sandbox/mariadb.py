@@ -26,7 +26,7 @@ INSTALL_DB = shutil.which("mariadb-install-db") or "mariadb-install-db"
 #: Accounts every sandbox server has (user -> password). root has no password on 127.0.0.1 and the socket.
 USERS = {"root": "", "repl": "repl", "iotgw": "iotgw"}
 #: Databases the gateway's writer account may use.
-WRITER_DATABASES = ("iot", "iotgw_meta")
+WRITER_DATABASES = ("iot", "iotgw_meta", "read_scaling")
 SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 # Shared by the template and every server: the redo log size must match the template's files.

@@ -1,4 +1,5 @@
-"""MySQL/MariaDB through PyMySQL: batched idempotent inserts keyed on the reading identity."""
+"""MySQL/MariaDB through PyMySQL: connections, schema migrations, batched idempotent inserts keyed on the
+reading identity. The sink that uses them is the replication-aware writer (`gateway.sinks.replicated`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 import pymysql
 
-from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome, to_params
+from gateway.sinks.base import Row, to_params
 from gateway.sinks.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -53,18 +54,15 @@ def connect(addr: ServerAddress, *, database: str | None = None, autocommit: boo
                            charset="utf8mb4")
 
 
-def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str:
-    """Insert rows in one transaction (PyMySQL turns executemany into multi-row INSERTs); return @@last_gtid.
+def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> None:
+    """Insert rows in one transaction (PyMySQL turns executemany into multi-row INSERTs).
 
-    `INSERT IGNORE` keyed on the identity makes a re-applied batch harmless. A batch that inserts 0 rows
-    writes no binlog event, so its @@last_gtid is stale: callers confirm such a batch differently.
+    `INSERT IGNORE` keyed on the identity makes a re-applied batch harmless. The batch's GTID, where the
+    caller needs it, is read afterwards in the same session with the dialect's `last_write_sql()`.
     """
     with conn.cursor() as cur:
         cur.executemany(INSERT_SQL, to_params(rows))
         conn.commit()
-        cur.execute("SELECT @@last_gtid")
-        row = cur.fetchone()
-    return row[0] if row and row[0] else ""
 
 
 # A DDL statement that already took effect: table exists, duplicate column, duplicate key name.
@@ -96,48 +94,3 @@ def risky_grants(conn: pymysql.connections.Connection) -> list[str]:
         cur.execute("SHOW GRANTS")
         grants = [r[0] for r in cur.fetchall()]
     return [g for g in grants if " ON *.* " in g and any(k in g for k in ("ALL PRIVILEGES", "SUPER", "READ_ONLY ADMIN"))]
-
-
-class MySQLSink(Sink):
-    """Writes to one configured server (the replication-aware writer follows a changing primary)."""
-
-    def __init__(self, addr: ServerAddress, *, auto_init: bool = True) -> None:
-        self.addr = addr
-        self.auto_init = auto_init
-        self.conn: pymysql.connections.Connection | None = None
-        self._warned = False
-
-    def _connection(self) -> pymysql.connections.Connection:
-        if self.conn is None:
-            try:
-                conn = connect(self.addr, database="")
-                if self.auto_init:
-                    init_schema(conn, self.addr.database or "iot")
-                else:
-                    conn.select_db(self.addr.database or "iot")
-                if not self._warned:
-                    self._warned = True
-                    for grant in risky_grants(conn):
-                        log.warning("database account %s can write through read_only (%s): use a plain account "
-                                    "(see docs/configuration.md)", self.addr.user, grant)
-            except pymysql.MySQLError as exc:
-                raise SinkUnavailable(f"{self.addr.name}: {exc}") from exc
-            self.conn = conn
-        return self.conn
-
-    def write(self, rows: Sequence[Row]) -> WriteOutcome:
-        conn = self._connection()
-        try:
-            insert_rows(conn, rows)
-        except pymysql.MySQLError as exc:
-            self.close()
-            raise SinkUnavailable(f"{self.addr.name}: {exc}") from exc
-        return WriteOutcome(None)
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # the connection may already be dead; nothing to do
-                pass
-            self.conn = None

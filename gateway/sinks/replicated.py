@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import pymysql
 
 from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
-from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows
+from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows, risky_grants
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA, dialect_for
@@ -102,6 +103,7 @@ class ReplicatedSink(Sink):
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.switches = 0
+        self._grants_checked = False
         self.confirm_checks = 0  # waits done on replicas (tests wait on this instead of sleeping)
         self.switched_at = 0.0  # time.monotonic() of the last change of primary
 
@@ -126,12 +128,12 @@ class ReplicatedSink(Sink):
                     self._invalidate()
                     raise SinkUnavailable(f"{p.endpoint} is no longer the primary of epoch {p.epoch} "
                                           f"(read_only={read_only}, server {server_id}, epoch {epoch})")
-                gtid = insert_rows(conn, rows)
-                if gtid and gtid != self._last_gtid:
-                    position = gtid
-                else:  # the batch wrote no binlog event (all rows were there): wait for everything instead
-                    cur.execute(dialect_for(p.flavor).last_write_sql())
-                    position = cur.fetchone()[1]
+                insert_rows(conn, rows)
+                cur.execute(dialect_for(p.flavor).last_write_sql())
+                gtid, whole = cur.fetchone()
+                # A batch that wrote no binlog event (all rows were there) keeps an older @@last_gtid
+                # (MySQL has none): wait for the server's whole position instead.
+                position = gtid if gtid and gtid != self._last_gtid else whole
                 self._last_gtid = gtid
         except pymysql.MySQLError as exc:
             self._invalidate()
@@ -236,6 +238,12 @@ class ReplicatedSink(Sink):
                              tls_key=self.creds.tls_key, connect_timeout=self.creds.connect_timeout)
         conn = connect(addr, database="", read_timeout=self.creds.io_timeout)
         try:
+            if not self._grants_checked:
+                self._grants_checked = True
+                for grant in risky_grants(conn):
+                    log.warning("database account %s can write through read_only (%s): a fenced old primary "
+                                "would accept its writes; use a plain account (docs/configuration.md)",
+                                self.creds.user, grant)
             with conn.cursor() as cur:
                 if adopt:
                     rhost, rport = split_endpoint(primary.report_endpoint or primary.endpoint)
@@ -294,6 +302,8 @@ class ReplicatedSink(Sink):
                     self._verify()
                 busy = self._confirm_once()
             except Exception:  # the watcher must survive anything a server does; the write path re-checks
+                if self._closed.is_set() or sys.is_finalizing():
+                    return  # closed, or the interpreter is exiting under an unclosed sink
                 log.exception("writer watch thread")
                 busy = False
             if not busy:

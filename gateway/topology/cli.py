@@ -138,7 +138,8 @@ def _render(report: dict[str, Any], snap: Snapshot, target: Target) -> None:
 
     def add(branch: Tree, node: analysis.TreeNode) -> None:
         ep = node.server.endpoint
-        sub = branch.add(f"{target.label(ep)} [cyan]{roles.get(ep, '?')}[/] id {node.server.server_id}")
+        sub = branch.add(f"{target.label(ep)} [cyan]{roles.get(ep, '?')}[/] id {node.server.server_id}"
+                         + (_relay_lag(report, ep) if roles.get(ep) == "relay" else ""))
         for child in node.children:
             add(sub, child)
 
@@ -165,6 +166,13 @@ def _render(report: dict[str, Any], snap: Snapshot, target: Target) -> None:
     console.print(table)
     for r in report["refused"]:
         console.print(f"[yellow]refused as primary[/]: {target.label(r['endpoint'])}: {r['reason']}")
+
+
+def _relay_lag(report: dict[str, Any], ep: str) -> str:
+    """The hop a BLACKHOLE relay adds: its own lag behind the primary (its leaves lag at least that much)."""
+    s = next(x for x in report["servers"] if x["endpoint"] == ep)
+    lag_s = "?" if s["lag_s"] is None else s["lag_s"]
+    return f" (BLACKHOLE, no rows; adds {lag_s} s / {s['lag_trx'] if s['lag_trx'] is not None else '?'} trx of lag)"
 
 
 @click.group()

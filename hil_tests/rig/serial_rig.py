@@ -55,9 +55,12 @@ class SerialBoard(Board):
 
     def reset(self) -> None:
         # DTR low then high: the 100 nF capacitor on an Uno/Mega turns the edge into a reset pulse.
-        self._port.dtr = False
-        time.sleep(0.1)  # a pulse width, not a wait for a condition
-        self._port.dtr = True
+        try:
+            self._port.dtr = False
+            time.sleep(0.1)  # a pulse width, not a wait for a condition
+            self._port.dtr = True
+        except (OSError, serial.SerialException) as e:  # a port without modem lines (a pty)
+            raise Unsupported(f"board {self.name}: {self.port_name} has no DTR line to reset with: {e}") from e
 
     def power(self, on: bool) -> None:
         if not self.power_cmd:

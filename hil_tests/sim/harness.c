@@ -2,8 +2,8 @@
  * harness.c: one or two simulated Arduino boards (simavr 1.6) for the HIL rig.
  *
  * Each board runs a real .elf build and gets:
- *   - UART0 as a pty, for pyserial and the gateway (see "UART <-> pty" below for why not
- *     libsimavrparts' uart_pty);
+ *   - UART0 as a pty, for pyserial and the gateway (see "UART <-> pty" below for why
+ *     not libsimavrparts' uart_pty);
  *   - a DS1307 at 0x68 on its I2C bus (ds1338_virt), time settable, battery-backed
  *     (it keeps counting, in simulated time, while the board is stopped or unpowered);
  *   - analog inputs settable in millivolts;
@@ -39,33 +39,34 @@
  *   rtcget NAME               -> ok epoch=<s> halted=<0|1>
  *   adc NAME CHANNEL MV       -> set analog input CHANNEL to MV millivolts
  *   quit                      -> save EEPROMs, exit
+ *
+ * Set HARNESS_DEBUG=1 to trace the I2C bridge on stderr.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <termios.h>
 #include <pthread.h>
+#include <pty.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sim_avr.h"
 #include "sim_elf.h"
 #include "sim_irq.h"
-#include "sim_time.h"
 #include "avr_adc.h"
 #include "avr_eeprom.h"
 #include "avr_twi.h"
 #include "avr_uart.h"
 #include "ds1338_virt.h"
-#include <pty.h>
 
 #define MAX_BOARDS 2
 #define PS_PER_MS 1000000000ULL

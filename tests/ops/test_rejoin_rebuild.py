@@ -26,7 +26,7 @@ def _replicating(sb, name, source):
     with sb.connect(name) as conn, conn.cursor() as cur:
         cur.execute("SHOW SLAVE STATUS")
         cols = [c[0] for c in cur.description]
-        row = dict(zip(cols, cur.fetchone() or ()))
+        row = dict(zip(cols, cur.fetchone() or (), strict=False))
     return row.get("Master_Port") == sb.node(source).port and row.get("Slave_SQL_Running") == "Yes" and \
         row.get("Slave_IO_Running") == "Yes"
 

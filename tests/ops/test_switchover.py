@@ -13,7 +13,7 @@ def _source_port(sb, name):
     with sb.connect(name) as conn, conn.cursor() as cur:
         cur.execute("SHOW SLAVE STATUS")
         cols = [c[0] for c in cur.description]
-        row = dict(zip(cols, cur.fetchone()))
+        row = dict(zip(cols, cur.fetchone(), strict=False))
     assert row["Slave_IO_Running"] in ("Yes", "Connecting") and row["Slave_SQL_Running"] == "Yes", row
     return int(row["Master_Port"])
 

@@ -1,4 +1,4 @@
-"""The MySQL/MariaDB sink on a real server: schema migrations, idempotent batches, the risky-grant warning."""
+"""The MySQL/MariaDB write path on real servers: schema migrations, idempotent batches, the risky-grant warning."""
 
 from __future__ import annotations
 
@@ -10,11 +10,27 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.launch import dump_toml
-from gateway.sinks.base import SinkUnavailable
-from gateway.sinks.mysql import MySQLSink, ServerAddress
+from gateway.sinks.replicated import ReplicatedSink
+from gateway.topology.conn import Credentials
 
 pytestmark = pytest.mark.servers
 SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schema.sql"
+@pytest.fixture
+def writer():
+    """Makes the gateway's sink (without replica confirmation) seeded with one sandbox node; closes them all."""
+    made: list[ReplicatedSink] = []
+
+    def make(sb, seed: str = "db1", user: str = "iotgw") -> ReplicatedSink:
+        node = sb.nodes[seed]
+        made.append(ReplicatedSink([f"{node.host}:{node.port}"],
+                                   Credentials(user, "iotgw" if user == "iotgw" else ""), confirm=False))
+        return made[-1]
+
+    yield make
+    for sink in made:
+        sink.close()
+
+
 ROW = ("d1", "a", 1, 0, "s", 1700000000123, "rtc", "ok", 21.5, "C", 0, 1700000000200)
 
 
@@ -44,9 +60,8 @@ def test_db_init_creates_and_upgrades_the_schema_like_schema_sql(sandbox, tmp_pa
             assert show_create(conn, "iot", table) == show_create(conn, "reference", table)
 
 
-def test_batches_are_idempotent_and_keep_times(sandbox):
-    node = sandbox.nodes["db1"]
-    sink = MySQLSink(ServerAddress(node.host, node.port, "iotgw", "iotgw", "iot"))
+def test_batches_are_idempotent_and_keep_times(sandbox, writer):
+    sink = writer(sandbox)
     sink.write([ROW, ROW[:3] + (1,) + ROW[4:]])
     sink.write([ROW])  # re-applied after a crash: harmless
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
@@ -55,38 +70,35 @@ def test_batches_are_idempotent_and_keep_times(sandbox):
         rows = cur.fetchall()
     assert [r[0] for r in rows] == [0, 1]
     assert rows[0][1:] == ("2023-11-14 22:13:20.123000", "2023-11-14 22:13:20.200000", "ok")
-    sink.close()
 
 
-def test_read_only_server_is_unavailable_for_the_writer_account(sandbox):
-    primary = sandbox.nodes["db1"]
-    MySQLSink(ServerAddress(primary.host, primary.port, "iotgw", "iotgw", "iot")).write([ROW])
+def test_seeded_with_a_replica_the_writer_still_writes_only_to_the_primary(sandbox, writer):
+    sink = writer(sandbox, seed="db2")
+    sink.write([ROW])
+    assert sink.primary is not None and sink.primary.endpoint.endswith(f":{sandbox.nodes['db1'].port}")
     sandbox.wait_caught_up()
-    node = sandbox.nodes["db2"]  # a replica: read_only=ON
-    sink = MySQLSink(ServerAddress(node.host, node.port, "iotgw", "iotgw", "iot"), auto_init=False)
-    with pytest.raises(SinkUnavailable, match="1290"):
-        sink.write([ROW[:3] + (5,) + ROW[4:]])
+    for name in ("db1", "db2", "db3"):
+        with sandbox.connect(name) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM iot.readings")
+            assert cur.fetchone()[0] == 1
 
 
-def test_warns_when_the_account_can_write_through_read_only(sandbox, caplog):
-    node = sandbox.nodes["db1"]
+def test_warns_when_the_account_can_write_through_read_only(sandbox, caplog, writer):
     with caplog.at_level(logging.WARNING):
-        MySQLSink(ServerAddress(node.host, node.port, "root", "", "iot")).write([ROW])
+        writer(sandbox, user="root").write([ROW])
     assert "can write through read_only" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        MySQLSink(ServerAddress(node.host, node.port, "iotgw", "iotgw", "iot")).write([ROW])
+        writer(sandbox).write([ROW])
     assert "can write through read_only" not in caplog.text
 
 
-def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox):
+def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox, writer):
     """A gateway killed between a migration's DDL and its version row must not be stuck on restart."""
-    node = sandbox.nodes["db1"]
-    addr = ServerAddress(node.host, node.port, "iotgw", "iotgw", "iot")
-    MySQLSink(addr).write([ROW])
+    writer(sandbox).write([ROW])
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM iot.iotgw_schema WHERE version = 2")  # the DDL ran, its record did not
-    MySQLSink(addr).write([ROW[:3] + (9,) + ROW[4:]])
+    writer(sandbox).write([ROW[:3] + (9,) + ROW[4:]])
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM iot.iotgw_schema ORDER BY version")
         assert [r[0] for r in cur.fetchall()] == [1, 2]
