@@ -18,8 +18,10 @@ from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.protocol import Reading
 from gateway.sandbox import Sandbox
 from gateway.simulator import SimOptions, Simulator
-from gateway.sinks.mysql import MySQLSink, ServerAddress, connect, init_schema, insert_rows
+from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows
+from gateway.sinks.replicated import ReplicatedSink
 from gateway.spool import Entry, Spool
+from gateway.topology.conn import Credentials
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -97,15 +99,15 @@ def drain_rate(sb: Sandbox, work: Path, n: int) -> dict:
         spool.commit_group([Entry(Reading(f"dev-{i % 50}", "a", 1, i, "bench", now + i, "rtc", 1.5, "C", False, "ok",
                                           now)) for i in range(start, min(n, start + 5000))])
     node = sb.nodes[sb.primary_name()]
-    root = ServerAddress(node.host, node.port, "root", "", "iot")
     rows = [(f"raw-{i % 50}", "a", 1, i, "bench", now + i, "rtc", "ok", 1.5, "C", 0, now) for i in range(n)]
     raw = raw_insert_rate(ServerAddress(node.host, node.port, "root", "", "rawbench"), rows)
-    sink = MySQLSink(root)
+    # The gateway's own writer: primary verified by epoch, batches confirmed on a replica.
+    sink = ReplicatedSink([f"{node.host}:{node.port}"], Credentials("iotgw", "iotgw"))
     sink.write(rows[:1])  # schema and connection ready before timing
     worker = DrainWorker(spool, sink, batch_size=1000)
     start = time.monotonic()
     worker.start()
-    wait_for(lambda: spool.depth == 0, 600, "backlog drained")
+    wait_for(lambda: spool.depth == 0, 600, "backlog drained and confirmed on a replica")
     elapsed = time.monotonic() - start
     worker.stop()
     worker.join(10)

@@ -50,3 +50,37 @@ def test_failover_after_kill_picks_caught_up_replica_over_lagging_one(make_sandb
         assert code != 0 and "writable" in out  # nothing dead any more: refused
     finally:
         load.stop()
+
+
+def test_blackhole_relay_is_never_promoted(make_sandbox):
+    """db2 is made a BLACKHOLE relay with db4 below it; it has the lowest server id and as much as db3."""
+    sb = make_sandbox(replicas=3, broker=False)
+    with sb.connect("db1") as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE iot")
+        cur.execute("CREATE TABLE iot.t (id INT PRIMARY KEY, v INT)")
+    sb.wait_caught_up()
+    with sb.connect("db2") as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin=0")  # a local change: it must not replicate
+        cur.execute("ALTER TABLE iot.t ENGINE=BLACKHOLE")
+    with sb.connect("db4") as conn, conn.cursor() as cur:
+        cur.execute("STOP SLAVE")
+        cur.execute("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USE_GTID=slave_pos",
+                    (sb.node("db2").port,))
+        cur.execute("START SLAVE")
+    with sb.connect("db1") as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO iot.t VALUES (%s, %s)", [(i, i) for i in range(200)])
+    sb.wait_caught_up()
+    sb.kill("db1")
+    code, out = cli("topology", "failover", "--sandbox", str(sb.directory), "--json")
+    assert code == 0, out
+    assert json.loads(out)["new_primary"] == ep(sb, "db3")
+    with sb.connect("db3") as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO iot.t VALUES (%s, %s)", [(i, i) for i in range(200, 300)])
+    count, _ = consistency(sb, ["db3", "db4"], "db3", table="iot.t")  # db4 still below the relay
+    assert count == 300
+    with sb.connect("db2") as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM iot.t")
+        assert cur.fetchone()[0] == 0  # the relay holds no rows
+        cur.execute("SHOW SLAVE STATUS")
+        cols = [c[0] for c in cur.description]
+        assert dict(zip(cols, cur.fetchone(), strict=False))["Master_Port"] == sb.node("db3").port
