@@ -61,7 +61,7 @@ class SimReport:
     malformed_sent: int = 0
     acked: int = 0
     unacked: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # reconnections after the first connection
     seconds: float = 0.0
     readings: dict[tuple[str, str, int, int], tuple[int, float]] = field(default_factory=dict, repr=False)
 
@@ -217,10 +217,10 @@ class Simulator:
         return self._snapshot(started)
 
     def _take_reconnect(self) -> bool:
-        if self._reconnected.is_set() and self.report.reconnects > 1:
+        """True once after each reconnection: then everything unacknowledged is resent at once."""
+        if self._reconnected.is_set():
             self._reconnected.clear()
             return True
-        self._reconnected.clear()
         return False
 
     def _snapshot(self, started: float) -> SimReport:

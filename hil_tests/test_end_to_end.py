@@ -14,7 +14,6 @@ import json
 
 import pytest
 
-from gateway.config import parse
 from gateway.launch import GatewayProcess, wait_for
 from gateway.protocol import parse_frame
 from gateway.sandbox import Sandbox
@@ -52,37 +51,6 @@ def printed_identities(board) -> set[tuple[str, str, int, int]]:
     return out
 
 
-def gateway_follows_failover() -> bool:
-    """True if ``iotgw run`` writes through a sink that follows a promoted primary (not one fixed server)."""
-    from gateway.service import make_sink
-
-    sink = make_sink(parse({"database": {"kind": "mysql", "servers": ["127.0.0.1:9", "127.0.0.1:10"]}}))
-    follows = type(sink).__name__ != "MySQLSink"  # MySQLSink writes to database.servers[0], always
-    close = getattr(sink, "close", None)
-    if close:
-        close()
-    return follows
-
-
-class InProcessGateway:
-    """The gateway's own service (serial ingest, spool, drain) in this process, with the replication-aware
-    sink given explicitly: what ``iotgw run`` will do once ``gateway.service.make_sink`` builds that sink."""
-
-    def __init__(self, cfg: dict, seeds: list[str], password: str) -> None:
-        from gateway.service import Gateway
-        from gateway.sinks.replicated import ReplicatedSink
-
-        sink = ReplicatedSink(seeds, Credentials("iotgw", password, connect_timeout=2, io_timeout=5))
-        self.gateway = Gateway(parse(cfg), sink=sink)
-        self.gateway.start()
-
-    def log_tail(self) -> str:
-        return "(in-process gateway: see the captured log)"
-
-    def terminate(self) -> None:
-        self.gateway.stop()
-
-
 def run_chain(make_harness, tmp_path, *, failover: bool) -> None:
     sb = Sandbox.up(tmp_path / "sb", replicas=2, broker=False)
     gw = None
@@ -106,10 +74,7 @@ def run_chain(make_harness, tmp_path, *, failover: bool) -> None:
             "database": {"kind": "mysql", "servers": [endpoint(sb, n) for n in sb.db_names()], "user": "iotgw",
                          "password": sb.endpoints()["mariadb"]["users"]["iotgw"], "retry_max_s": 1.0},
         }
-        if failover and not gateway_follows_failover():
-            gw = InProcessGateway(cfg, cfg["database"]["servers"], cfg["database"]["password"])
-        else:
-            gw = GatewayProcess(tmp_path / "gw", cfg).start()
+        gw = GatewayProcess(tmp_path / "gw", cfg).start()  # `iotgw run`: its writer follows the promotion
 
         primary = sb.primary_name()
         a.expect(r"^cache trim upto=\d+$", 30)  # the chain works end to end: acks come back to the board
@@ -155,6 +120,4 @@ def test_pair_through_serial_ingest_to_primary_and_replicas(make_harness, tmp_pa
 
 
 def test_pair_through_serial_ingest_survives_primary_failover(make_harness, tmp_path):
-    # `iotgw run` as a process once its make_sink follows a failover; until then the gateway's service
-    # in this process with the replication-aware sink (InProcessGateway)
     run_chain(make_harness, tmp_path, failover=True)

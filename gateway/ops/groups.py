@@ -333,8 +333,10 @@ class GroupClient:
 
     def __init__(self, lookup: Callable[[str, bool], dict[str, Any]], creds: Credentials, *,
                  database: str | None = None, ttl_s: float | None = None, attempts: int = 8,
-                 backoff_s: float = 0.1) -> None:
+                 backoff_s: float = 0.1, pool_size: int = 2) -> None:
         self._ask, self.creds, self.database = lookup, creds, database
+        self.pool_size = pool_size  # idle connections kept per server for `run` (opening one costs 5-100 ms)
+        self._idle: dict[str, list[pymysql.connections.Connection]] = {}
         self.ttl_s, self.attempts, self.backoff_s = ttl_s, attempts, backoff_s
         self._views: dict[str, tuple[float, dict[str, Any]]] = {}
         self._rotations: dict[str, SmoothWeighted] = {}
@@ -372,21 +374,55 @@ class GroupClient:
             rotation = self._rotations.setdefault(group, SmoothWeighted())
             return rotation.pick(weights)
 
-    def _open(self, group: str, mode: str, fresh: bool, **kwargs: Any) -> pymysql.connections.Connection:
-        ep = self.endpoint_for(group, mode, fresh)
-        conn = open_connection(ep, self.creds, database=self.database, **kwargs)
+    def _open(self, ep: str, mode: str, pooled: bool, **kwargs: Any) -> pymysql.connections.Connection:
+        conn = self._take(ep) if pooled and not kwargs else None
+        if conn is None:
+            conn = open_connection(ep, self.creds, database=self.database, **kwargs)
         if mode == "rw":
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@read_only")
-                if cur.fetchone()[0]:
-                    conn.close()
-                    raise pymysql.err.OperationalError(1290, f"{ep} is read-only (a failover is under way)")
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT @@read_only")
+                    read_only = cur.fetchone()[0]
+            except BaseException:
+                _close(conn)
+                raise
+            if read_only:
+                _close(conn)
+                raise pymysql.err.OperationalError(1290, f"{ep} is read-only (a failover is under way)")
         return conn
 
+    def _take(self, ep: str) -> pymysql.connections.Connection | None:
+        with self._lock:
+            idle = self._idle.get(ep)
+            return idle.pop() if idle else None
+
+    def _give(self, ep: str, conn: pymysql.connections.Connection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(ep, [])
+            if len(idle) < self.pool_size:
+                idle.append(conn)
+                return
+        _close(conn)
+
+    def _discard(self, ep: str) -> None:
+        with self._lock:
+            conns = self._idle.pop(ep, [])
+        for c in conns:
+            _close(c)
+
+    def close(self) -> None:
+        """Close the idle connections kept for reuse."""
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in conns:
+            _close(c)
+
     def run(self, group: str, mode: str, work: Callable[[pymysql.connections.Connection], T], **kwargs: Any) -> T:
-        """Open a connection for `mode` and run `work(conn)`; on InterfaceError/OperationalError drop the cached
-        answer, ask again and retry, at most `attempts` times in all. `work` must be safe to repeat (a
-        commit whose reply was lost may have happened): use idempotent writes."""
+        """Run `work(conn)` on a connection for `mode` (an idle one of that server is reused); on
+        InterfaceError/OperationalError drop the cached answer, ask again and retry, at most `attempts` times
+        in all. `work` must be safe to repeat (a commit whose reply was lost may have happened): use idempotent
+        writes, and commit inside `work` (the connection goes back to the pool afterwards)."""
         return self._retry(group, mode, work, True, kwargs)
 
     def connect(self, group: str, mode: str = "ro", **kwargs: Any) -> pymysql.connections.Connection:
@@ -405,12 +441,16 @@ class GroupClient:
                 # Jittered exponential backoff, capped: 8 attempts span about 4-7 s, a failover's length.
                 time.sleep(random.uniform(0.5, 1.0) * min(2.0, self.backoff_s * 2 ** (attempt - 1)))
             try:
-                conn = self._open(group, mode, fresh=attempt > 0, **kwargs)
+                ep = ""
+                ep = self.endpoint_for(group, mode, fresh=attempt > 0)
+                conn = self._open(ep, mode, pooled=close, **kwargs)
                 try:
                     result = work(conn)
-                finally:
-                    if close:
-                        conn.close()
+                except BaseException:
+                    _close(conn)  # in an unknown state: never reused
+                    raise
+                if close:
+                    self._give(ep, conn)
                 self.stats.max_attempts_used = max(self.stats.max_attempts_used, attempt + 1)
                 return result
             except (pymysql.err.InterfaceError, pymysql.err.OperationalError) as exc:
@@ -418,8 +458,17 @@ class GroupClient:
                     raise  # wrong account or database: asking again does not help
                 last = exc
                 self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+                if ep:
+                    self._discard(ep)  # its other idle connections are as suspect as this one
         raise pymysql.err.OperationalError(2003, f"group {group}: no {mode} server after {self.attempts} attempts: "
                                                  f"{last}")
+
+
+def _close(conn: pymysql.connections.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # already broken: nothing to release
+        pass
 
 
 # -------------------------------------------------------------------------------------------- promotion

@@ -49,7 +49,11 @@ def old_primary(snap: Snapshot) -> OldPrimary | None:
         return None
     ep, _ = sources.most_common(1)[0]
     state = snap.get(ep)
-    return OldPrimary(ep, state.server_id if state else 0, state, "replicas' source")
+    # A dead source's id is still known to its replicas (Master_Server_Id, once they had connected).
+    ids = Counter(s.replication.source_server_id for s in snap.reachable
+                  if s.replication is not None and s.replication.source == ep and s.replication.source_server_id)
+    server_id = state.server_id if state is not None and state.reachable else (ids.most_common(1)[0][0] if ids else 0)
+    return OldPrimary(ep, server_id, state, "replicas' source")
 
 
 def direct_replicas(snap: Snapshot, primary: OldPrimary) -> list[ServerState]:

@@ -90,7 +90,7 @@ def test_broker_sigkill_mid_stream_loses_nothing(sandbox, tmp_path):
         sandbox.restart("broker")
         report = run.join()
         assert report.unacked == 0, report.summary()
-        assert report.reconnects >= 2, "the collectors should have lost the broker and reconnected"
+        assert report.reconnects >= 1, "the collectors should have lost the broker and reconnected"
         wait_stored(sandbox, gw, report.sent)
         assert_exact(sandbox, report)
     finally:

@@ -110,7 +110,8 @@ def test_without_epoch_the_replicas_source_is_the_old_primary():
     for s in data["servers"]:
         s["epoch"] = None
     p = plan.plan_failover(load_snapshot(data))
-    assert p.old.how == "replicas' source" and p.candidate.server_id == 2 and p.epoch == 1
+    assert p.old.how == "replicas' source" and p.old.server_id == 1
+    assert p.candidate.server_id == 2 and p.epoch == 1
 
 
 def test_returning_old_primary_found_and_cloned_server_not():

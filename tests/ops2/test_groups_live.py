@@ -1,0 +1,173 @@
+"""HA groups on real sandboxes: registry replicated with the topology, lookups over the gateway's HTTP server,
+3:1 weights over 1,000 real reads, `group promote` through the switchover, and a client that keeps reading
+and writing through a `kill -9` of the primary and a failover with bounded retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from gateway.metrics import HttpServer
+from gateway.ops import groups as g
+from gateway.ops.failover import failover
+from gateway.topology.conn import Credentials
+from tests.ops.helpers import cli
+from tests.ops2.helpers import ADMIN, data_consistency, ep, one, sql
+
+WRITER = Credentials("iotgw", "iotgw", connect_timeout=2, io_timeout=5)
+
+
+def _serve(reg: g.Registry, token: str | None = None) -> tuple[HttpServer, str]:
+    http = HttpServer("127.0.0.1", 0)
+    g.add_group_routes(http, g.GroupService(reg, WRITER, ttl_s=5), token=token)
+    http.start()
+    return http, f"http://127.0.0.1:{http.port}"
+
+
+@pytest.mark.timeout(240)
+def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
+    sb = make_sandbox(replicas=3, broker=False)
+    d = str(sb.directory)
+    assert cli("group", "create", "sensors", "--description", "readings", "--sandbox", d)[0] == 0
+    for name, weight, mode in (("db1", 1, "rw"), ("db2", 3, "rw"), ("db3", 1, "rw"), ("db4", 1, "offline")):
+        code, out = cli("group", "add", "sensors", name, "--weight", str(weight), "--mode", mode, "--sandbox", d)
+        assert code == 0, out
+    code, out = cli("group", "create", "sensors", "--sandbox", d)
+    assert code == 1 and "exists already" in out
+    sb.wait_caught_up()
+    # The registry is data of the topology: replicated, readable on a replica.
+    on_replica = g.Registry([ep(sb, "db3")], ADMIN, separate=True).get("sensors")
+    assert {(m.endpoint, m.weight, m.mode) for m in on_replica.members} == {
+        (ep(sb, "db1"), 1, "rw"), (ep(sb, "db2"), 3, "rw"), (ep(sb, "db3"), 1, "rw"), (ep(sb, "db4"), 1, "offline")}
+
+    reg = g.Registry([ep(sb, n) for n in sb.db_names()], ADMIN)
+    http, url = _serve(reg)
+    guarded, guarded_url = _serve(reg, token="s3cret")
+    try:
+        view = g.http_lookup(url)("sensors", True)
+        assert view["primary"] == ep(sb, "db1")
+        assert [(r["endpoint"], r["weight"]) for r in view["readers"]] == [(ep(sb, "db2"), 3), (ep(sb, "db3"), 1)]
+        assert view["skipped"] == [{"endpoint": ep(sb, "db4"), "why": "offline"}]
+        with pytest.raises(Exception, match="403"):
+            g.http_lookup(guarded_url)("sensors", False)
+        assert g.http_lookup(guarded_url, "s3cret")("sensors", False)["primary"] == ep(sb, "db1")
+        code, out = cli("group", "lookup", "sensors", "--url", url)
+        assert code == 0 and f"reader {ep(sb, 'db2')} weight 3" in out, out
+
+        # 1,000 real reads through the client: 3:1 weights give 750/250, exactly (smooth rotation).
+        client = g.GroupClient(g.http_lookup(url), WRITER)
+        ports = Counter(client.run("sensors", "ro", lambda c: _port(c)) for _ in range(1000))
+        assert ports == {sb.node("db2").port: 750, sb.node("db3").port: 250}
+        assert client.stats.lookups == 1  # one cold lookup, then the cache (TTL 5 s) answered
+
+        # group promote: the switchover of the operations, refused for a member that is not rw.
+        code, out = cli("group", "promote", "sensors", "db4", "--sandbox", d)
+        assert code == 1 and "only 'rw' members" in out, out
+        code, out = cli("group", "promote", "sensors", "db2", "--demote-old", "--sandbox", d)
+        assert code == 0 and "is the primary" in out, out
+        view = g.http_lookup(url)("sensors", True)
+        assert view["primary"] == ep(sb, "db2")
+        assert {r["endpoint"] for r in view["readers"]} == {ep(sb, "db1"), ep(sb, "db3")}
+    finally:
+        http.stop()
+        guarded.stop()
+    code, out = cli("group", "remove", "sensors", "db4", "--sandbox", d)
+    assert code == 0, out
+    assert ep(sb, "db4") not in {m.endpoint for m in reg.get("sensors").members}
+
+
+def _port(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@port")
+        return int(cur.fetchone()[0])
+
+
+@pytest.mark.timeout(240)
+def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> None:
+    sb = make_sandbox(replicas=2, broker=False)
+    sql(sb, "db1", "CREATE DATABASE IF NOT EXISTS iot", "CREATE TABLE iot.t (id INT PRIMARY KEY, v INT)")
+    reg = g.Registry([ep(sb, n) for n in sb.db_names()], ADMIN)
+    reg.create("sensors")
+    for name in sb.db_names():
+        reg.add("sensors", ep(sb, name), 1, "rw")
+    sb.wait_caught_up()
+    http, url = _serve(reg)
+    client = g.GroupClient(g.http_lookup(url), WRITER, database="iot", ttl_s=2.0)
+    acked: list[int] = []
+    failures: list[str] = []
+    reads = 0
+    stop = threading.Event()
+
+    def work() -> None:
+        nonlocal reads
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                client.run("sensors", "rw", lambda c, i=i: _insert(c, i))  # idempotent: safe to retry
+                acked.append(i)
+                client.run("sensors", "ro", lambda c: _count(c))
+                reads += 1
+            except Exception as exc:  # a failure beyond the bounded retries: the test fails on it
+                failures.append(repr(exc))
+                return
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        _wait(lambda: len(acked) > 50, 30, "writes before the crash")
+        sb.kill("db1")
+        killed_at = len(acked)
+        result = _retry_failover(sb)
+        new_primary = next(n for n in ("db2", "db3") if ep(sb, n) == result.new_primary)
+        _wait(lambda: len(acked) > killed_at + 50 or failures, 60, "writes after the failover")
+        after_failover = len(acked)
+        _wait(lambda: len(acked) > after_failover + 20 or failures, 30, "more writes")
+    finally:
+        stop.set()
+        worker.join(30)
+        http.stop()
+    assert not failures, failures
+    assert client.stats.retries >= 1 and client.stats.max_attempts_used <= client.attempts, client.stats
+    assert reads > 100
+    ids = {r[0] for r in sql(sb, new_primary, "SELECT id FROM iot.t")}
+    assert set(acked[after_failover - 20:]) <= ids  # everything acknowledged after the failover is there
+    survivors = [n for n in ("db2", "db3")]
+    count, _ = data_consistency(sb, survivors, new_primary)
+    assert count == len(ids) and one(sb, new_primary, "SELECT @@read_only") == 0
+
+
+def _retry_failover(sb):
+    """The failover command of the operations, run once the replicas have noticed the dead primary."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return failover([ep(sb, n) for n in ("db2", "db3")], ADMIN)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _insert(conn, i: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute("INSERT IGNORE INTO t (id, v) VALUES (%s, %s)", (i, i))
+    conn.commit()
+
+
+def _count(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM t")
+        return int(cur.fetchone()[0])
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
