@@ -27,7 +27,7 @@ class MqttIngest(threading.Thread):
 
     def __init__(self, settings: BrokerSettings, *, client_id: str, prefix: str, spool: Spool,
                  writer: SpoolWriter, on_message: Callable[[str, str | None], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, ack_interval_s: float = 0.05) -> None:
         super().__init__(name="mqtt-ingest", daemon=True)
         self.settings, self.prefix = settings, prefix
         self.spool, self.writer = spool, writer
@@ -40,6 +40,13 @@ class MqttIngest(threading.Thread):
         self.connected = False
         self.last_error = ""
         self.statuses: dict[tuple[str, str], str] = {}  # (device, node) -> last status payload
+        # End-to-end acks are cumulative, so per stream only the newest matters: they are sent at most every
+        # ack_interval_s (far below a collector's ack timeout), which spares the broker and the collectors
+        # one ack per group commit per stream under load.
+        self.ack_interval_s = ack_interval_s
+        self._acks: dict[tuple[str, str, str, int], Ack] = {}
+        self._acks_lock = threading.Lock()
+        self._acks_due = 0.0
 
     # --- network loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -66,6 +73,8 @@ class MqttIngest(threading.Thread):
             rc = self.client.loop(0.05)
             if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
                 self._lost(mqtt.error_string(rc))
+            if self._acks and time.monotonic() >= self._acks_due:
+                self._publish_acks()
         if self.connected:
             self.client.disconnect()
             self.client.loop(0.2)
@@ -136,5 +145,15 @@ class MqttIngest(threading.Thread):
         for mid, qos in refs:  # type: ignore[misc]
             self.client.ack(mid, qos)
         crashpoints.hit("mqtt.after_ack")
-        for site, ack in acks:
-            self.client.publish(f"{self.prefix}/{site}/{ack.device}/ack", ack.payload(), qos=1)
+        with self._acks_lock:
+            for site, ack in acks:
+                self._acks[(site, ack.device, ack.node, ack.boot)] = ack
+        if time.monotonic() >= self._acks_due:
+            self._publish_acks()
+
+    def _publish_acks(self) -> None:
+        with self._acks_lock:
+            pending, self._acks = self._acks, {}
+            self._acks_due = time.monotonic() + self.ack_interval_s
+        for (site, device, _node, _boot), ack in pending.items():
+            self.client.publish(f"{self.prefix}/{site}/{device}/ack", ack.payload(), qos=1)
