@@ -100,12 +100,20 @@ _clients_lock = threading.Lock()
 
 def connect(mode: str = "ro", *, config: Any = None, servers: list[str] | None = None, user: str | None = None,
             password: str | None = None, database: str | None = None, attempts: int = 3,
+            group: str | None = None, lookup: str | None = None, token: str | None = None,
             **kwargs: Any) -> pymysql.connections.Connection:
     """A PyMySQL connection to the primary (`rw`) or the next healthy replica (`ro`).
 
     Give a loaded config (`gateway.config.load(path)`) or a path to one as `config`, or `servers`
     (HOST:PORT list) with `user`/`password`. Extra keyword arguments go to `pymysql.connect`.
+    With `group`, the servers come from an HA group lookup (`lookup`: a gateway's HTTP base URL, default the
+    config's `[http] listen`; `token` if it is protected): see `gateway.ops.groups.connect_group`.
     """
+    if group is not None:
+        from gateway.ops.groups import connect_group
+
+        return connect_group(group, mode, config=config, lookup=lookup, token=token, user=user, password=password,
+                             database=database, attempts=max(attempts, 8), **kwargs)
     if config is not None and not hasattr(config, "database"):
         from gateway.config import load
 

@@ -35,7 +35,7 @@ import pymysql
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA
-from gateway.topology.discovery import discover
+from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import endpoint, split_endpoint
 
 MODES = ("rw", "ro", "offline")
@@ -233,6 +233,10 @@ class GroupService:
         self.registry, self.creds, self.ttl_s, self.cache_s = registry, creds, ttl_s, cache_s
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._probes = ProbeConnections()  # probe connections kept between lookups (opening one is slow)
+
+    def close(self) -> None:
+        self._probes.close()
 
     def lookup(self, name: str, fresh: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -240,7 +244,7 @@ class GroupService:
         if hit is not None and not fresh and time.monotonic() - hit[0] < self.cache_s:
             return hit[1]
         group = self.registry.get(name)
-        snap = discover([m.endpoint for m in group.members], self.creds)
+        snap = discover([m.endpoint for m in group.members], self.creds, cache=self._probes)
         view = group_view(group, snap, self.ttl_s)
         with self._lock:
             self._cache[name] = (time.monotonic(), view)
@@ -488,3 +492,42 @@ def promote_in_group(registry: Registry, name: str, server: str, admin: Credenti
         raise GroupError(f"{ep} is a {member.mode!r} member of {name!r}: only 'rw' members may be promoted")
     seeds = list(dict.fromkeys([*(m.endpoint for m in group.members), *registry.seeds]))
     return switchover(seeds, ep, admin, demote_old=demote_old, repl=repl, timeout=timeout, progress=progress)
+
+
+# ---------------------------------------------------------------------------- gateway.connect(group=…)
+_clients: dict[tuple[Any, ...], GroupClient] = {}
+_clients_lock = threading.Lock()
+
+
+def connect_group(group: str, mode: str = "ro", *, config: Any = None, lookup: str | None = None,
+                  token: str | None = None, user: str | None = None, password: str | None = None,
+                  database: str | None = None, attempts: int = 8, **kwargs: Any) -> pymysql.connections.Connection:
+    """What `gateway.connect(mode, group=…)` does: a connection to the group's primary (`rw`) or next reader
+    (`ro`), from a lookup at `lookup` (a gateway's HTTP base URL; default: the config's `[http] listen`).
+
+    One `GroupClient` per (lookup, account, database) is kept in this process, so the cached answer and the
+    weighted rotation carry over from call to call.
+    """
+    if config is not None and not hasattr(config, "database"):
+        from gateway.config import load
+
+        config = load(config)
+    if config is not None:
+        from gateway.config import resolve_secret
+        from gateway.topology.conn import credentials_from_config
+
+        creds = credentials_from_config(config.database)
+        lookup = lookup or f"http://{config.http.listen}"
+        token = token or resolve_secret("http", config.http, "token") or None
+        database = database or config.database.database
+    else:
+        if not lookup:
+            raise ValueError("connect(group=…) needs lookup='http://HOST:PORT' (a gateway's HTTP API) or config=…")
+        creds = Credentials(user=user or "iotgw", password=password or "")
+    key = (lookup, token, creds.user, creds.password, database, attempts)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = GroupClient(http_lookup(lookup, token), creds, database=database,
+                                                 attempts=attempts)
+    return client.connect(group, mode, **kwargs)

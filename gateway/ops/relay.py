@@ -231,3 +231,49 @@ def remove_relay(seeds: list[str], relay: str, admin: Credentials, *, timeout: f
     result.steps.append(note)
     say(note)
     return result
+
+
+def clone_refusal(snap: Snapshot, donor: ServerState | None, target: ServerState | None) -> str:
+    """Why a clone from `donor` onto `target` must not run ('' if it may). Pure: decided on the snapshot.
+
+    The donor must hold the data (a reachable replica or the primary, never a BLACKHOLE relay, which holds
+    no rows); the target must not be the primary or have replicas of its own (they would lose their source's
+    binlog). Whether the target holds rows is checked live (`target_rows`).
+    """
+    primary = analysis.writer_primary(snap).primary
+    if primary is None:
+        return "no live primary for the clone to replicate from"
+    if donor is None or not donor.reachable:
+        return "the donor is not a reachable server of this topology"
+    if target is None or not target.reachable:
+        return "the target is not a reachable server"
+    if donor is target:
+        return "donor and target are the same server"
+    if donor.blackhole:
+        return f"{donor.endpoint} is a BLACKHOLE relay: it holds no rows to copy"
+    if target is primary:
+        return f"{target.endpoint} is the primary: cloning would wipe it"
+    if analysis.children(snap, target):
+        return f"{target.endpoint} has replicas of its own: move them first"
+    return ""
+
+
+def target_rows(ep: str, admin: Credentials) -> list[str]:
+    """User tables of `ep` that hold at least one row (a clone target should hold none)."""
+    full = []
+    with open_connection(ep, admin) as conn, conn.cursor() as cur:
+        for schema, table, _engine in _user_tables(cur):
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM `{schema}`.`{table}` LIMIT 1)")
+            if cur.fetchone()[0]:
+                full.append(f"{schema}.{table}")
+    return full
+
+
+def restore_default_engine(ep: str, admin: Credentials) -> bool:
+    """After cloning onto a former relay: InnoDB is the default engine again. True if it was BLACKHOLE."""
+    with open_connection(ep, admin) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.default_storage_engine")
+        if str(cur.fetchone()[0]).upper() != "BLACKHOLE":
+            return False
+        cur.execute("SET GLOBAL default_storage_engine=InnoDB")
+    return True

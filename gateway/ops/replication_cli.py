@@ -135,3 +135,54 @@ def relay_remove(servers: str | None, config_path: str | None, sandbox_dir: str 
         click.echo(json.dumps({"relay": result.relay, "moved": result.moved, "steps": result.steps}, indent=2))
     else:
         click.echo(f"{target.label(result.relay)}: {len(result.moved)} leaf/leaves moved back")
+
+
+@topology.command("clone")
+@target_options
+@click.option("--donor", required=True, help="The server to copy from (a replica, so the primary is not loaded).")
+@click.option("--target", "target_server", required=True, help="The server to provision (holds no data).")
+@click.option("--force", is_flag=True, help="Clone even though the target holds rows (they are dropped).")
+@click.option("--repl-user", default=None, help="Replication account [default: $IOTGW_REPL_USER or repl].")
+@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds for the dump, the load and catching up.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def clone_command(servers: str | None, config_path: str | None, sandbox_dir: str | None, donor: str,
+                  target_server: str, force: bool, repl_user: str | None, repl_password: str | None, timeout: float,
+                  as_json: bool) -> None:
+    """Provision TARGET as a new replica from DONOR's data (dump with its GTID position), then catch up."""
+    import time
+
+    from gateway.ops.cli import _repl_account
+    from gateway.ops.clone import CloneError, clone
+    from gateway.ops.relay import clone_refusal, restore_default_engine, target_rows
+    from gateway.topology import analysis
+    from gateway.topology.discovery import discover
+
+    target = resolve_target(servers, config_path, sandbox_dir)
+    donor_ep, target_ep = target.server(donor), target.server(target_server)
+    snap = discover([*target.seeds, donor_ep, target_ep], target.admin)
+    why = clone_refusal(snap, snap.get(donor_ep), snap.get(target_ep))
+    if not why and not force:
+        full = target_rows(target_ep, target.admin)
+        if full:
+            why = f"{target_ep} holds rows in {', '.join(full)}: cloning drops them (use --force if that is meant)"
+    if why:
+        raise click.ClickException(f"clone refused: {why}")
+    primary = analysis.writer_primary(snap).primary
+    assert primary is not None
+    started = time.monotonic()
+    # A former relay: InnoDB must be the default again before its new SQL thread starts (it takes the default).
+    was_relay = restore_default_engine(target_ep, target.admin)
+    try:
+        steps = clone(donor_ep, target_ep, primary.endpoint, target.admin,
+                      _repl_account(sandbox_dir, repl_user, repl_password), timeout=timeout, progress=_say(as_json))
+    except CloneError as exc:
+        raise click.ClickException(f"clone failed: {exc}") from None
+    if was_relay:
+        steps.append(f"{target_ep}: default engine InnoDB again (it was a relay; fix its config too)")
+    seconds = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({"donor": donor_ep, "target": target_ep, "primary": primary.endpoint, "steps": steps,
+                               "seconds": round(seconds, 3)}, indent=2))
+    else:
+        click.echo(f"{target.label(target_ep)} cloned from {target.label(donor_ep)} and caught up ({seconds:.1f} s)")

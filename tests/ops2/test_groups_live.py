@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+import gateway
 from gateway.metrics import HttpServer
 from gateway.ops import groups as g
 from gateway.ops.failover import failover
@@ -62,6 +63,12 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
         ports = Counter(client.run("sensors", "ro", lambda c: _port(c)) for _ in range(1000))
         assert ports == {sb.node("db2").port: 750, sb.node("db3").port: 250}
         assert client.stats.lookups == 1  # one cold lookup, then the cache (TTL 5 s) answered
+
+        # The public API: gateway.connect(mode, group=…) asks the same lookup.
+        with gateway.connect("rw", group="sensors", lookup=url, user="iotgw", password="iotgw") as conn:
+            assert _port(conn) == sb.node("db1").port
+        with gateway.connect("ro", group="sensors", lookup=url, user="iotgw", password="iotgw") as conn:
+            assert _port(conn) in (sb.node("db2").port, sb.node("db3").port)
 
         # group promote: the switchover of the operations, refused for a member that is not rw.
         code, out = cli("group", "promote", "sensors", "db4", "--sandbox", d)
