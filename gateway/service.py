@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.config import Config, resolve_secret, split_hostport
+from gateway.config import Config, ConfigError, resolve_secret, split_hostport
 from gateway.drain import DrainWorker
 from gateway.ingest.mqtt import MqttIngest
 from gateway.ingest.serial import SerialIngest
@@ -69,6 +69,14 @@ class Gateway:
             self.http.routes["/metrics"] = metrics_route(self.metrics)
             self.http.add_json_route("/healthz", lambda: (200 if self.healthy() else 503, self.health()))
         self.metrics.spool_depth.set_function(lambda: self.spool.depth)
+        self.monitor = None  # the automatic failover monitor, with [failover] auto = true
+        self._monitor_config = None
+        if cfg.failover:
+            from gateway.ops.monitor import from_config_table
+
+            self._monitor_config = from_config_table(cfg.failover)
+            if self._monitor_config and cfg.database.kind != "mysql":
+                raise ConfigError("failover.auto: needs [database] kind = \"mysql\" with the topology's servers")
         self.stopped = threading.Event()
 
     # --- metrics hooks --------------------------------------------------------------------------
@@ -92,6 +100,18 @@ class Gateway:
             log.info("http: /metrics and /healthz on %s:%d", self.http.server.server_address[0], self.http.port)
         self.writer.start()
         self.drain.start()
+        if self._monitor_config:
+            from gateway.ops.monitor import start_in_background
+            from gateway.topology.conn import credentials_from_config
+
+            def on_event(event) -> None:
+                log.warning("failover monitor: %s: %s", event.kind, event.message)
+
+            self.monitor, _thread = start_in_background(list(self.cfg.database.servers),
+                                                        credentials_from_config(self.cfg.database, admin=True),
+                                                        self._monitor_config, on_event)
+            log.info("failover monitor running inside the gateway (interval %.1f s, failcount %d)",
+                     self._monitor_config.interval, self._monitor_config.failcount)
         for ingest in self._ingests():
             ingest.start()
         log.info("gateway started: spool %s, sink %s", self.cfg.spool.path, type(self.sink).__name__)
@@ -101,6 +121,8 @@ class Gateway:
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking messages, commit what was received, drain the spool for up to `drain_timeout` s."""
+        if self.monitor is not None:
+            self.monitor.stop()
         for ingest in self._ingests():
             ingest.stop()
         for ingest in self._ingests():

@@ -8,8 +8,8 @@ primary's next write in that domain.
 Detection is pure (tested on stored states): MariaDB compares `@@gtid_binlog_state` per domain *and server
 id* (a GTID `d-s-n` is on the primary if it holds `d-s-m` with m >= n; sequence numbers alone are not enough,
 see the field notes); MySQL subtracts GTID sets (by source UUID). The reference is the live primary; with
-the primary dead, the other data-bearing servers together, ignoring the dead primary's own GTIDs (what it
-sent to some replicas only is lag, not errant).
+the primary dead, the other data-bearing servers together. The (live or dead) primary's own GTIDs are never
+counted: what a replica has of them and the reference lacks is a probe race under load or lag, not errant.
 
 Repairs (`fix`), each refused when it would hide rows that differ from the primary's:
 - inject: put the errant GTID into the primary's history with no data change, so every server agrees.
@@ -145,7 +145,10 @@ def _reference(snap: Snapshot, s: ServerState, states: dict[str, str]) -> tuple[
     """(reference state, its description, server ids to ignore, UUIDs to ignore) for checking `s`."""
     primary = analysis.writer_primary(snap).primary
     if primary is not None and primary.flavor == s.flavor:
-        return states[primary.endpoint], f"primary {primary.endpoint}", set(), set()
+        # The primary's own GTIDs are never errant on a replica: one it seems to lack was written after it
+        # was probed (the servers of a snapshot are probed one after another, under load).
+        return (states[primary.endpoint], f"primary {primary.endpoint}", {primary.server_id},
+                {primary.server_uuid.lower()} if primary.server_uuid else set())
     # No live primary: the other data-bearing servers together; the dead primary's own GTIDs are lag.
     from gateway.ops.plan import old_primary
 

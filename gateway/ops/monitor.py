@@ -30,7 +30,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
 from typing import Any
 
 import pymysql
@@ -391,3 +392,47 @@ class _Metrics:
             self.healthy.labels(s.endpoint, roles[s.endpoint]).set(1 if ok else 0)
             if h is not None and h.lag_s is not None:
                 self.lag.labels(s.endpoint).set(h.lag_s)
+
+
+def start_in_background(seeds: list[str], admin: Credentials, config: MonitorConfig | None = None,
+                        on_event: Callable[[Event], None] | None = None) -> tuple[Monitor, threading.Thread]:
+    """Run a monitor in a daemon thread (for `[failover] auto = true` inside the gateway); `monitor.stop()` ends it.
+
+    The gateway's writer does not need to hear from it: it follows the epoch the failover writes.
+    """
+    mon = Monitor(seeds, admin, config, on_event)
+    thread = threading.Thread(target=mon.run, name="iotgw-failover-monitor", daemon=True)
+    thread.start()
+    return mon, thread
+
+
+def from_config_table(table: dict[str, Any]) -> MonitorConfig | None:
+    """The `[failover]` section of the gateway's config: None unless `auto = true`. Errors name the key.
+
+    Keys: auto, interval, failcount, block_s, rejoin, apply_timeout, pre_hook, post_hook, mqtt, mqtt_topic,
+    repl_user, repl_password (or repl_password_env / repl_password_file).
+    """
+    from gateway.config import ConfigError, resolve_secret
+
+    table = dict(table)
+    auto = table.pop("auto", False)
+    if not isinstance(auto, bool):
+        raise ConfigError(f"failover.auto: expected true or false, got {auto!r}")
+    repl_user = table.pop("repl_user", "repl")
+    secret = SimpleNamespace(**{k: table.pop(f"repl_{k}", "") for k in ("password", "password_env", "password_file")})
+    known = {f.name for f in fields(MonitorConfig)} - {"repl"}
+    cfg = MonitorConfig(repl=(repl_user, resolve_secret("failover.repl", secret)))
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"failover.{key}: unknown key (known: auto, repl_user, repl_password*, "
+                              f"{', '.join(sorted(known))})")
+        default = getattr(cfg, key)
+        ok = (isinstance(value, bool) if isinstance(default, bool) else
+              isinstance(value, int | float) and not isinstance(value, bool) if isinstance(default, int | float) else
+              isinstance(value, str))
+        if not ok:
+            raise ConfigError(f"failover.{key}: expected a value like {default!r}, got {value!r}")
+        setattr(cfg, key, type(default)(value))
+    if cfg.failcount < 1 or cfg.interval <= 0:
+        raise ConfigError("failover.failcount must be at least 1 and failover.interval above 0")
+    return cfg if auto else None

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from gateway.sandbox.cli import sandbox
 from gateway.topology.cli import resolve_target, target_options, topology
 
 
@@ -186,3 +187,25 @@ def clone_command(servers: str | None, config_path: str | None, sandbox_dir: str
                                "seconds": round(seconds, 3)}, indent=2))
     else:
         click.echo(f"{target.label(target_ep)} cloned from {target.label(donor_ep)} and caught up ({seconds:.1f} s)")
+
+
+@sandbox.command("add-replica")
+@click.option("--dir", "directory", default="sandbox", show_default=True, type=click.Path(file_okay=False),
+              envvar="IOTGW_SANDBOX", help="The sandbox folder.")
+@click.option("--donor", default=None, help="Node to copy from (default: the first healthy replica).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def add_replica_command(directory: str, donor: str | None, as_json: bool) -> None:
+    """Start one more server, clone a replica's data onto it and make it a replica of the primary."""
+    from gateway.ops.clone import CloneError
+    from gateway.ops.sandbox_add import add_replica
+    from gateway.sandbox import Sandbox, SandboxError
+
+    try:
+        sb = Sandbox.load(directory)
+        name, steps = add_replica(sb, donor, progress=_say(as_json))
+    except (SandboxError, CloneError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"name": name, "port": sb.node(name).port, "steps": steps}, indent=2))
+    else:
+        click.echo(f"{name} is a replica on 127.0.0.1:{sb.node(name).port}")

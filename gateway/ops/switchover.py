@@ -103,7 +103,7 @@ def switchover(seeds: list[str], new_primary: str, admin: Credentials, *, demote
         if _epoch_on(cand.endpoint, admin) > decision.epoch:
             raise SwitchoverError(f"failed after {cand.endpoint} was published as primary: {exc}; "
                                   f"finish with `iotgw topology promote {cand.endpoint}`") from exc
-        _rollback(old.endpoint, cand.endpoint, admin, step)
+        _rollback(old.endpoint, cand.endpoint, admin, repl, step)
         raise SwitchoverError(f"switchover to {cand.endpoint} failed and was rolled back: {exc}") from exc
     result.epoch = promoted_epoch
     if demote_old:
@@ -125,7 +125,7 @@ def _epoch_on(ep: str, admin: Credentials) -> int:
         return 0
 
 
-def _rollback(old: str, cand: str, admin: Credentials, step: Callable[[str], None]) -> None:
+def _rollback(old: str, cand: str, admin: Credentials, repl: tuple[str, str], step: Callable[[str], None]) -> None:
     """Before the new epoch exists: the candidate follows the old primary again, which reopens for writes."""
     host, port = split_endpoint(old)
     try:
@@ -135,8 +135,8 @@ def _rollback(old: str, cand: str, admin: Credentials, step: Callable[[str], Non
             for sql in d.set_read_only_sql(True):
                 cur.execute(sql)
             cur.execute(d.replica_status_sql)
-            if cur.fetchone() is None:  # promotion had reset it: point it back
-                cur.execute(*d.repoint_sql(host, port))
+            if cur.fetchone() is None:  # promotion had reset it (account too): point it back in full
+                cur.execute(*d.change_source_sql(host, port, repl[0], repl[1]))
             cur.execute(d.start_replica_sql)
         step(f"rollback: {cand} replicates from {old} again")
     except (pymysql.MySQLError, OSError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -9,6 +10,29 @@ from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox
 from gateway.simulator import SimOptions, SimReport, Simulator
+
+
+class Background:
+    """Run the simulator in a thread so a fault can be injected while readings flow."""
+
+    def __init__(self, sim, deadline_s: float = 240) -> None:
+        self.sim, self.report, self.error = sim, None, None
+        self.thread = threading.Thread(target=self._run, args=(deadline_s,), daemon=True)
+        self.thread.start()
+
+    def _run(self, deadline_s: float) -> None:
+        try:
+            self.report = self.sim.run(deadline_s=deadline_s)
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def join(self, timeout: float = 300):
+        self.thread.join(timeout)
+        self.sim.close()
+        if self.error:
+            raise self.error
+        assert self.report is not None, "simulator did not finish"
+        return self.report
 
 
 def unique(prefix: str) -> str:
@@ -79,11 +103,11 @@ def wait_stored(sb: Sandbox, gw: GatewayProcess, expected: int, timeout: float =
     sb.wait_caught_up(timeout=60)
 
 
-def assert_exact(sb: Sandbox, report: SimReport) -> None:
+def assert_exact(sb: Sandbox, report: SimReport, servers: list[str] | None = None) -> None:
     """Every server holds exactly the readings sent, once each, with the sample time that was sent."""
     sent = {ident: ts for ident, (ts, _v) in report.readings.items()}
     checksums = set()
-    for name in sb.db_names():
+    for name in servers or sb.db_names():
         rows = rows_on(sb, name)
         got = {r[:4]: r[4] for r in rows}
         assert len(rows) == len(got), f"{name}: duplicate identities"

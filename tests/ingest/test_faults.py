@@ -3,38 +3,14 @@ a full spool with the database away. Each ends with: nothing lost, nothing dupli
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from gateway.launch import spool_depth, wait_for
-from tests.ingest.helpers import assert_exact, count_on, sim_for, start_gateway, wait_stored
+from tests.ingest.helpers import Background, assert_exact, count_on, sim_for, start_gateway, wait_stored
 
 pytestmark = pytest.mark.servers
-
-
-class Background:
-    """Run the simulator in a thread so a fault can be injected while readings flow."""
-
-    def __init__(self, sim, deadline_s: float = 240) -> None:
-        self.sim, self.report, self.error = sim, None, None
-        self.thread = threading.Thread(target=self._run, args=(deadline_s,), daemon=True)
-        self.thread.start()
-
-    def _run(self, deadline_s: float) -> None:
-        try:
-            self.report = self.sim.run(deadline_s=deadline_s)
-        except BaseException as exc:  # surfaced by join()
-            self.error = exc
-
-    def join(self, timeout: float = 300):
-        self.thread.join(timeout)
-        self.sim.close()
-        if self.error:
-            raise self.error
-        assert self.report is not None, "simulator did not finish"
-        return self.report
 
 
 def test_primary_down_for_20_s_loses_nothing(sandbox, tmp_path):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from gateway.ops.monitor import Monitor, MonitorConfig
+from gateway.ops.monitor import MonitorConfig, start_in_background
 from gateway.ops.sandbox_rebuild import rebuild_node
 from gateway.topology.epoch import write_epoch
 from tests.ops.helpers import Load, consistency, ep, read_only, rows_or_zero, wait_until
@@ -22,17 +21,15 @@ class Running:
     def __init__(self, sb, **settings):
         cfg = MonitorConfig(**{"interval": 0.5, "failcount": 2, "block_s": 2.0, "repl": ("repl", "repl"),
                                **settings})
-        self.monitor = Monitor([ep(sb, n) for n in sb.db_names()], ADMIN, cfg)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.monitor.run, args=(self.stop,), daemon=True)
-        self.thread.start()
+        self.monitor, self.thread = start_in_background([ep(sb, n) for n in sb.db_names()], ADMIN, cfg)
 
     def kinds(self, kind):
         return [e for e in self.monitor.events if e.kind == kind]
 
     def close(self):
-        self.stop.set()
+        self.monitor.stop()
         self.thread.join(30)
+        assert not self.thread.is_alive()
 
 
 def name_of(sb, endpoint):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from gateway.ops.errant import errant_transactions
 from gateway.ops.plan import plan_failover
 from gateway.ops.relay import RelayError, add_relay, remove_relay
 from gateway.topology import analysis
@@ -35,6 +36,7 @@ def test_relay_add_remove_under_load_and_never_promoted(make_sandbox) -> None:
         result = add_relay(seeds, ep(sb, "db2"), [ep(sb, "db3")], ADMIN)
         assert result.converted == ["iot.t"] and result.moved == [ep(sb, "db3")], result.steps
         assert _source_port(sb, "db3") == sb.node("db2").port
+        assert errant_transactions(snap(sb)) == {}  # the ALTERs ran with sql_log_bin=0: nothing errant
         # The relay's binlog flows on while the load goes on: db3 keeps receiving rows through db2.
         before = one(sb, "db3", "SELECT COUNT(*) FROM iot.t")
         sql(sb, "db1", "INSERT INTO iot.t VALUES (3, 3)")
