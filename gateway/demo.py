@@ -1,8 +1,11 @@
-"""`iotgw demo`: the whole chain on this machine, a scripted database outage, a live view, an integrity report.
+"""`iotgw demo`: the whole chain on this machine, scripted faults, a live view, an integrity report.
 
-Sandbox (MariaDB primary + 2 replicas, Mosquitto) → simulated collectors → gateway → spool → primary → replicas.
-Midway the primary is stopped for a while; readings keep being acknowledged from the spool and arrive once it
-is back. The report at the end counts what was sent, acknowledged, stored on every server, lost and duplicated.
+Sandbox (MariaDB primary + 2 replicas, Mosquitto) → simulated collectors and a redundant collector pair →
+gateway → spool → primary → replicas. Midway the primary is killed: readings keep being acknowledged from the
+spool, the gateway's failover monitor promotes the best replica, the writer follows it, and the old primary
+comes back as a replica (or is rebuilt if it diverged). The pair's active node loses power and its partner
+takes over. The report at the end counts what was sent, acknowledged, stored on every server, lost and
+duplicated, and the pair's coverage gap.
 """
 
 from __future__ import annotations
@@ -92,12 +95,15 @@ class Demo:
 
     def _run(self, sb: Sandbox) -> DemoReport:
         ep = sb.endpoints()
-        primary = sb.nodes["db1"]
+        servers = [f"{sb.nodes[n].host}:{sb.nodes[n].port}" for n in sb.db_names()]
         cfg = config_mod.parse({
             "mqtt": {"host": ep["broker"]["host"], "port": ep["broker"]["port"], "client_id": "iotgw-demo"},
             "spool": {"path": str(self.directory / "spool.db")},
-            "database": {"kind": "mysql", "servers": [f"{primary.host}:{primary.port}"], "user": "iotgw",
+            "database": {"kind": "mysql", "servers": servers, "user": "iotgw", "admin_user": "root",
                          "password": ep["mariadb"]["users"]["iotgw"], "retry_max_s": 1.0},
+            # the gateway's own failover monitor: it promotes the best replica when the primary dies
+            "failover": {"auto": True, "interval": 0.5, "failcount": 2, "block_s": 30,
+                         "repl_password": ep["mariadb"]["replication_user"]["password"]},
             "http": {"listen": "127.0.0.1:0"},
         }, "<demo>")
         self.gateway = gw = Gateway(cfg)
@@ -116,11 +122,13 @@ class Demo:
         thread = threading.Thread(target=lambda: result.setdefault("r", sim.run(deadline_s=self.duration * 3 + 60)),
                                   daemon=True)
         thread.start()
-        outage = (self.duration * 0.3, self.duration * 0.55)
+        crash = (self.duration * 0.3, self.duration * 0.55)
         pair_fault = (self.duration * 0.15, self.duration * 0.7)
         phase, pair_phase = "before", "before"
+        primary = "db1"
         while thread.is_alive():
             elapsed = time.monotonic() - self.started
+            primary = self._watch_primary(primary)
             if pair and pair_phase == "before" and elapsed >= pair_fault[0]:
                 pair.kill("a")
                 self.event("FAULT: collector pair-1 node a lost power; node b takes over after the heartbeat timeout")
@@ -129,18 +137,18 @@ class Demo:
                 pair.restart_primary()
                 self.event("collector pair-1 node a powered again; it hands back after the hysteresis")
                 pair_phase = "after"
-            if phase == "before" and elapsed >= outage[0]:
+            if phase == "before" and elapsed >= crash[0]:
                 sb.kill("db1")
-                self.event("FAULT: primary db1 killed (database outage); readings keep arriving in the spool")
+                self.event("FAULT: primary db1 killed (database outage): readings wait in the spool, "
+                           "the failover monitor promotes the best replica")
                 phase = "down"
-            elif phase == "down" and elapsed >= outage[1]:
-                sb.restart("db1")
-                self.event("primary db1 restarted; the spool drains")
+            elif phase == "down" and elapsed >= crash[1]:
+                self._bring_back("db1")
                 phase = "after"
             self._refresh()
             time.sleep(0.25)
         if phase == "down":
-            sb.restart("db1")
+            self._bring_back("db1")
         sim.close()
         if pair:
             if pair_phase == "down":
@@ -159,6 +167,36 @@ class Demo:
         self._refresh()
         self._integrity(result.get("r") or sim.report)
         return self.report
+
+    def _watch_primary(self, known: str) -> str:
+        assert self.sb is not None
+        try:
+            now = self.sb.primary_name()
+        except Exception:  # two writable servers for a moment, or a server not answering: look again later
+            return known
+        if now and now != known:
+            self.event(f"failover: {now} is the primary now (the writer follows its epoch)")
+            return now
+        return known
+
+    def _bring_back(self, name: str) -> None:
+        """Restart the killed old primary; the monitor fences it and rejoins it as a replica, or, if it
+        diverged (a commit no replica received), it is rebuilt from a replica."""
+        from gateway.ops.sandbox_rebuild import rebuild_node
+
+        assert self.sb is not None
+        sb = self.sb
+        sb.restart(name)
+        self.event(f"{name} restarted: fenced (read-only); the monitor rejoins it if it has not diverged")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            self._refresh()
+            if sb.role(name) == "replica":
+                self.event(f"{name} rejoined as a replica")
+                return
+            time.sleep(0.25)
+        rebuild_node(sb, name)
+        self.event(f"{name} had diverged (its last commit never reached a replica): rebuilt from a replica")
 
     def _refresh(self) -> None:
         if self.view:

@@ -103,13 +103,10 @@ class Gateway:
         if self._monitor_config:
             from gateway.ops.monitor import start_in_background
             from gateway.topology.conn import credentials_from_config
-
-            def on_event(event) -> None:
-                log.warning("failover monitor: %s: %s", event.kind, event.message)
-
+            # The monitor logs its own events; the writer learns the new primary from the epoch it writes.
             self.monitor, _thread = start_in_background(list(self.cfg.database.servers),
                                                         credentials_from_config(self.cfg.database, admin=True),
-                                                        self._monitor_config, on_event)
+                                                        self._monitor_config)
             log.info("failover monitor running inside the gateway (interval %.1f s, failcount %d)",
                      self._monitor_config.interval, self._monitor_config.failcount)
         for ingest in self._ingests():

@@ -40,7 +40,7 @@ def test_gateway_with_its_own_monitor_survives_a_primary_kill(make_sandbox, tmp_
         assert new != "db1"
         report = run.join()
         assert report.unacked == 0, report.summary()
-        assert "failover monitor: failover" in gw.log_tail(400)
+        assert "failover: failed over from" in gw.log_tail(400)
         wait_stored(sb, gw, report.sent)
         alive = [n for n in sb.db_names() if n != "db1"]
         assert_exact(sb, report, servers=alive)
