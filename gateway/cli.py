@@ -12,14 +12,15 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    # Each part of the package contributes its own click group or command here, one line each.
-    # --- subcommand registry (add one line per group; keep sorted) ---
-    import gateway.ops.cli  # noqa: F401 - attaches setup/switchover/failover/monitor and `sandbox rebuild`
-    from gateway.ops.groups_cli import group; main.add_command(group)  # noqa: E702, I001 - also attaches `topology errant|relay` (issue 5)
-    from gateway.cli_core import check_config, db, demo, run, simulate, spool; [main.add_command(c) for c in (check_config, db, demo, run, simulate, spool)]  # noqa: E702, I001
-    from gateway.sandbox.cli import sandbox; main.add_command(sandbox)  # noqa: E702, I001
-    from gateway.topology.cli import query, topology; [main.add_command(c) for c in (query, topology)]  # noqa: E702, I001
-    # --- end of registry ---
+    """Each part of the package contributes its own commands; imported here so `iotgw --help` lists them all."""
+    from gateway.cli_core import check_config, db, demo, run, simulate, spool
+    from gateway.ops import cli as _ops_cli  # noqa: F401 - attaches setup/switchover/failover/monitor, sandbox rebuild
+    from gateway.ops.groups_cli import group  # also attaches topology errant|relay|clone and sandbox add-replica
+    from gateway.sandbox.cli import sandbox
+    from gateway.topology.cli import query, topology
+
+    for command in (check_config, db, demo, group, query, run, sandbox, simulate, spool, topology):
+        main.add_command(command)
 
 
 _register_subcommands()

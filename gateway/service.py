@@ -68,6 +68,16 @@ class Gateway:
             self.http = HttpServer(host, port)
             self.http.routes["/metrics"] = metrics_route(self.metrics)
             self.http.add_json_route("/healthz", lambda: (200 if self.healthy() else 503, self.health()))
+            if cfg.database.kind == "mysql":  # HA group lookups for clients (gateway.connect(group=...))
+                from gateway.ops.groups import GroupError, GroupService, Registry, add_group_routes
+                from gateway.topology.conn import credentials_from_config
+
+                creds = credentials_from_config(cfg.database)
+                try:
+                    add_group_routes(self.http, GroupService(Registry(list(cfg.database.servers), creds), creds),
+                                     token=resolve_secret("http", cfg.http, "token") or None)
+                except GroupError as exc:
+                    raise ConfigError(f"http.token: {exc}") from None
         self.metrics.spool_depth.set_function(lambda: self.spool.depth)
         self.monitor = None  # the automatic failover monitor, with [failover] auto = true
         self._monitor_config = None

@@ -540,6 +540,9 @@ def fix(snap: Snapshot, server: str, admin: Credentials, *, method: str = "auto"
         result.method = method
     if method not in ("inject", "clean"):
         raise ErrantError(f"unknown repair {method!r}: inject, clean or auto")
+    if revert and flavor != "mariadb":
+        raise ErrantError("--revert uses mariadb-binlog --flashback, which MySQL lacks: undo the rows by hand "
+                          "with sql_log_bin=0, or rebuild the replica (clone)")
     if revert and method != "clean":
         raise ErrantError("--revert undoes the rows on the replica, which only the clean repair goes with")
     if s.replica_hosts or analysis.children(snap, s):

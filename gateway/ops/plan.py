@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gateway.ops.errant import errant_transactions
 from gateway.topology import analysis
 from gateway.topology.dialect import dialect_for
 from gateway.topology.gtid import MariaPos
@@ -182,6 +183,7 @@ def plan_failover(snap: Snapshot, *, exclude: tuple[str, ...] = (), candidate: s
     if require_dead and not check.dead:
         return FailoverPlan(old, None, refused=check.reason)
     considered: list[Candidate] = []
+    errant = errant_transactions(snap)  # a replica with GTIDs the primary never had is never promoted silently
     for s in direct_replicas(snap, old):
         rep = s.replication
         assert rep is not None
@@ -194,6 +196,9 @@ def plan_failover(snap: Snapshot, *, exclude: tuple[str, ...] = (), candidate: s
             why = "BLACKHOLE relay: holds no rows"
         elif not s.has_binlog:
             why = "no binlog: replicas could not follow it"
+        elif s.endpoint in errant:  # checked before SQL errors: errant GTIDs are what stop strict-mode replicas
+            why = (f"errant transactions {', '.join(errant[s.endpoint])}: "
+                   "run `iotgw topology errant check` and `errant fix` first")
         elif rep.last_sql_errno:
             why = f"SQL thread error {rep.last_sql_errno}: cannot apply its relay log"
         considered.append(Candidate(s, received, applied, why))

@@ -58,6 +58,12 @@ def test_primary_dead_reference_is_the_other_replicas_and_ignores_the_old_primar
     plan = plan_failover(snap)
     assert plan.ok and plan.candidate is not None and plan.candidate.server_id == 4
     assert e.candidate_refusal(snap, plan.candidate.endpoint) == ""
+    # failover runs the errant check: the errant replicas are refused with the reason, never chosen silently
+    refused = {c.server.server_id: c.refused for c in plan.considered}
+    assert "errant transactions 0-2-" in refused[2] and "errant transactions 0-3-" in refused[3]
+    db2 = next(s for s in snap.servers if s.server_id == 2)
+    forced = plan_failover(snap, candidate=db2.endpoint, force=True)
+    assert not forced.ok and "errant transactions" in forced.refused
 
 
 def _mysql_snapshot(extra: str) -> dict:

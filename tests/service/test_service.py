@@ -30,6 +30,8 @@ def test_metrics_health_and_clean_sigterm(sandbox, tmp_path):
     health = http_json(f"http://127.0.0.1:{port}/healthz")
     assert health["status"] == "ok" and health["mqtt_connected"] and health["database_available"]
     assert health["spool_depth"] == 0
+    groups = http_json(f"http://127.0.0.1:{port}/groups")  # HA group lookups are served by the gateway too
+    assert isinstance(groups, dict)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     values = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(iotgw_\w+(?:\{[^}]*\})?) (\S+)$", text, re.M)}
     assert values['iotgw_received_total{source="mqtt"}'] == 305
