@@ -102,3 +102,13 @@ def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM iot.iotgw_schema ORDER BY version")
         assert [r[0] for r in cur.fetchall()] == [1, 2]
+
+
+def test_strings_are_escaped_in_the_multi_row_insert(sandbox, writer):
+    """Validated input never holds quotes or backslashes in names, but the writer must be safe anyway."""
+    nasty = "it's\\'; --"  # fits the unit column's VARCHAR(16)
+    row = ("d'1", "a\\", 1, 0, "s\"x", None, "none", "none", -1.25e-7, nasty, 1, 1700000000200)
+    writer(sandbox).write([row])
+    with sandbox.connect("db1") as conn, conn.cursor() as cur:
+        cur.execute("SELECT device, node, site, sampled_at, value, unit, cached FROM iot.readings")
+        assert cur.fetchall() == (("d'1", "a\\", "s\"x", None, -1.25e-7, nasty, 1),)
