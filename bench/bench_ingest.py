@@ -173,6 +173,12 @@ def main() -> None:
         f"| {round(drain['rate'] / drain['raw_insert_rate'], 3)} | ≥ 50,000 rows/s |",
         f"| gateway peak RSS at {rss['achieved_rate']} readings/s (target rate 5,000) | {rss['peak_rss_mb']} MB | | | ≤ 80 MB |",
     ]
+    md += ["", "The drain target (50,000 rows/s) is an absolute figure from the field notes, where raw multi-row "
+           f"inserts reached about 80,000 rows/s; in this run they reached {result['drain']['raw_insert_rate']}, "
+           "so the ratio is the figure the gateway controls. The drain adds per batch: a verify query on the "
+           "write connection, the GTID read, two SQLite commits (mark written, then delete when a replica "
+           "confirms). The end-to-end path adds JSON validation, the spool group commit and two syscalls per "
+           "PUBACK in paho (profiled with py-spy)."]
     (RESULTS / "ingest.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
