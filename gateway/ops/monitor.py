@@ -59,6 +59,8 @@ class MonitorConfig:
     failcount: int = 3  # failed checks in a row before the primary may be declared dead
     block_s: float = 60.0  # no second automatic failover within this many seconds of the last one
     rejoin: bool = True  # fence returning old primaries and rejoin those that have not diverged
+    reopen: bool = True  # re-open writes on a primary that restarted read-only while the epoch still names it
+    reopen_uptime_s: float = 300.0  # ... only if it restarted this recently (a fenced primary mid-switchover did not)
     repl: tuple[str, str] = ("repl", "")  # replication account, for rejoining
     apply_timeout: float = 30.0  # seconds a candidate may take to apply its relay log
     pre_hook: str = ""  # command run before a failover (env: IOTGW_OLD_PRIMARY)
@@ -72,7 +74,7 @@ class Event:
     """One thing the monitor noticed or did (kept for the console view, tests and the metrics)."""
 
     at: float
-    kind: str  # suspect, unconfirmed, blocked, locked-out, failover, failover-failed, fenced, rejoined, diverged
+    kind: str  # suspect, unconfirmed, blocked, locked-out, failover, failover-failed, fenced, rejoined, diverged, reopened
     message: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -157,6 +159,7 @@ class Monitor:
         self.config = config or MonitorConfig()
         self.known: list[str] = list(dict.fromkeys(seeds))
         self.fails = 0
+        self.reopen_seen = 0  # checks in a row that saw the epoch's primary back but read-only
         self.blocked_until = 0.0
         self.events: list[Event] = []
         self.failovers: list[FailoverResult] = []
@@ -206,7 +209,9 @@ class Monitor:
         dead = confirm_dead(snap)
         if dead.primary is None or dead.primary.reachable:
             self.fails = 0  # a primary that answers (read-only mid-promotion, say) is not ours to replace
+            self._maybe_reopen(snap, dead.primary)
             return
+        self.reopen_seen = 0
         self.fails += 1
         if self.fails < self.config.failcount:
             self._event("suspect", f"primary {dead.primary.endpoint} failed check {self.fails}/"
@@ -216,6 +221,52 @@ class Monitor:
             self._event("unconfirmed", dead.reason)
             return
         self._try_failover(snap)
+
+    # ------------------------------------------------------------------ a primary back after a restart
+    def _maybe_reopen(self, snap: Snapshot, primary: Any) -> None:
+        """The primary restarted (a power blip) faster than the failcount and came back read-only, as every
+        server's config says: nobody else took over, the epoch still names it, so its writes are re-opened.
+        Without this the writer would wait for a person to run `topology promote`."""
+        state = primary.state if primary is not None else None
+        others_writable = [s for s in snap.reachable if s.writable and not s.is_replica and s is not state]
+        eligible = (self.config.reopen and state is not None and state.reachable and state.read_only
+                    and not state.is_replica and primary.how == "epoch" and not others_writable)
+        if not eligible:
+            self.reopen_seen = 0
+            return
+        self.reopen_seen += 1
+        if self.reopen_seen < self.config.failcount:
+            self._event("suspect", f"primary {state.endpoint} answers but is read-only "
+                        f"({self.reopen_seen}/{self.config.failcount}): restarted?")
+            return
+        self.reopen_seen = 0
+        reachable, total = self._data_bearing(snap)
+        lock = MajorityLock(reachable, total, self.admin)
+        if not lock.acquire():
+            self._event("locked-out", "single-controller lock not obtained: not re-opening the primary")
+            return
+        try:
+            with open_connection(state.endpoint, self.admin) as conn, conn.cursor() as cur:
+                cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+                uptime = float(cur.fetchone()[1])
+                cur.execute(f"SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch")
+                held = int(cur.fetchone()[0] or 0)
+                top = max((s.epoch.epoch for s in snap.reachable if s.epoch), default=0)
+                cur.execute("SHOW SLAVE STATUS")
+                replicating = cur.fetchone() is not None
+                if uptime > self.config.reopen_uptime_s or held < top or replicating:
+                    self._event("unconfirmed", f"primary {state.endpoint} is read-only but not a fresh restart of "
+                                f"the epoch holder (uptime {uptime:.0f} s, epoch {held}/{top}): not re-opening; "
+                                "use `iotgw topology promote` if it should be the primary")
+                    return
+                cur.execute("SET GLOBAL read_only=OFF")
+            self._event("reopened", f"primary {state.endpoint} restarted {uptime:.0f} s ago, still named by epoch "
+                        f"{held}, nobody took over: writes re-opened (read_only=OFF)")
+            self._publish({"event": "reopened", "primary": state.endpoint, "epoch": held, "at": time.time()})
+        except (pymysql.MySQLError, OSError) as exc:
+            self._event("error", f"re-opening {state.endpoint} failed: {exc}")
+        finally:
+            lock.release()
 
     # ------------------------------------------------------------------ pieces
     def _look(self) -> Snapshot:

@@ -193,3 +193,38 @@ def test_two_monitors_exactly_one_failover(make_sandbox):
     finally:
         a.close()
         b.close()
+
+
+def test_primary_restarted_read_only_before_the_failcount_is_reopened(make_sandbox):
+    """A power blip: the primary restarts read-only (as every config says) before the monitor declares it
+    dead; nobody took over and the epoch still names it, so the monitor re-opens its writes."""
+    sb = make_sandbox(replicas=2, broker=False)
+    with sb.connect("db1") as conn, conn.cursor() as cur:
+        write_epoch(cur, 1, sb.node("db1").server_id, "127.0.0.1", sb.node("db1").port, "test")
+    sb.wait_caught_up()
+    mon = Running(sb, failcount=20)  # 10 s: the restart comes back long before a failover
+    try:
+        wait_until(lambda: mon.monitor.checks >= 2, 30, "the monitor to start checking")
+        sb.kill("db1")
+        sb.restart("db1")
+        with sb.connect("db1") as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL read_only=ON")  # the sandbox re-opens it itself; a real config would not
+        wait_until(lambda: not read_only(sb, "db1"), 60, "the monitor to re-open db1")
+        assert mon.kinds("reopened") and not mon.kinds("failover")
+        assert sb.primary_name() == "db1"
+    finally:
+        mon.close()
+
+
+def test_a_fenced_primary_that_did_not_restart_is_not_reopened(make_sandbox):
+    """A primary fenced by a person or mid-switchover (long uptime) is left alone."""
+    sb = make_sandbox(replicas=2, broker=False)
+    with sb.connect("db1") as conn, conn.cursor() as cur:
+        write_epoch(cur, 1, sb.node("db1").server_id, "127.0.0.1", sb.node("db1").port, "test")
+        cur.execute("SET GLOBAL read_only=ON")
+    mon = Running(sb, failcount=2, reopen_uptime_s=0.0)  # any uptime counts as "did not just restart"
+    try:
+        wait_until(lambda: mon.kinds("unconfirmed"), 30, "the monitor to decline re-opening")
+        assert read_only(sb, "db1") and not mon.kinds("reopened")
+    finally:
+        mon.close()
