@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.protocol import Reading
 from gateway.spool import Entry, Quarantined, Spool, read_stats
@@ -76,3 +78,21 @@ def test_unconfirmed_batches_are_requeued(tmp_path):
     assert len(spool.take(conn, 100)) == 10
     spool.written(conn, [i for i, _ in spool.take(conn, 4)], "0-2-9@db2")
     assert spool.confirmed(conn, ["0-2-9@db2"]) == 4 and spool.depth == 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30), max_size=60), st.integers(min_value=1, max_value=7))
+def test_watermark_is_the_contiguous_prefix_whatever_the_order(tmp_path_factory, arrivals, group):
+    """Any arrival order, with duplicates, in any group sizes: the ack is the longest contiguous run from 0,
+    every identity is stored once, and a restart (reload from the spool file) gives the same watermark."""
+    path = tmp_path_factory.mktemp("wm") / "s.db"
+    spool = Spool(path)
+    for i in range(0, len(arrivals), group):
+        spool.commit_group([Entry(reading(s)) for s in arrivals[i:i + group]])
+    expected = -1
+    while expected + 1 in set(arrivals):
+        expected += 1
+    assert spool.marks.current(("d1", "a", 1)) == expected
+    assert spool.depth == len(set(arrivals))
+    spool.close()
+    assert Spool(path).marks.current(("d1", "a", 1)) == expected
