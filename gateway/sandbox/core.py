@@ -161,12 +161,15 @@ class Sandbox:
                 node.last_role = node.up_role
                 self.nodes[name] = node
                 mariadb.prepare(node, template)
-        tls_files = None
+        # With TLS, one CA serves the broker (TLS + password) and the MariaDB servers (TLS offered, not required).
+        tls_files = tls.make_certificates(self.directory / "tls") if use_tls else None
+        if tls_files is not None:
+            for name in names:
+                self.nodes[name].extra["tls"] = {"ca": str(tls_files.ca_cert), "cert": str(tls_files.server_cert),
+                                                 "key": str(tls_files.server_key)}
         if broker:
             node = Node(name=BROKER, kind=MOSQUITTO, port=0, dir=self.directory / BROKER, up_role="broker")
             node.last_role = "broker"
-            if use_tls:
-                tls_files = tls.make_certificates(self.directory / "tls")
             self.nodes[BROKER] = node
         # Start everything at once, then wait: the servers initialise in parallel.
         self._assign_ports(list(self.nodes.values()))
@@ -400,6 +403,8 @@ class Sandbox:
             },
             "broker": None,
         }
+        if self._state.get("tls"):
+            result["mariadb"]["tls_ca"] = str(tls.files(self.directory / "tls").ca_cert)
         for node in self.nodes.values():
             entry: dict[str, Any] = {"kind": node.kind, "host": node.host, "port": node.port, "pid": node.pid}
             if node.kind == MARIADB:

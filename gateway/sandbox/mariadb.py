@@ -105,6 +105,9 @@ def template() -> Path:
 
 def config_text(node: Node) -> str:
     """The node's my.cnf. ``read_only=ON`` for every server: a restarted server comes back fenced."""
+    tls_files = node.extra.get("tls")
+    tls_options = (f"ssl_ca={tls_files['ca']}\nssl_cert={tls_files['cert']}\nssl_key={tls_files['key']}\n"
+                   if tls_files else "")
     return f"""\
 [mysqld]
 datadir={node.datadir}
@@ -129,7 +132,7 @@ innodb_flush_log_at_trx_commit=1
 sync_binlog=1
 slave_net_timeout=4
 max_connections=300
-{_COMMON_OPTIONS}"""
+{_COMMON_OPTIONS}{tls_options}"""
 
 
 def prepare(node: Node, template_dir: Path) -> None:

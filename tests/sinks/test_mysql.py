@@ -112,3 +112,28 @@ def test_strings_are_escaped_in_the_multi_row_insert(sandbox, writer):
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT device, node, site, sampled_at, value, unit, cached FROM iot.readings")
         assert cur.fetchall() == (("d'1", "a\\", "s\"x", None, -1.25e-7, nasty, 1),)
+
+
+def test_writer_over_tls_to_a_server_with_our_own_ca(make_sandbox):
+    """`[database] tls_ca`: the writer (and its topology probes) connect with TLS and verify the server."""
+    sb = make_sandbox(replicas=0, broker=False, tls=True)
+    ca = sb.endpoints()["mariadb"]["tls_ca"]
+    node = sb.nodes["db1"]
+    sink = ReplicatedSink([f"{node.host}:{node.port}"], Credentials("iotgw", "iotgw", tls_ca=ca), confirm=False)
+    try:
+        sink.write([ROW])
+        with sink._conn.cursor() as cur:  # the very connection the batch went through
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            assert cur.fetchone()[1], "the writer's connection is not encrypted"
+    finally:
+        sink.close()
+    with sb.connect("db1") as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM iot.readings")
+        assert cur.fetchone()[0] == 1
+    other = Credentials("iotgw", "iotgw", tls_ca=str(Path(__file__)))  # not a CA: the handshake must fail
+    bad = ReplicatedSink([f"{node.host}:{node.port}"], other, confirm=False, resolve_wait_s=0.2)
+    try:
+        with pytest.raises(Exception, match="SSL|ssl|certificate|PEM|no primary"):
+            bad.write([ROW])
+    finally:
+        bad.close()
