@@ -50,7 +50,7 @@ def sandbox() -> None:
 @_dir_option
 @click.option("--replicas", type=click.IntRange(0, 20), default=2, show_default=True, help="Replicas of db1.")
 @click.option("--no-replication", is_flag=True, help="Independent read-only servers, no replication set up.")
-@click.option("--tls", "use_tls", is_flag=True, help="Broker on TLS only, with a password (CA in DIR/tls).")
+@click.option("--tls", "use_tls", is_flag=True, help="Broker on TLS only, with a password; MariaDB servers offer TLS too (one CA, in DIR/tls).")
 @click.option("--no-broker", is_flag=True, help="Do not start Mosquitto.")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON (and nothing else).")
 def up(directory: Path, replicas: int, no_replication: bool, use_tls: bool, no_broker: bool, as_json: bool) -> None:

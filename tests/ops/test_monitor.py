@@ -209,8 +209,8 @@ def test_primary_restarted_read_only_before_the_failcount_is_reopened(make_sandb
         sb.restart("db1")
         with sb.connect("db1") as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL read_only=ON")  # the sandbox re-opens it itself; a real config would not
-        wait_until(lambda: not read_only(sb, "db1"), 60, "the monitor to re-open db1")
-        assert mon.kinds("reopened") and not mon.kinds("failover")
+        wait_until(lambda: mon.kinds("reopened"), 60, "the monitor to re-open db1")
+        assert not read_only(sb, "db1") and not mon.kinds("failover")
         assert sb.primary_name() == "db1"
     finally:
         mon.close()
