@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.protocol import Reading
+from gateway.sandbox.process import wait_until
 from gateway.spool import Entry, Spool
 from gateway.topology.conn import Credentials
 
@@ -50,11 +51,8 @@ class Producer(threading.Thread):
 
 
 def wait_for(pred, timeout: float, what: str, interval: float = 0.01) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    """Fixed fine-grained polling: the benchmarks time what they wait for."""
+    wait_until(pred, timeout, interval, what, max_interval=interval)
 
 
 def summary(values: list[float]) -> dict[str, float]:

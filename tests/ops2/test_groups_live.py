@@ -14,6 +14,7 @@ import gateway
 from gateway.metrics import HttpServer
 from gateway.ops import groups as g
 from gateway.ops.failover import failover
+from gateway.sandbox.process import wait_until
 from gateway.topology.conn import Credentials
 from tests.ops.helpers import cli
 from tests.ops2.helpers import ADMIN, data_consistency, ep, one, sql
@@ -174,8 +175,6 @@ def _count(conn) -> int:
 
 
 def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    wait_until(pred, timeout, 0.05, what, max_interval=0.05)
+
+

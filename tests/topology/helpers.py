@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from gateway.protocol import Reading
-from gateway.sandbox import Sandbox
+from gateway.sandbox import Sandbox, process
 from gateway.spool import Entry, Spool
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials
@@ -28,15 +28,8 @@ def name_of(sb: Sandbox, endpoint: str) -> str:
 
 
 def wait_until(pred: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll `pred` until it returns something true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    """Poll `pred` every `interval` s until it returns something true (the sandbox's one wait loop)."""
+    return process.wait_until(pred, timeout, interval, what, max_interval=interval)
 
 
 def reading(seq: int, device: str = "dev1") -> Reading:
