@@ -6,6 +6,7 @@ full we disconnect and stay away; the broker keeps our session's messages until 
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -131,10 +132,8 @@ class MqttIngest(threading.Thread):
         text = payload.decode("utf-8", "replace")[:256]
         node = "?"
         try:
-            import json
-
             node = str(json.loads(text).get("node", "?"))
-        except ValueError:
+        except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
             pass
         if self.statuses.get((device, node)) != text:
             log.info("status %s/%s: %s", device, node, text)
