@@ -243,3 +243,17 @@ def test_tls_broker_with_password(make_sandbox, tmp_path):
         assert "check mqtt.username" in bad.log_tail(20)
     finally:
         bad.terminate()
+
+
+def test_odd_status_payloads_do_not_stop_ingest(sandbox, tmp_path):
+    gw = start_gateway(sandbox, tmp_path, database=False)
+    prefix = gw.config["mqtt"]["topic_prefix"]
+    client = publisher(sandbox)
+    try:
+        for payload in (b"[1]", b"not json", b"\xff"):
+            client.publish(f"{prefix}/s1/dev1/status", payload, qos=1).wait_for_publish(10)
+        report = simulate_through(gw, sandbox, deadline_s=60, devices=1, count=20, rate=0)
+        assert report.unacked == 0 and gw.alive()
+    finally:
+        client.loop_stop()
+        gw.terminate()
