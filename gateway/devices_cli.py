@@ -153,3 +153,28 @@ def list_devices(passwd_file: str, acl_file: str, prefix: str) -> None:
         click.echo(f"device   {dev.name:32} site {dev.site:20} {prefix}/{dev.site}/{dev.name}/…{state}")
     if not files.devices:
         click.echo("no devices")
+
+
+@devices.command("certs")
+@click.option("--dir", "directory", default="/etc/mosquitto/certs", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for ca.crt, server.crt and server.key.")
+@click.option("--host", "hosts", multiple=True,
+              help="Name or IP address devices use to reach the broker (repeatable); 127.0.0.1 and localhost are "
+                   "always included.")
+def certs(directory: str, hosts: tuple[str, ...]) -> None:
+    """Make a private CA and the broker's TLS certificate for the devices' listener (deploy/mosquitto.conf).
+
+    Devices get ca.crt (public); ca.key and server.key stay on the gateway machine (mode 0600).
+    """
+    from gateway.sandbox.tls import make_certificates
+
+    target = Path(directory)
+    if (target / "ca.key").exists():
+        raise click.ClickException(f"{target / 'ca.key'} exists: a new CA would orphan every device's ca.crt; "
+                                   "remove the folder first if that is what you want")
+    try:
+        files = make_certificates(target, hosts)
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"CA {files.ca_cert} (give this file to every device), server {files.server_cert} for "
+               f"{', '.join(['127.0.0.1', 'localhost', *hosts])}")
