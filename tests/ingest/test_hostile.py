@@ -127,6 +127,15 @@ def test_status_with_dropped_over_mqtt_reaches_mysql_and_metrics(sandbox, tmp_pa
 
         wait_for(lambda: stored(), 30, f"a device_status row (log:\n{gw.log_tail()})")
         assert stored() == (("s1", "pair-1", "a", 3, "online", "active", 12, 500, 7, "wdt", 1, "rtc", 5000),)
+        import urllib.request
+
+        from tests.service.test_service import http_port
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http_port(gw)}/metrics", timeout=5).read().decode()
+        labels = '{device="pair-1",node="a",site="s1"}'
+        for line in (f"iotgw_device_dropped{labels} 7.0", f"iotgw_device_cached{labels} 12.0",
+                     f"iotgw_device_store_errors{labels} 1.0"):
+            assert line in text, text
         wait_for(lambda: sqlite_rows(tmp_path / "spool.db", "SELECT reason FROM quarantine") == [("topic_mismatch",)],
                  30, "the forged status quarantined")
         # The last will: offline, fewer keys; the row follows.
