@@ -18,7 +18,7 @@ _remaining = int(_nth) if _nth.isdigit() else 1
 _fault_target = os.environ.get("IOTGW_FAULT_AT", "")
 _fault_name, _, _fault_nth = _fault_target.partition(":")
 _fault_remaining = int(_fault_nth) if _fault_nth.isdigit() else 1
-FAULT_POINTS = ("mqtt.loop", "serial.loop", "writer.commit", "drain.step")
+FAULT_POINTS = ("mqtt.loop", "mqtt.message", "serial.loop", "serial.line", "writer.commit", "drain.step")
 
 POINTS = ("spool.before_commit", "spool.after_commit", "mqtt.after_ack", "drain.after_write", "drain.before_delete")
 
@@ -38,10 +38,10 @@ class InjectedFault(RuntimeError):
 
 
 def fault(name: str) -> None:
-    """Raise InjectedFault here if this is the configured fault point (and its count is reached)."""
+    """Raise InjectedFault here, once: the N-th time the configured fault point is reached."""
     global _fault_remaining
     if name != _fault_name:
         return
     _fault_remaining -= 1
-    if _fault_remaining <= 0:
+    if _fault_remaining == 0:
         raise InjectedFault(f"injected fault at {name}")

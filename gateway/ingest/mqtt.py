@@ -134,6 +134,7 @@ class MqttIngest(threading.Thread):
             self._internal_error(client, msg, exc)
 
     def _handle(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        crashpoints.fault("mqtt.message")
         received_ms = int(self.clock() * 1000)
         ref = (msg.mid, msg.qos)
         device = None

@@ -137,6 +137,7 @@ class SerialIngest(threading.Thread):
                 log.exception("serial %s: could not quarantine a line; dropped", self.port_name)
 
     def _handle_line(self, raw: bytes) -> None:
+        crashpoints.fault("serial.line")
         received_ms = int(self.clock() * 1000)
         if len(raw) > MAX_LINE + 2:  # checked before decoding: an over-long line is never parsed
             self._quarantine(raw, Rejected("bad_frame", detail=f"bad_frame: line of {len(raw)} bytes > {MAX_LINE}"),

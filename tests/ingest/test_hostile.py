@@ -101,6 +101,28 @@ def test_a_client_naming_another_device_moves_nothing_for_it(sandbox, tmp_path):
         gw.terminate()
 
 
+def test_a_bug_met_by_one_message_quarantines_it_and_ingest_goes_on(sandbox, tmp_path):
+    """An exception inside message handling (injected at the 3rd message) never leaves the MQTT callback."""
+    gw = start_gateway(sandbox, tmp_path, database=False, env={"IOTGW_FAULT_AT": "mqtt.message:3"})
+    prefix = gw.config["mqtt"]["topic_prefix"]
+    client = publisher(sandbox)
+    readings_db, spool = tmp_path / "readings.db", tmp_path / "spool.db"
+    try:
+        for seq in range(10):
+            client.publish(f"{prefix}/s1/d1/reading", good("d1", seq), qos=1).wait_for_publish(10)
+        wait_for(lambda: len(sqlite_rows(readings_db, "SELECT seq FROM readings")) == 9, 30,
+                 f"9 stored (log:\n{gw.log_tail()})")
+        assert sqlite_rows(spool, "SELECT reason, raw FROM quarantine") == [("internal_error", good("d1", 2).encode())]
+        assert sqlite_rows(spool, "SELECT upto FROM progress") == [(1,)]  # no identity from an internal error
+        client.publish(f"{prefix}/s1/d1/reading", good("d1", 2), qos=1).wait_for_publish(10)  # the collector resends
+        wait_for(lambda: len(sqlite_rows(readings_db, "SELECT seq FROM readings")) == 10, 30, "10 stored")
+        assert sqlite_rows(spool, "SELECT upto FROM progress") == [(9,)]
+        assert gw.log_tail(400).count("internal error on a message") == 1 and gw.alive()
+    finally:
+        client.loop_stop()
+        gw.terminate()
+
+
 STATUS = {"v": 1, "dev": "pair-1", "node": "a", "boot": 3, "state": "online", "role": "active", "cached": 12,
           "cap": 500, "dropped": 7, "reset": "wdt", "store_err": 1, "clock": "rtc", "period": 5000, "extra": "ignored"}
 
