@@ -99,6 +99,12 @@ def test_quarantine_listing_escapes_control_characters(tmp_path):
     assert "\\x1b]0;pwned\\x07" in out and "\\xff" in out
     row = sqlite3.connect(tmp_path / "spool.db").execute("SELECT raw, raw_len FROM quarantine").fetchone()
     assert row == (raw, len(raw))
+    spool = Spool(tmp_path / "spool.db")
+    spool.commit_group([__import__("gateway.spool", fromlist=["Entry"]).Entry(
+        quarantined("mqtt", "t", "s", Rejected("too_large"), b"[" * 5000, 2))])
+    spool.close()
+    out = CliRunner().invoke(main, ["spool", "quarantine", "--config", str(tmp_path / "c.toml")]).output
+    assert "[5000 bytes, first 1024 kept]" in out
 
 
 @pytest.mark.servers
