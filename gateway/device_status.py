@@ -11,14 +11,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-from gateway.protocol import (
-    MAX_STATUS,
-    U32_MAX,
-    Rejected,
-    _int_field,
-    _name_field,
-    loads_bounded,
-)
+from gateway.protocol import MAX_STATUS, U32_MAX, Rejected, int_field, loads_bounded, name_field
 
 STATES = ("online", "offline")
 ROLES = ("active", "standby", "single")
@@ -51,7 +44,7 @@ class DeviceStatus:
 
 
 def _opt_int(obj: dict, key: str) -> int | None:
-    return _int_field(obj, key, 0, U32_MAX) if key in obj else None
+    return int_field(obj, key, 0, U32_MAX) if key in obj else None
 
 
 def _opt_choice(obj: dict, key: str, choices: tuple[str, ...]) -> str | None:
@@ -79,10 +72,10 @@ def parse_status(payload: bytes, *, site: str, received_ms: int, topic_device: s
         raise Rejected("bad_type", "v")
     if v != 1:
         raise Rejected("bad_version", detail=f"bad_version: {v}")
-    device = _name_field(obj, "dev")
+    device = name_field(obj, "dev")
     if topic_device is not None and device != topic_device:
         raise Rejected("topic_mismatch", detail=f"topic_mismatch: payload dev {device!r}, topic {topic_device!r}")
-    node = _name_field(obj, "node")
+    node = name_field(obj, "node")
     state = _opt_choice(obj, "state", STATES)
     assert state is not None
     return DeviceStatus(site, device, node, _opt_int(obj, "boot"), state, _opt_choice(obj, "role", ROLES),

@@ -173,6 +173,11 @@ def _name_field(obj: dict, key: str) -> str:
     return value
 
 
+# The field checks, shared with the status parser (gateway.device_status) so both apply the same rules.
+int_field = _int_field
+name_field = _name_field
+
+
 def _unit_ok(unit: str) -> bool:
     return 1 <= len(unit) <= 16 and all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in unit)
 

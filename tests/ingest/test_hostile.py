@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import threading
+import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -15,6 +16,7 @@ from gateway import protocol
 from gateway.launch import GatewayProcess, sandbox_config, wait_for
 from gateway.mqttconn import connect_blocking, make_client
 from tests.ingest.helpers import broker_of, start_gateway, unique
+from tests.service.test_service import http_port
 
 pytestmark = pytest.mark.servers
 
@@ -149,10 +151,6 @@ def test_status_with_dropped_over_mqtt_reaches_mysql_and_metrics(sandbox, tmp_pa
 
         wait_for(lambda: stored(), 30, f"a device_status row (log:\n{gw.log_tail()})")
         assert stored() == (("s1", "pair-1", "a", 3, "online", "active", 12, 500, 7, "wdt", 1, "rtc", 5000),)
-        import urllib.request
-
-        from tests.service.test_service import http_port
-
         text = urllib.request.urlopen(f"http://127.0.0.1:{http_port(gw)}/metrics", timeout=5).read().decode()
         labels = '{device="pair-1",node="a",site="s1"}'
         for line in (f"iotgw_device_dropped{labels} 7.0", f"iotgw_device_cached{labels} 12.0",

@@ -21,7 +21,7 @@ from gateway.ops import groups as g
 from gateway.protocol import Rejected
 from gateway.sandbox.mosquitto import start_standalone, stock_config
 from gateway.sandbox.ports import free_port
-from gateway.spool import Spool, quarantined
+from gateway.spool import Entry, Spool, quarantined
 from gateway.topology.conn import Credentials
 
 TOKEN = "tok-9f8e7d6c5b4a"
@@ -90,7 +90,7 @@ def test_slow_clients_time_out_and_connections_are_bounded(server):
 def test_quarantine_listing_escapes_control_characters(tmp_path):
     spool = Spool(tmp_path / "spool.db")
     raw = b"\x1b]0;pwned\x07\x1b[2J{\"v\":1}\xff\x00"
-    spool.commit_group([__import__("gateway.spool", fromlist=["Entry"]).Entry(
+    spool.commit_group([Entry(
         quarantined("mqtt", "iot/s/\x1b[31mred/reading", "s", Rejected("not_json"), raw, 1))])
     spool.close()
     (tmp_path / "c.toml").write_text(f'[spool]\npath = "{tmp_path / "spool.db"}"\n')
@@ -100,7 +100,7 @@ def test_quarantine_listing_escapes_control_characters(tmp_path):
     row = sqlite3.connect(tmp_path / "spool.db").execute("SELECT raw, raw_len FROM quarantine").fetchone()
     assert row == (raw, len(raw))
     spool = Spool(tmp_path / "spool.db")
-    spool.commit_group([__import__("gateway.spool", fromlist=["Entry"]).Entry(
+    spool.commit_group([Entry(
         quarantined("mqtt", "t", "s", Rejected("too_large"), b"[" * 5000, 2))])
     spool.close()
     out = CliRunner().invoke(main, ["spool", "quarantine", "--config", str(tmp_path / "c.toml")]).output

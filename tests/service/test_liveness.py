@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -23,8 +24,6 @@ def health(port: int) -> tuple[int, dict] | None:
     try:
         return 200, http_json(f"http://127.0.0.1:{port}/healthz", timeout=1)
     except urllib.error.HTTPError as exc:
-        import json
-
         return exc.code, json.loads(exc.read())
     except OSError:
         return None
