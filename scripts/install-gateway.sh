@@ -4,6 +4,7 @@
 # Idempotent: every step compares what is there with what it would write and changes only the difference;
 # a second run with the same options changes nothing and says so.
 set -euo pipefail
+umask 022  # the venv and config must be readable by the service user, whatever root's umask is
 
 usage() {
     cat <<'EOF'
@@ -315,8 +316,10 @@ fi
 mkdir -p "$(dirname "$UNIT")"
 install_file "$SOURCE/deploy/iotgw.service" "$UNIT" 0 0 644
 if [ -n "$ROOT" ]; then SYSTEMCTL=(systemctl "--root=$ROOT"); else SYSTEMCTL=(systemctl); fi
+SYSTEMD_RUNNING=0  # systemd is PID 1 (not in a container or chroot): reload and restart services
+[ -z "$ROOT" ] && [ -d /run/systemd/system ] && SYSTEMD_RUNNING=1
 if command -v systemctl >/dev/null; then
-    if [ -z "$ROOT" ]; then systemctl daemon-reload || die "systemctl daemon-reload failed"; fi
+    if [ "$SYSTEMD_RUNNING" = 1 ]; then systemctl daemon-reload || die "systemctl daemon-reload failed"; fi
     if [ "$("${SYSTEMCTL[@]}" is-enabled iotgw.service 2>/dev/null)" != enabled ]; then
         "${SYSTEMCTL[@]}" enable --quiet iotgw.service || die "systemctl enable iotgw.service failed"
         changed "enabled iotgw.service"
@@ -354,7 +357,9 @@ else
 fi
 say "config check: ${CONFIG#"$ROOT"} OK"
 
-if [ -z "$ROOT" ] && command -v systemctl >/dev/null && [ "$CHANGES" -gt 0 ]; then
+if [ -z "$ROOT" ] && [ "$SYSTEMD_RUNNING" = 0 ]; then
+    say "systemd is not running here: start the services yourself (systemctl start mosquitto iotgw)"
+elif [ -z "$ROOT" ] && [ "$CHANGES" -gt 0 ]; then
     if [ "$BROKER_CHANGES" -gt 0 ]; then
         systemctl restart mosquitto.service || say "warning: mosquitto did not restart: journalctl -u mosquitto"
     fi

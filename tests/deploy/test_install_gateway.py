@@ -67,6 +67,10 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Compl
     base = tmp_path_factory.mktemp("install")
     root = base / "root"
     (root / "etc" / "mosquitto").mkdir(parents=True)
+    # A machine with accounts already: id 100 is taken in passwd, 101 in group; dialout has a member.
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/bash\n_apt:x:100:65534::/nonexistent:/usr/sbin/nologin\n"
+                                         "pi:x:1000:1000::/home/pi:/bin/bash\n")
+    (root / "etc" / "group").write_text("root:x:0:\ndialout:x:20:pi\nsystemd-journal:x:101:\npi:x:1000:\n")
     (root / "etc" / "mosquitto" / "mosquitto.conf").write_text("persistence true\ninclude_dir /etc/mosquitto/conf.d\n")
     password = base / "db-password"
     password.write_text(DB_PASSWORD + "\n")
@@ -95,14 +99,22 @@ def test_help_and_bad_options(tmp_path: Path) -> None:
     assert not_checkout.returncode == 1 and "not an iotgw checkout" in not_checkout.stderr
 
 
+@pytest.mark.skipif(not AS_ROOT or shutil.which("runuser") is None, reason="needs root and runuser to act as another user")
+def test_installing_on_the_machine_needs_root(tmp_path: Path) -> None:
+    result = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(SCRIPT)], capture_output=True, text=True,
+                            timeout=60, cwd="/")
+    assert result.returncode == 1 and "installing on this machine needs root" in result.stderr
+
+
 def test_service_user_in_the_roots_passwd(pi) -> None:
     root, _ = pi
     uid, gid = fake_ids(root)
-    assert 100 <= uid < 1000 and uid == gid
+    assert (uid, gid) == (102, 102)  # the first system id free in both files
     line = next(x for x in (root / "etc" / "passwd").read_text().splitlines() if x.startswith("iotgw:"))
     assert line.endswith(":/var/lib/iotgw:/usr/sbin/nologin")
     groups = {x.split(":")[0]: x.split(":")[3].split(",") for x in (root / "etc" / "group").read_text().splitlines()}
-    assert "iotgw" in groups["dialout"]
+    assert groups["dialout"] == ["pi", "iotgw"] and groups["iotgw"] == [""]
+    assert (root / "etc" / "passwd").read_text().startswith("root:x:0:0::/root:/bin/bash\n_apt:x:100:")
 
 
 def test_secrets_are_0600_and_owned_by_the_service_user(pi) -> None:
