@@ -154,7 +154,7 @@ def launch_gateways(sb: Sandbox, n: int, workdir: str | os.PathLike[str], *, bro
         raise ValueError(f"brokers {unknown or names} not in the sandbox (it has: {', '.join(endpoints) or 'none'})")
     gateways: list[GatewayProcess] = []
     for i in range(1, n + 1):
-        folder = Path(workdir) / f"gw{i}"
+        folder = Path(workdir).resolve() / f"gw{i}"  # absolute: each gateway runs in its own folder
         folder.mkdir(parents=True, exist_ok=True)
         broker = endpoints[names[(i - 1) % len(names)]]
         sections = {key: dict(value) for key, value in overrides.items()}

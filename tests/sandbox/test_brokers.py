@@ -115,9 +115,10 @@ def _devices_stored(folder) -> set[str]:
         return {row[0] for row in conn.execute("SELECT DISTINCT device FROM readings")}
 
 
-def test_launch_gateways_one_per_broker_each_with_its_own_spool(make_sandbox, tmp_path):
+def test_launch_gateways_one_per_broker_each_with_its_own_spool(make_sandbox, tmp_path, monkeypatch):
     sb = make_sandbox(mariadb_servers=False, brokers=2)
-    gateways = launch_gateways(sb, 2, tmp_path, database=False, client_id_prefix="gw")
+    monkeypatch.chdir(tmp_path.parent)  # a relative folder works too (each gateway runs in its own folder)
+    gateways = launch_gateways(sb, 2, tmp_path.name, database=False, client_id_prefix="gw")
     try:
         assert [gw.config["mqtt"]["client_id"] for gw in gateways] == ["gw-1", "gw-2"]
         assert [gw.config["mqtt"]["port"] for gw in gateways] == [sb.nodes["broker"].port, sb.nodes["broker2"].port]
