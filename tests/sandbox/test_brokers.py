@@ -149,3 +149,31 @@ def test_launch_gateways_refuses_unknown_brokers(make_sandbox, tmp_path):
     with pytest.raises(ValueError, match=r"brokers \['broker7'\] not in the sandbox \(it has: broker\)"):
         launch_gateways(sb, 1, tmp_path, brokers=["broker7"], database=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_launch_gateways_write_to_the_sandbox_primary(make_sandbox, tmp_path):
+    sb = make_sandbox(replicas=1, brokers=2)
+    gateways = launch_gateways(sb, 2, tmp_path)
+    try:
+        for gw in gateways:
+            wait_for(lambda gw=gw: "subscribed to" in gw.log_tail(50), 60, f"{gw.workdir.name} to subscribe")
+        for name in ("broker", "broker2"):
+            node = sb.nodes[name]
+            report = simulate(BrokerSettings(node.host, node.port),
+                              SimOptions(devices=3, count=20, rate=0, device_prefix=name), deadline_s=90)
+            assert (report.acked, report.unacked) == (60, 0), name
+        primary = sb.primary_name()
+
+        def stored() -> tuple[int, int]:
+            with sb.connect(primary) as conn, conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*), COUNT(DISTINCT device, node, boot, seq) FROM iot.readings")
+                return cur.fetchone()
+
+        wait_for(lambda: stored() == (120, 120), 60, "both gateways' readings on the primary")
+        sb.wait_caught_up()
+        with sb.connect("db2") as conn, conn.cursor() as cur:
+            cur.execute("SELECT device, COUNT(*) FROM iot.readings GROUP BY device ORDER BY device")
+            assert cur.fetchall() == tuple((f"{b}-{i:03d}", 20) for b in ("broker", "broker2") for i in (1, 2, 3))
+    finally:
+        for gw in gateways:
+            gw.terminate()
