@@ -200,6 +200,15 @@ def test_systemd_analyze_verifies_the_installed_unit(pi, tmp_path: Path) -> None
     assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stdout + result.stderr
 
 
+def test_shellcheck_finds_no_warnings() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not found (Debian package: shellcheck)")
+    result = subprocess.run([shellcheck, "--severity=warning", str(SCRIPT)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
 def test_second_run_changes_nothing_and_repairs_drift(tmp_path: Path) -> None:
     root = tmp_path / "root"
     first = install(root, "--client-id", "iotgw-pi2")
