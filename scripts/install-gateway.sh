@@ -25,7 +25,8 @@ Options:
                           systemctl against this machine; the service user goes into DIR/etc/passwd and
                           DIR/etc/group; the unit is enabled with `systemctl --root DIR` (symlinks only)
   --source DIR            the iotgw checkout to install [default: the checkout holding this script]
-  --python PY             the Python (3.11 or newer) for the virtual environment [default: python3]
+  --python PY             the Python (3.11 or newer) for the virtual environment; the service user must be
+                          able to run it [default: /usr/bin/python3, or python3 on the PATH]
   --mqtt-host HOST        the broker [default: localhost]
   --mqtt-port PORT        [default: 1883]
   --mqtt-user NAME        the gateway's broker account [default: iotgw]
@@ -50,7 +51,7 @@ say() { echo "install-gateway: $*"; }
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT=""
 SOURCE="$(dirname "$HERE")"
-PYTHON="python3"
+PYTHON=""
 MQTT_HOST="localhost"
 MQTT_PORT="1883"
 MQTT_USER="iotgw"
@@ -108,6 +109,11 @@ elif [ "$(id -u)" != 0 ]; then
     die "installing on this machine needs root (sudo $0 …), or give --root DIR to install into a folder"
 fi
 SOURCE="$(cd "$SOURCE" 2>/dev/null && pwd)" || die "--source: no such folder"
+if [ -z "$PYTHON" ]; then
+    # The system's Python, not one in root's home (pyenv and the like): the service user runs the venv's
+    # python, which points at this interpreter.
+    if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+fi
 for file in pyproject.toml gateway/cli.py deploy/iotgw.service deploy/mosquitto.conf; do
     [ -f "$SOURCE/$file" ] || die "--source $SOURCE: not an iotgw checkout ($file missing)"
 done
@@ -147,6 +153,7 @@ fi
     || die "--python $PYTHON: Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1 || echo none))"
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
     || die "$PYTHON cannot create virtual environments: install python3-venv (apt-get install python3-venv)"
+PYTHON_REAL="$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
 
 # ---------------------------------------------------------------------------------------- service user
 # Under --root the account lives in DIR/etc/passwd and DIR/etc/group (nothing on this machine changes);
@@ -190,6 +197,9 @@ real_add_user() {
 }
 
 if [ -n "$ROOT" ]; then fake_add_user; else real_add_user; fi
+if [ -z "$ROOT" ] && ! runuser -u "$SERVICE_USER" -- "$PYTHON_REAL" -c '' 2>/dev/null; then
+    die "the service user $SERVICE_USER cannot run $PYTHON_REAL (a Python in a private folder?): give --python /usr/bin/python3"
+fi
 
 # ------------------------------------------------------------------------------ files: only the difference
 # ensure_owner PATH UID GID MODE: set what differs (ownership only when running as root).

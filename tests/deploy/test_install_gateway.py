@@ -23,16 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 def install(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the installer into ``root`` with this test run's Python (3.11+) for the venv."""
-    return subprocess.run(
-        ["bash", str(SCRIPT), "--root", str(root), "--python", _base_python(), *args],
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-def _base_python() -> str:
-    """The interpreter the suite's venv was made from (a venv inside a venv would work too, but slower)."""
-    return str(Path(sys.base_prefix) / "bin" / "python3")
+    """Run the installer into ``root`` (its default Python: /usr/bin/python3 on Debian)."""
+    return subprocess.run(["bash", str(SCRIPT), "--root", str(root), *args], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -238,3 +231,79 @@ def test_second_run_changes_nothing_and_repairs_drift(tmp_path: Path) -> None:
     assert unit.read_text() == (REPO / "deploy/iotgw.service").read_text()
     assert stat.S_IMODE((root / "etc/iotgw/mqtt.pw").stat().st_mode) == 0o600
     assert config.read_text() == edited
+
+
+OVERLAY_RUN = r"""
+set -eu
+d="$1"; shift
+mount -t overlay overlay -o "lowerdir=/,upperdir=$d/upper,workdir=$d/work" "$d/merged"
+mount --bind /dev "$d/merged/dev"
+mount --bind /proc "$d/merged/proc"
+in_copy() { chroot "$d/merged" "$@"; }
+set +e
+in_copy bash "$SCRIPT" "$@" >"$d/first.out" 2>&1; echo $? >"$d/first.rc"
+in_copy bash "$SCRIPT" "$@" >"$d/second.out" 2>&1; echo $? >"$d/second.rc"
+in_copy id -u iotgw >"$d/uid" 2>&1
+in_copy id -nG iotgw >"$d/groups" 2>&1
+in_copy systemctl is-enabled iotgw.service >"$d/enabled" 2>&1
+in_copy runuser -u iotgw -- cat /etc/iotgw/db.pw >"$d/as-iotgw" 2>&1; echo $? >"$d/as-iotgw.rc"
+in_copy runuser -u nobody -- cat /etc/iotgw/db.pw >"$d/as-nobody" 2>&1; echo $? >"$d/as-nobody.rc"
+if [ -n "${PRIVATE_PYTHON:-}" ]; then
+    in_copy bash "$SCRIPT" --python "$PRIVATE_PYTHON" "$@" >"$d/private.out" 2>&1; echo $? >"$d/private.rc"
+fi
+"""
+
+
+def _host_has_user(name: str) -> bool:
+    return subprocess.run(["getent", "passwd", name], capture_output=True, timeout=30).returncode == 0
+
+
+def test_real_install_in_a_throwaway_copy_of_this_machine(tmp_path: Path) -> None:
+    """Without --root, in a private overlay of this machine's / (a mount namespace that ends with the test):
+    useradd, usermod, systemctl enable and the check as the service user run for real, and nothing of it
+    reaches this machine."""
+    tools = [shutil.which(tool) for tool in ("unshare", "chroot", "runuser", "getent")]
+    if not AS_ROOT or None in tools:
+        pytest.skip("needs root and unshare, chroot, runuser, getent (util-linux, coreutils)")
+    if _host_has_user("iotgw"):
+        pytest.skip("this machine has an iotgw user already: the check that nothing leaks would be meaningless")
+    for folder in ("upper", "work", "merged"):
+        (tmp_path / folder).mkdir()
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c",
+                            f"mount -t overlay overlay -o lowerdir=/,upperdir={tmp_path}/upper,"
+                            f"workdir={tmp_path}/work {tmp_path}/merged"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount an overlay of / in a mount namespace here: {probe.stderr.strip()}")
+    shutil.rmtree(tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    password = tmp_path / "db-password"  # visible inside the copy at the same path (it is part of /)
+    password.write_text(DB_PASSWORD + "\n")
+    private = Path(sys.base_prefix).resolve()
+    env = {**os.environ, "SCRIPT": str(SCRIPT)}
+    if private.is_relative_to("/root"):  # a Python only root can run (pyenv): the installer must refuse it
+        env["PRIVATE_PYTHON"] = str(private / "bin" / "python3")
+    args = ["--db-servers", "10.0.0.11:3306", "--db-password-file", str(password), "--mqtt-user", "gw1"]
+    run = subprocess.run(["unshare", "--mount", "bash", "-c", OVERLAY_RUN, "overlay", str(tmp_path), *args],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    def out(name: str) -> str:
+        return (tmp_path / name).read_text()
+
+    assert out("first.rc").strip() == "0", out("first.out")
+    assert "created the service user iotgw" in out("first.out")
+    assert "config check: /etc/iotgw/gateway.toml OK" in out("first.out")
+    assert out("second.rc").strip() == "0", out("second.out")
+    assert "nothing to change: already installed" in out("second.out"), out("second.out")
+    assert 100 <= int(out("uid")) < 1000  # a system account
+    assert "dialout" in out("groups").split()
+    assert out("enabled").strip() == "enabled"
+    assert out("as-iotgw.rc").strip() == "0" and out("as-iotgw").strip() == DB_PASSWORD
+    assert out("as-nobody.rc").strip() != "0" and "Permission denied" in out("as-nobody")
+    if "PRIVATE_PYTHON" in env:
+        assert out("private.rc").strip() == "1"
+        assert "the service user iotgw cannot run" in out("private.out"), out("private.out")
+    # Everything landed in the overlay's upper layer, nothing on this machine.
+    assert "iotgw:" in (tmp_path / "upper/etc/passwd").read_text()
+    assert (tmp_path / "upper/opt/iotgw/.venv/bin/iotgw").exists()
+    assert not _host_has_user("iotgw") and not Path("/etc/iotgw").exists() and not Path("/opt/iotgw").exists()
