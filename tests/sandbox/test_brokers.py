@@ -177,3 +177,18 @@ def test_launch_gateways_write_to_the_sandbox_primary(make_sandbox, tmp_path):
     finally:
         for gw in gateways:
             gw.terminate()
+
+
+def test_two_tls_brokers_share_the_ca_and_the_account(make_sandbox):
+    sb = make_sandbox(mariadb_servers=False, tls=True, brokers=2)
+    infos = sb.endpoints()["brokers"]
+    assert [b["url"] for b in infos] == [f"mqtts://127.0.0.1:{sb.nodes[n].port}" for n in ("broker", "broker2")]
+    for info in infos:
+        assert info["tls_port"] == info["port"] and info["ca"] == infos[0]["ca"]
+        probe = Probe()
+        probe.client.tls_set(ca_certs=info["ca"])
+        probe.client.username_pw_set(info["username"], info["password"])
+        try:
+            assert probe.attempt(info["port"]), info["name"]
+        finally:
+            probe.close()
