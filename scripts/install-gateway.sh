@@ -354,6 +354,39 @@ if [ "$BROKER" = 1 ]; then
     BROKER_CHANGES=$((CHANGES - before))
 fi
 
+# ------------------------------------------------------------------------- the gateway's broker account
+# The broker config names its password and ACL files; `iotgw devices` maintains their content
+# (docs/security.md). The gateway's own account is created there once, with the password of
+# /etc/iotgw/mqtt.pw; devices are added with `iotgw devices add`. Skipped when the config names no such
+# files or this version of iotgw has no `devices` command.
+GATEWAY_ACCOUNT=0
+conf_value() {  # the last value of a Mosquitto setting in the installed broker config
+    sed -n "s/^[[:space:]]*$1[[:space:]][[:space:]]*\([^[:space:]#][^[:space:]#]*\).*/\1/p" "$MOSQUITTO_CONF" | tail -1
+}
+if [ "$BROKER" = 1 ]; then
+    PASSWD_FILE="$(conf_value password_file)"
+    ACL_FILE="$(conf_value acl_file)"
+    if [ -n "$PASSWD_FILE" ] && [ -n "$ACL_FILE" ] \
+        && "$VENV/bin/iotgw" devices init --help 2>/dev/null | grep -q -- --password-stdin; then
+        GATEWAY_ACCOUNT=1
+        before=$CHANGES
+        if ! grep -q "^$MQTT_USER:" "$ROOT$PASSWD_FILE" 2>/dev/null; then
+            mkdir -p "$(dirname "$ROOT$PASSWD_FILE")" "$(dirname "$ROOT$ACL_FILE")"
+            "$VENV/bin/iotgw" devices init --passwd-file "$ROOT$PASSWD_FILE" --acl-file "$ROOT$ACL_FILE" \
+                --gateway-user "$MQTT_USER" --password-stdin <"$MQTT_PW" >"$WORK/devices.out" 2>&1 \
+                || { cat "$WORK/devices.out" >&2; die "iotgw devices init (the gateway's broker account) failed"; }
+            changed "gave the broker the gateway's account $MQTT_USER ($PASSWD_FILE, $ACL_FILE)"
+        fi
+        # Mosquitto drops root and reads these as its own user.
+        if [ -z "$ROOT" ] && getent passwd mosquitto >/dev/null; then
+            for file in "$PASSWD_FILE" "$ACL_FILE"; do
+                ensure_owner "$file" "$(id -u mosquitto)" "$(id -g mosquitto)" "$(stat -c %a "$file")"
+            done
+        fi
+        BROKER_CHANGES=$((BROKER_CHANGES + CHANGES - before))
+    fi
+fi
+
 # ------------------------------------------------------------------------------------ check and restart
 # The service user must be able to read its config and secrets: check them the way the service will.
 if [ -n "$ROOT" ]; then
@@ -381,8 +414,11 @@ if [ "$CHANGES" = 0 ]; then
     say "nothing to change: already installed${ROOT:+ under $ROOT}"
 else
     say "done: $CHANGES change(s)${ROOT:+ under $ROOT}"
-    if [ "$BROKER" = 1 ]; then
-        say "next: give the gateway's broker account ($MQTT_USER, password in /etc/iotgw/mqtt.pw) and each"
-        say "      device an account on the broker: iotgw devices --help; health: curl 127.0.0.1:9108/healthz"
+    if [ "$BROKER" = 1 ] && [ "$GATEWAY_ACCOUNT" = 1 ]; then
+        say "next: each device's account: /opt/iotgw/.venv/bin/iotgw devices add NAME --site SITE (docs/security.md);"
+        say "      health: curl -s 127.0.0.1:9108/healthz"
+    elif [ "$BROKER" = 1 ]; then
+        say "next: give the broker the gateway's account ($MQTT_USER, password in /etc/iotgw/mqtt.pw) and each"
+        say "      device an account (docs/configuration.md, The broker); health: curl -s 127.0.0.1:9108/healthz"
     fi
 fi

@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.sandbox.mosquitto import MOSQUITTO
+from gateway.sandbox.ports import accepts_connections, free_port
+from gateway.sandbox.process import start_process, stop_process, wait_until
+from tests.sandbox.test_broker import Probe
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "install-gateway.sh"
 DB_PASSWORD = "writer-secret-123"
@@ -160,8 +165,9 @@ def test_venv_runs_the_installed_package(pi) -> None:
     helped = subprocess.run([str(venv / "bin/iotgw"), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "check-config" in helped.stdout
     # The package lives in the venv (a copy), not as a link back to the checkout.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(venv / "bin/python"), "-c", "import gateway; print(gateway.__file__)"],
-                           capture_output=True, text=True, timeout=60, cwd="/")
+                           capture_output=True, text=True, timeout=60, cwd="/", env=env)
     assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
 
 
@@ -175,6 +181,42 @@ def test_unit_and_broker_config_come_from_deploy(pi) -> None:
     assert conf.read_text() == (REPO / "deploy/mosquitto.conf").read_text()
     backup = root / "etc/mosquitto/mosquitto.conf.before-iotgw"
     assert backup.read_text() == "persistence true\ninclude_dir /etc/mosquitto/conf.d\n"
+
+
+def _conf_value(conf: str, key: str) -> str | None:
+    values = [line.split()[1] for line in conf.splitlines() if line.split()[:1] == [key] and len(line.split()) > 1]
+    return values[-1] if values else None
+
+
+def test_the_gateways_account_works_on_a_broker_with_the_installed_files(pi, tmp_path: Path) -> None:
+    root, _ = pi
+    iotgw = root / "opt/iotgw/.venv/bin/iotgw"
+    helped = subprocess.run([str(iotgw), "devices", "init", "--help"], capture_output=True, text=True, timeout=60)
+    if helped.returncode != 0 or "--password-stdin" not in helped.stdout:
+        pytest.skip("this version has no `iotgw devices init --password-stdin`: the broker's accounts are set by hand")
+    conf = (root / "etc/mosquitto/mosquitto.conf").read_text()
+    passwd, acl = _conf_value(conf, "password_file"), _conf_value(conf, "acl_file")
+    if not passwd or not acl:
+        pytest.skip("deploy/mosquitto.conf names no password_file and acl_file")
+    # A real Mosquitto with exactly the installed account files (on a free loopback port, as root so it can read
+    # them here; the installer makes them the mosquitto user's on a real machine).
+    port = free_port(set())
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
+                      f"password_file {root}{passwd}\nacl_file {root}{acl}\n")
+    broker = start_process([MOSQUITTO, "-c", str(config)], tmp_path / "mosquitto.out", cwd=tmp_path)
+    try:
+        wait_until(lambda: accepts_connections(port), 30, what=f"mosquitto on {port} ({tmp_path / 'mosquitto.out'})")
+        password = (root / "etc/iotgw/mqtt.pw").read_text().strip()
+        for given, accepted in ((password, True), (password + "x", False)):
+            probe = Probe()
+            probe.client.username_pw_set("iotgw", given)
+            try:
+                assert probe.attempt(port) is accepted
+            finally:
+                probe.close()
+    finally:
+        stop_process(broker.pid, str(config))
 
 
 def test_systemd_analyze_verifies_the_installed_unit(pi, tmp_path: Path) -> None:
