@@ -10,6 +10,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients openssl
   gcc-avr avr-libc binutils-avr arduino-core-avr
   simavr libsimavr-dev libelf-dev pkg-config doctest-dev
+  chromium chromium-driver tmux
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 
