@@ -6,7 +6,6 @@ import json
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -17,9 +16,10 @@ DEFAULT_URL = "http://127.0.0.1:9108"
 
 def fetch_status(url: str, token: str = "", timeout: float = 5.0) -> dict[str, Any]:
     """GET `<url>/api/status`; a ClickException naming the URL when it cannot."""
-    full = url.rstrip("/") + "/api/status" + (f"?token={urllib.parse.quote(token, safe='')}" if token else "")
+    request = urllib.request.Request(url.rstrip("/") + "/api/status",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(full, timeout=timeout) as resp:  # noqa: S310 - a URL the user gave
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - a URL the user gave
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         hint = " (give --token or --config)" if exc.code == 403 else ""

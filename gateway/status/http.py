@@ -1,8 +1,10 @@
 """The status routes on the gateway's HTTP server: `/` (the page), `/status/view`, `/api/status`, assets.
 
-The token rule is the gateway's: with `[http] token` set, every route here wants `?token=…` (compared in
-constant time; the page passes it on to its own requests); a server bound beyond loopback must have one,
-because the page names every device and database server.
+The token rule is the gateway's: with `[http] token` set, the data routes want an `Authorization: Bearer
+<token>` header (compared in constant time; a token in the query string is refused, it would end up in
+logs). A browser cannot send a header when it opens a page, so `/` then serves the page without data and
+its script sends the token it finds after `#token=` in the address (a fragment never leaves the browser). A
+server bound beyond loopback must have a token: the page names every device and database server.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from gateway.status.page import render_page, render_view
 
 ASSETS = {"/static/status.js": "text/javascript; charset=utf-8", "/static/status.css": "text/css; charset=utf-8"}
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+Answer = tuple[int, str, bytes]
 
 
 def asset(name: str) -> bytes:
     """A file of the package's `static/` folder (package data: installed with the wheel)."""
     return resources.files("gateway.status").joinpath("static", name).read_bytes()
+
+
+def bearer(headers: Any) -> str:
+    """The token of an `Authorization: Bearer <token>` header ('' without one)."""
+    value = (headers.get("Authorization", "") if headers is not None else "") or ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def add_status_routes(http: Any, document: Callable[[], dict[str, Any]], token: str | None = None) -> None:
@@ -32,32 +42,33 @@ def add_status_routes(http: Any, document: Callable[[], dict[str, Any]], token: 
     if not token and host not in LOOPBACK:
         raise ConfigError(f"http.token: the HTTP server is bound to {host}; the status page needs a token there")
 
-    def allowed(query: str) -> bool:
-        if not token:
-            return True
-        given = urllib.parse.parse_qs(query).get("token", [""])[0]
-        return hmac.compare_digest(given.encode(), token.encode())
+    def text(status: int, message: str) -> Answer:
+        return status, "text/plain; charset=utf-8", (message + "\n").encode()
 
-    def guarded(produce: Callable[[str], tuple[int, str, bytes]]) -> Callable[[str], tuple[int, str, bytes]]:
-        def handler(query: str) -> tuple[int, str, bytes]:
-            if not allowed(query):
-                return 403, "text/plain; charset=utf-8", b"missing or wrong token (?token=...)\n"
-            return produce(query)
+    def guarded(produce: Callable[[], Answer]) -> Callable[..., Answer]:
+        def handler(query: str, headers: Any = None) -> Answer:
+            if "token" in urllib.parse.parse_qs(query):
+                return text(400, "send the token in an 'Authorization: Bearer' header, not in the URL")
+            if token and not hmac.compare_digest(bearer(headers).encode(), token.encode()):
+                return text(403, "missing or wrong token (Authorization: Bearer <token>)")
+            return produce()
         return handler
 
-    def page(query: str) -> tuple[int, str, bytes]:
-        given = urllib.parse.parse_qs(query).get("token", [""])[0]
-        return 200, "text/html; charset=utf-8", render_page(document(), given).encode()
+    def page(query: str, headers: Any = None) -> Answer:
+        # With a token and no header (a browser opening the page), the page comes without data: its script
+        # fetches the view with the token from the address's #token= fragment.
+        doc = None if token and not hmac.compare_digest(bearer(headers).encode(), token.encode()) else document()
+        return 200, "text/html; charset=utf-8", render_page(doc).encode()
 
-    def view(_query: str) -> tuple[int, str, bytes]:
-        return 200, "text/html; charset=utf-8", render_view(document()).encode()
+    def add(path: str, handler: Callable[..., Answer]) -> None:
+        if hasattr(http, "add_route"):  # the server hands the request headers to routes that ask for them
+            http.add_route(path, handler, headers=True)
+        else:
+            http.routes[path] = handler
 
-    def api(_query: str) -> tuple[int, str, bytes]:
-        return 200, "application/json", (json.dumps(document()) + "\n").encode()
-
-    http.routes["/"] = guarded(page)
-    http.routes["/status/view"] = guarded(view)
-    http.routes["/api/status"] = guarded(api)
-    for path, ctype in ASSETS.items():
+    add("/", page)
+    add("/status/view", guarded(lambda: (200, "text/html; charset=utf-8", render_view(document()).encode())))
+    add("/api/status", guarded(lambda: (200, "application/json", (json.dumps(document()) + "\n").encode())))
+    for path, ctype in ASSETS.items():  # code and style only, no data: served without a token
         body = asset(path.rsplit("/", 1)[1])
-        http.routes[path] = guarded(lambda _q, body=body, ctype=ctype: (200, ctype, body))
+        add(path, lambda _q, _h=None, body=body, ctype=ctype: (200, ctype, body))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import time
 from typing import Any
-from urllib.parse import quote
 
 ROLE_COLOURS = {"primary": "#2e7d32", "replica": "#1565c0", "intermediate": "#6a1b9a", "relay": "#5d4037",
                 "unreachable": "#c62828", "refused-primary": "#ef6c00", "detached": "#757575"}
@@ -283,13 +282,14 @@ def render_view(doc: dict[str, Any]) -> str:
             f"{pairs_section(doc)}{devices_section(doc)}{reads_section(doc)}</div>")
 
 
-def render_page(doc: dict[str, Any], token: str = "") -> str:
-    """The whole page, usable without JavaScript (it then shows this moment only)."""
-    q = f"?token={quote(token, safe='')}" if token else ""
+def render_page(doc: dict[str, Any] | None) -> str:
+    """The whole page, usable without JavaScript (it then shows this moment only); without `doc` (a gateway
+    with a token, opened by a browser) the script fills it in."""
+    view = render_view(doc) if doc is not None else '<p class="muted" id="waiting">loading…</p>'
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<link rel=\"icon\" href=\"data:,\">"
-            f"<title>iotgw status</title><link rel=\"stylesheet\" href=\"/static/status.css{q}\"></head><body>"
+            "<title>iotgw status</title><link rel=\"stylesheet\" href=\"/static/status.css\"></head><body>"
             "<header><h1>iotgw status</h1><span id=\"live\" class=\"muted\">live</span></header>"
-            f"<main id=\"main\">{render_view(doc)}</main>"
-            f"<script src=\"/static/status.js{q}\"></script></body></html>")
+            f"<main id=\"main\">{view}</main>"
+            "<script src=\"/static/status.js\"></script></body></html>")

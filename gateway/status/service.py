@@ -226,12 +226,9 @@ def _ack_mode(cfg: Any) -> str:
 
 
 def _broker_drops(gw: Any) -> int | None:
-    """The broker's dropped-message count when the gateway watches `$SYS` (None when it does not)."""
-    for owner, name in ((gw, "broker_drops"), (gw.mqtt, "broker_drops"), (gw.mqtt, "broker_dropped")):
-        value = getattr(owner, name, None) if owner is not None else None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-    return None
+    """Messages the broker dropped since this gateway started, when it watches `$SYS` (None when it does not)."""
+    seen = getattr(gw.metrics, "broker_dropped_seen", None)  # growth of $SYS/.../dropped seen by this gateway
+    return int(counter_total(seen)) if seen is not None else None
 
 
 def _monitor_events(monitor: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
