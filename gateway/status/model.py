@@ -9,6 +9,7 @@ against `generated_ms`, so the document only changes when something happens.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -321,7 +322,8 @@ def build_alerts(devices: Sequence[dict[str, Any]], pairs: Sequence[dict[str, An
     for d in devices:
         if d["silent"]:
             since = d["last_reading_ms"]
-            quiet = "never sent a reading" if since is None else f"no reading for {(now_ms - since) / 1000:.0f} s"
+            quiet = "never sent a reading" if since is None else \
+                f"no reading since {time.strftime('%H:%M:%S', time.gmtime(since / 1000))} UTC"
             alert("device-silent", d["device"], f"{quiet} (expected every {d['period_s']:g} s"
                   f"{'' if d['period_known'] else ', assumed'}; silent after {d['silent_after_s']:g} s)")
     for p in pairs:

@@ -88,6 +88,11 @@ def line_chart(title: str, points: list[tuple[float, float | None]], series: dic
             f'<text x="{width - 4}" y="{height - 2}" class="axis" text-anchor="end">now</text></svg>{legend}</figure>')
 
 
+def _short(text: str, n: int) -> str:
+    """At most `n` characters (an ellipsis marks a cut)."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _num(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.1f}"
 
@@ -189,9 +194,10 @@ def database_section(doc: dict[str, Any]) -> str:
         threads = "" if s["io_thread"] is None else f"IO {s['io_thread']}, SQL {'Yes' if s['sql_thread'] else 'No'}"
         lag = "" if s["lag_s"] is None else f"{s['lag_s']} s"
         trx = "" if s["lag_trx"] is None else str(s["lag_trx"])
-        rows.append(_cells([s["endpoint"], s["server_id"], s["role"], s["epoch"] or "", s["source"] or "", threads,
-                            lag, trx, "; ".join(s["problems"]) or "ok"],
-                           "" if s["healthy"] else "bad", f' data-endpoint="{esc(s["endpoint"])}"'))
+        health = "; ".join(s["problems"]) or "ok"
+        rows.append(_cells([s["endpoint"], s["server_id"] or "", s["role"], s["epoch"] or "", s["source"] or "",
+                            threads, lag, trx], "" if s["healthy"] else "bad", f' data-endpoint="{esc(s["endpoint"])}"')
+                    .replace("</tr>", f'<td title="{esc(health)}">{esc(_short(health, 70))}</td></tr>'))
     servers = _table(["server", "id", "role", "epoch", "source", "threads", "lag", "lag trx", "health"], rows)
     fo_rows = [_cells([clock_time(f["at_ms"]), f["old"], f["new"], f["epoch"],
                        "" if f["seconds"] is None else f"{f['seconds']:.2f} s"]) for f in reversed(db["failovers"])]
@@ -220,11 +226,11 @@ def gateway_section(doc: dict[str, Any]) -> str:
     dl = "".join(f"<div><dt>{esc(k)}</dt><dd>{esc(v)}</dd></div>" for k, v in facts)
     q = g["quarantine"]
     reasons = ", ".join(f"{r}: {n}" for r, n in q["by_reason"].items()) or "empty"
-    recent = [_cells([clock_time(e["received_ms"]), e["reason"], e["topic"], e["detail"], e["raw"]])
-              for e in q["recent"]]
+    recent = [_cells([clock_time(e["received_ms"]), e["reason"], e["topic"], _short(e["raw"], 80),
+                      _short(e["detail"], 60)]) for e in q["recent"]]
     return (f'<section id="gateway"><h2>gateway</h2><dl class="facts">{dl}</dl>{charts(doc)}'
             f'<h3>quarantine ({q["total"]})</h3><p>{esc(reasons)}</p>'
-            f'{_table(["when", "reason", "topic", "detail", "payload"], recent, "quarantine")}</section>')
+            f'{_table(["when", "reason", "topic", "payload", "detail"], recent, "quarantine")}</section>')
 
 
 def devices_section(doc: dict[str, Any]) -> str:
