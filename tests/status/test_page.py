@@ -172,3 +172,20 @@ def test_beyond_loopback_needs_a_token():
 def test_cli_names_the_url_it_cannot_reach():
     result = CliRunner().invoke(status_cmd, ["--url", "http://127.0.0.1:9", "--json"])
     assert result.exit_code == 1 and "http://127.0.0.1:9/api/status" in result.output
+
+
+def test_the_demo_live_view_is_the_status_view(tmp_path):
+    from gateway.demo import Demo
+    from gateway.demo import render as demo_render
+
+    gw = _gateway(tmp_path, enabled=False)
+    try:
+        demo = Demo(tmp_path, duration=1, rate=1, devices=1)
+        demo.gateway = gw
+        demo.event("FAULT: primary db1 killed")
+        console = Console(file=io.StringIO(), width=160, color_system=None)
+        console.print(demo_render(demo))
+        out = console.file.getvalue()
+        assert "database: SQLite" in out and "alerts (0)" in out and "FAULT: primary db1 killed" in out
+    finally:
+        gw.spool.close()
