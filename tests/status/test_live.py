@@ -35,6 +35,8 @@ def chain(tmp_path_factory):
         for dev in ("dev-001", "dev-002", "dev-003", "quiet-001"):
             pub.status(dev, period=1000)  # one reading a second expected: silent after 3 s without one
         pub.status("evil-1", period=600_000)
+        pub.status("pair-1", "a", role="active", period=600_000)
+        pub.status("pair-1", "b", role="standby", period=600_000)
         yield sb, gw, url, pub
         pub.close()
     finally:
@@ -133,6 +135,11 @@ def test_page_follows_a_failover_and_marks_a_silent_device(chain, tmp_path):
         print(f"page showed the new primary {shown_after:.2f} s after the promotion was visible")
         assert js("return window.__notReloaded === true")
         assert role_of(db1) == "unreachable"
+
+        # The pair's active node goes offline (its last will) and the standby takes over: a takeover on the page.
+        pub.status("pair-1", "a", state="offline", role="active", period=600_000)
+        pub.status("pair-1", "b", role="active", period=600_000)
+        wait_for(lambda: "a → b" in text("#pairs"), 10, "the pair's takeover a → b on the page")
 
         # A device that stops publishing is marked silent; the others are not.
         quiet_sim.stop()
