@@ -97,10 +97,12 @@ class StatusService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Start the sampler thread (one tick every `tick_s` seconds)."""
         self._thread = threading.Thread(target=self._run, name="iotgw-status", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the sampler and close what it opened."""
         self._halt.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -182,6 +184,7 @@ class StatusService:
         return [parse_raw_status(dev, node, text) for (dev, node), text in sorted(raw.items())]
 
     def inputs(self, now: float | None = None) -> StatusInputs:
+        """Everything the model needs, at `now` (seconds; the service's clock by default)."""
         now = self.clock() if now is None else now
         now_ms = int(now * 1000)
         gw, cfg = self.gateway, self.gateway.cfg

@@ -66,6 +66,10 @@ def test_a_script_name_is_text_on_the_page():
     text = "".join(parser.text)
     assert name in text and unit in text and "<img src=x onerror=alert(2)>" in text and "<iframe>" in text
     assert page.count("<script") == 1  # the page's own /static/status.js, nothing else
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    markup = "[red]boom[/red]"
+    console.print(render(hostile_doc(markup, "[b]C", "", "")))
+    assert markup in console.file.getvalue() and "[b]C" in console.file.getvalue()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
