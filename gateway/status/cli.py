@@ -68,7 +68,10 @@ def status(url: str | None, config: str | None, token: str | None, as_json: bool
         console.print(render(fetch_status(url, token)))
         return
     try:
-        with Live(render(fetch_status(url, token)), console=console, screen=False, auto_refresh=False) as live:
+        # The alternate screen, redrawn whole (as `watch` and `top` do): a view taller than the terminal is cut
+        # at the bottom instead of scrolling frames past.
+        with Live(render(fetch_status(url, token)), console=console, screen=True, auto_refresh=False,
+                  vertical_overflow="crop") as live:
             while True:
                 time.sleep(max(0.2, interval))
                 try:
