@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from gateway.acks import make_gate
 from gateway.config import Config, ConfigError, resolve_secret, split_hostport
 from gateway.device_status import StatusBook
 from gateway.drain import DrainWorker
@@ -65,6 +66,10 @@ class Gateway:
         self.drain = DrainWorker(self.spool, self.sink, batch_size=cfg.database.batch_size,
                                  retry_max_s=cfg.database.retry_max_s, on_write=self._on_write,
                                  on_error=lambda _m: self.metrics.write_errors.inc(), statuses=self.statuses)
+        # `[ack] after` = database/replica: end-to-end acks wait for the database (gateway.acks); None for spool.
+        self.acks = make_gate(cfg, self.sink)
+        if self.acks is not None:
+            self.metrics.add_ack_gate(self.acks.held)
         self.status = StatusService(self)  # the status page's model; its tracker sees each reading ingested
         ingest_writer = self.status.activity.wrap(self.writer)
         self.mqtt: MqttIngest | None = None
@@ -72,8 +77,11 @@ class Gateway:
             self.mqtt = MqttIngest(broker_settings(cfg), client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
                                    spool=self.spool, writer=ingest_writer, on_message=self._on_message,
                                    statuses=self.statuses, on_broker_dropped=self._on_broker_dropped)
+            self.mqtt.ack_gate = self.acks
         self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
                                     on_message=self._on_message, statuses=self.statuses) for p in cfg.serial]
+        for port in self.serial:
+            port.ack_gate = self.acks
         # The broker's dropped-messages count as last seen (kept in the spool, so drops while this gateway was
         # down are noticed after a restart too); growth makes /healthz "degraded" for a while.
         self._dropped_seen: int | None = None
@@ -126,6 +134,8 @@ class Gateway:
     def _on_write(self, rows: int, seconds: float) -> None:
         self.metrics.written.inc(rows)
         self.metrics.write_latency.observe(seconds)
+        if self.acks is not None:
+            self.acks.wake()
 
     def _on_broker_dropped(self, value: int) -> None:
         """The broker published its dropped-messages count (every sys_interval)."""
@@ -152,6 +162,8 @@ class Gateway:
             log.info("http: /metrics and /healthz on %s:%d", self.http.server.server_address[0], self.http.port)
         self.writer.start()
         self.drain.start()
+        if self.acks is not None:
+            self.acks.start()
         self.status.start()
         if self._monitor_config:
             from gateway.ops.monitor import start_in_background
@@ -183,6 +195,9 @@ class Gateway:
         deadline = time.monotonic() + drain_timeout
         while self.spool.depth and time.monotonic() < deadline and self.drain.is_alive():
             time.sleep(0.05)
+        if self.acks is not None:
+            self.acks.stop()
+            self.acks.join(timeout=10)
         self.drain.stop()
         self.drain.join(timeout=10)
         self.status.stop()
@@ -230,6 +245,8 @@ class Gateway:
         workers += [(f"serial {s.port_name}", s, s.error) for s in self.serial]
         if self._monitor_thread is not None:
             workers.append(("failover-monitor", self._monitor_thread, None))
+        if self.acks is not None:
+            workers.append(("ack-gate", self.acks, self.acks.error))
         return workers
 
     def failures(self) -> dict[str, str]:
@@ -259,7 +276,21 @@ class Gateway:
         if self._dropped_at is not None and time.monotonic() - self._dropped_at < self.cfg.health.broker_drops_degraded_s:
             problems.append(f"the broker dropped {self._dropped_growth} messages (set max_queued_messages 0 in "
                             "mosquitto.conf)")
+        if self.acks is not None:
+            streams, oldest = self.acks.held()
+            if oldest >= self.cfg.ack.held_degraded_s:
+                problems.append(f"acks held back for {oldest:.0f} s on {streams} streams (ack.after = "
+                                f"{self.cfg.ack.after!r}): the collectors' caches are filling; "
+                                f"{self.acks.last_error or 'the database has not stored their readings yet'}")
         return problems
+
+    def _ack_health(self) -> dict:
+        """The ack point and, in the database/replica modes, how many streams wait for an ack and how long."""
+        if self.acks is None:
+            return {"after": "spool"}
+        streams, oldest = self.acks.held()
+        return {"after": self.cfg.ack.after, "held_streams": streams, "oldest_held_s": oldest,
+                "error": self.acks.last_error}
 
     def healthy(self) -> bool:
         return not self.failures()
@@ -278,6 +309,7 @@ class Gateway:
             "mqtt_connected": self.mqtt.connected if self.mqtt else None,
             "mqtt_error": self.mqtt.last_error if self.mqtt else None,
             "broker_dropped": self._dropped_seen,
+            "acks": self._ack_health(),
             "serial": {s.port_name: s.connected for s in self.serial},
             "devices": len(self.statuses),
             "alerts": self.status.alerts(),

@@ -18,7 +18,7 @@ from gateway import crashpoints
 from gateway.device_status import StatusBook, parse_status
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
 from gateway.protocol import Ack, Rejected, identity_of, parse_reading, parse_topic
-from gateway.spool import Entry, Spool, SpoolWriter, quarantined
+from gateway.spool import Entry, Quarantined, Spool, SpoolWriter, quarantined
 
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
@@ -57,6 +57,10 @@ class MqttIngest(threading.Thread):
         self._acks: dict[tuple[str, str, str, int], Ack] = {}
         self._acks_lock = threading.Lock()
         self._acks_due = 0.0
+        # With `[ack] after` = database/replica (gateway.acks.AckGate) the end-to-end acks wait for the database:
+        # each message's stream and seq are noted here until its spool commit, then handed to the gate.
+        self.ack_gate = None
+        self._wanted: dict[object, tuple[str, tuple[str, str, int], int, bool]] = {}
 
     # --- network loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -159,6 +163,8 @@ class MqttIngest(threading.Thread):
             reason = rej.reason
         if self.on_message_hook:
             self.on_message_hook("mqtt", reason)
+        if self.ack_gate is not None:
+            self._note_wanted(ref, item)
         self.writer.submit(Entry(item, self, ref))
 
     def _internal_error(self, client: mqtt.Client, msg: mqtt.MQTTMessage, exc: Exception) -> None:
@@ -181,11 +187,33 @@ class MqttIngest(threading.Thread):
         if text.isdigit() and self.on_broker_dropped:
             self.on_broker_dropped(int(text))
 
+    def _note_wanted(self, ref: object, item: object) -> None:
+        """Remember which stream and seq a message carries until its spool commit (ack gate modes)."""
+        if len(self._wanted) > 200_000:  # entries of messages refused by a full spool: redelivered later
+            self._wanted.clear()
+        if isinstance(item, Quarantined):
+            if item.ident is not None:
+                self._wanted[ref] = (item.site, item.ident[:3], item.ident[3], True)
+        else:
+            self._wanted[ref] = (item.site, item.stream, item.seq, False)  # type: ignore[attr-defined]
+
+    def queue_ack(self, site: str, ack: Ack) -> None:
+        """Publish an end-to-end ack on this connection at the next ack interval (thread-safe, coalesced)."""
+        with self._acks_lock:
+            self._acks[(site, ack.device, ack.node, ack.boot)] = ack
+
     def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:
         """Called by the spool writer after the group commit: PUBACK, then the end-to-end acks."""
         for mid, qos in refs:  # type: ignore[misc]
             self.client.ack(mid, qos)
         crashpoints.hit("mqtt.after_ack")
+        if self.ack_gate is not None:  # the gate acks once the database has the readings
+            for ref in refs:
+                wanted = self._wanted.pop(ref, None)
+                if wanted is not None:
+                    site, key, seq, local = wanted
+                    (self.ack_gate.held_locally if local else self.ack_gate.want)(site, key, seq, self.queue_ack)
+            return
         with self._acks_lock:
             for site, ack in acks:
                 self._acks[(site, ack.device, ack.node, ack.boot)] = ack
