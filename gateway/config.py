@@ -37,6 +37,9 @@ class MqttConfig:
     receive_maximum: int = 65535
     keepalive: int = 10
     enabled: bool = True
+    # Several gateways on one broker: each joins this MQTT 5 shared subscription group ($share/<group>/...), so
+    # each reading goes to one of them. Members connect without a persistent session (docs/deployment.md).
+    share_group: str = ""
 
 
 @dataclass
@@ -235,6 +238,8 @@ def _validate(cfg: Config) -> None:
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")
     split_hostport(cfg.http.listen, "http.listen")
+    if any(c in cfg.mqtt.share_group for c in "/+#$ "):
+        raise ConfigError(f"mqtt.share_group: a plain name without / + # $ or spaces, got {cfg.mqtt.share_group!r}")
     if cfg.ack.after not in ("spool", "database", "replica"):
         raise ConfigError(f"ack.after: must be 'spool', 'database' or 'replica', got {cfg.ack.after!r}")
     if cfg.ack.after == "replica" and cfg.database.kind != "mysql":

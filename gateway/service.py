@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 def broker_settings(cfg: Config) -> BrokerSettings:
     m = cfg.mqtt
+    # A member of a shared group keeps no session: see MqttIngest.share_group for why.
     return BrokerSettings(host=m.host, port=m.port, username=m.username, password=resolve_secret("mqtt", m),
                           tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key, keepalive=m.keepalive,
-                          session_expiry=m.session_expiry, receive_maximum=m.receive_maximum)
+                          session_expiry=0 if m.share_group else m.session_expiry,
+                          receive_maximum=m.receive_maximum)
 
 
 def make_sink(cfg: Config) -> Sink:
@@ -78,6 +80,7 @@ class Gateway:
                                    spool=self.spool, writer=ingest_writer, on_message=self._on_message,
                                    statuses=self.statuses, on_broker_dropped=self._on_broker_dropped)
             self.mqtt.ack_gate = self.acks
+            self.mqtt.share_group = cfg.mqtt.share_group
         self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
                                     on_message=self._on_message, statuses=self.statuses) for p in cfg.serial]
         for port in self.serial:

@@ -22,6 +22,13 @@ from gateway.spool import Entry, Quarantined, Spool, SpoolWriter, quarantined
 
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
+
+def subscription_topics(prefix: str, share_group: str = "") -> list[str]:
+    """The reading and status filters; in an MQTT 5 shared subscription group (`$share/<group>/...`) when
+    several gateways split a broker's messages between them (each message goes to one member)."""
+    topics = [f"{prefix}/+/+/reading", f"{prefix}/+/+/status"]
+    return [f"$share/{share_group}/{t}" for t in topics] if share_group else topics
+
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +68,12 @@ class MqttIngest(threading.Thread):
         # each message's stream and seq are noted here until its spool commit, then handed to the gate.
         self.ack_gate = None
         self._wanted: dict[object, tuple[str, tuple[str, str, int], int, bool]] = {}
+        # `mqtt.share_group`: subscribe in a shared group. Members start clean, with the session expiry the
+        # service gives them (0): Mosquitto keeps queueing a member's share for as long as its session lasts,
+        # even while that member is dead, so a persistent session would hold a dead gateway's share of the
+        # readings until it expired. Without a session the broker gives everything to the live members; what
+        # was in flight to a dead one and not PUBACKed is resent by the collectors (no end-to-end ack came).
+        self.share_group = ""
 
     # --- network loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -80,7 +93,7 @@ class MqttIngest(threading.Thread):
                 continue
             if not self.connected:
                 try:
-                    connect_blocking(self.client, self.settings, clean_start=False)
+                    connect_blocking(self.client, self.settings, clean_start=bool(self.share_group))
                 except MqttConnectError as exc:
                     if str(exc) != self.last_error:
                         log.error("MQTT: %s", exc)
@@ -90,7 +103,7 @@ class MqttIngest(threading.Thread):
                     continue
                 delay = 0.2
                 self.connected, self.last_error = True, ""
-                topics = [(f"{self.prefix}/+/+/reading", 1), (f"{self.prefix}/+/+/status", 1)]
+                topics = [(t, 1) for t in subscription_topics(self.prefix, self.share_group)]
                 self.client.subscribe([*topics, (DROPPED_TOPIC, 0)])
                 log.info("MQTT: connected to %s, subscribed to %s", self.settings.url, ", ".join(t for t, _ in topics))
             rc = self.client.loop(0.05)
