@@ -182,7 +182,8 @@ def spool_replay(config_path: str | None, reason: str | None, ids: tuple[int, ..
 
 
 @click.command()
-@click.option("--broker", default="127.0.0.1:1883", show_default=True, help="Broker HOST:PORT.")
+@click.option("--broker", default="127.0.0.1:1883", show_default=True,
+              help="Broker HOST:PORT, or several separated by commas: the collectors move to the next on failure.")
 @click.option("--devices", default=5, show_default=True, help="Simulated devices.")
 @click.option("--count", default=100, show_default=True, help="Readings per device.")
 @click.option("--rate", default=200.0, show_default=True, help="Readings per second over all devices (0: max).")
@@ -208,8 +209,9 @@ def simulate(broker: str, devices: int, count: int, rate: float, site: str, pref
     from gateway.simulator import SimOptions
     from gateway.simulator import simulate as run_sim
 
-    host, port = config_mod.split_hostport(broker, "--broker")
-    settings = BrokerSettings(host, port, username, os.environ.get(password_env, "") if password_env else "", tls_ca)
+    password = os.environ.get(password_env, "") if password_env else ""
+    settings = [BrokerSettings(*config_mod.split_hostport(b.strip(), "--broker"), username, password, tls_ca)
+                for b in broker.split(",") if b.strip()]
     opts = SimOptions(devices=devices, count=count, rate=rate, site=site, prefix=prefix, ack_timeout=ack_timeout,
                       duplicate_rate=duplicates, malformed=malformed, oversized=oversized, out_of_order=out_of_order)
     last = [0.0]

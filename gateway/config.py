@@ -40,6 +40,9 @@ class MqttConfig:
     # Several gateways on one broker: each joins this MQTT 5 shared subscription group ($share/<group>/...), so
     # each reading goes to one of them. Members connect without a persistent session (docs/deployment.md).
     share_group: str = ""
+    # Several brokers ("HOST:PORT", ...): the gateway connects to every one and acks each reading on the broker it
+    # came from. Empty: the one broker of `host` and `port`.
+    brokers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -238,6 +241,10 @@ def _validate(cfg: Config) -> None:
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")
     split_hostport(cfg.http.listen, "http.listen")
+    for i, broker in enumerate(cfg.mqtt.brokers):
+        split_hostport(broker, f"mqtt.brokers[{i}]")
+    if len(set(cfg.mqtt.brokers)) != len(cfg.mqtt.brokers):
+        raise ConfigError("mqtt.brokers: a broker is listed twice")
     if any(c in cfg.mqtt.share_group for c in "/+#$ "):
         raise ConfigError(f"mqtt.share_group: a plain name without / + # $ or spaces, got {cfg.mqtt.share_group!r}")
     if cfg.ack.after not in ("spool", "database", "replica"):

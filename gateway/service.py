@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,6 +33,15 @@ def broker_settings(cfg: Config) -> BrokerSettings:
                           tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key, keepalive=m.keepalive,
                           session_expiry=0 if m.share_group else m.session_expiry,
                           receive_maximum=m.receive_maximum)
+
+
+def all_broker_settings(cfg: Config) -> list[BrokerSettings]:
+    """One BrokerSettings per configured broker: `mqtt.brokers`, or `mqtt.host`/`mqtt.port` when that is empty."""
+    base = broker_settings(cfg)
+    if not cfg.mqtt.brokers:
+        return [base]
+    return [dataclasses.replace(base, host=host, port=port)
+            for host, port in (split_hostport(b, f"mqtt.brokers[{i}]") for i, b in enumerate(cfg.mqtt.brokers))]
 
 
 def make_sink(cfg: Config) -> Sink:
@@ -74,13 +84,22 @@ class Gateway:
             self.metrics.add_ack_gate(self.acks.held)
         self.status = StatusService(self)  # the status page's model; its tracker sees each reading ingested
         ingest_writer = self.status.activity.wrap(self.writer)
+        # One MQTT ingest per broker (`mqtt.brokers`); each acks on its own connection, i.e. on the broker the
+        # reading came from. `self.mqtt` is the first (what /healthz and the status page show as "the" broker).
         self.mqtt: MqttIngest | None = None
+        self.mqtt_more: list[MqttIngest] = []
         if cfg.mqtt.enabled:
-            self.mqtt = MqttIngest(broker_settings(cfg), client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
-                                   spool=self.spool, writer=ingest_writer, on_message=self._on_message,
-                                   statuses=self.statuses, on_broker_dropped=self._on_broker_dropped)
-            self.mqtt.ack_gate = self.acks
-            self.mqtt.share_group = cfg.mqtt.share_group
+            ingests = []
+            for i, settings in enumerate(all_broker_settings(cfg)):
+                ingest = MqttIngest(settings, client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
+                                    spool=self.spool, writer=ingest_writer, on_message=self._on_message,
+                                    statuses=self.statuses,
+                                    # the dropped-messages count is kept for the first broker only (one counter)
+                                    on_broker_dropped=self._on_broker_dropped if i == 0 else None)
+                ingest.ack_gate = self.acks
+                ingest.share_group = cfg.mqtt.share_group
+                ingests.append(ingest)
+            self.mqtt, self.mqtt_more = ingests[0], ingests[1:]
         self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
                                     on_message=self._on_message, statuses=self.statuses) for p in cfg.serial]
         for port in self.serial:
@@ -182,7 +201,7 @@ class Gateway:
         log.info("gateway started: spool %s, sink %s", self.cfg.spool.path, type(self.sink).__name__)
 
     def _ingests(self) -> list:
-        return ([self.mqtt] if self.mqtt else []) + list(self.serial)
+        return ([self.mqtt] if self.mqtt else []) + self.mqtt_more + list(self.serial)
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking messages, commit what was received, drain the spool for up to `drain_timeout` s."""
@@ -245,6 +264,7 @@ class Gateway:
             ("spool-writer", self.writer, self.writer.error), ("drain", self.drain, self.drain.error)]
         if self.mqtt:
             workers.append(("mqtt-ingest", self.mqtt, self.mqtt.error))
+        workers += [(f"mqtt-ingest {m.settings.url}", m, m.error) for m in self.mqtt_more]
         workers += [(f"serial {s.port_name}", s, s.error) for s in self.serial]
         if self._monitor_thread is not None:
             workers.append(("failover-monitor", self._monitor_thread, None))
@@ -311,6 +331,7 @@ class Gateway:
             "database_error": self.drain.last_error,
             "mqtt_connected": self.mqtt.connected if self.mqtt else None,
             "mqtt_error": self.mqtt.last_error if self.mqtt else None,
+            "brokers": {m.settings.url: m.connected for m in ([self.mqtt] if self.mqtt else []) + self.mqtt_more},
             "broker_dropped": self._dropped_seen,
             "acks": self._ack_health(),
             "serial": {s.port_name: s.connected for s in self.serial},
