@@ -180,6 +180,7 @@ class _Stream:
     acked: int = -1  # highest upto acknowledged (published) by this gateway
     repeat: bool = False  # a duplicate arrived: send the current ack again even if unchanged
     waiting_since: float | None = None  # monotonic time since which a reading is waiting for its ack
+    seen: float = 0.0  # monotonic time of the last reading
     local: set[int] = field(default_factory=set)  # quarantined seqs held in this gateway's spool
 
 
@@ -216,7 +217,11 @@ class AckGate(threading.Thread):
         # Called with (site, ack) just before an ack is handed to the connection: tests check there that the
         # database already holds what the ack covers.
         self.before_publish: Callable[[str, Ack], None] | None = None
+        # Told (site, upto) per stream after each round's acks: the spool raises its own watermarks to them.
+        self.on_acked: Callable[[dict[StreamKey, tuple[str, int]]], None] | None = None
         self.published = 0
+        self.forget_after_s = 600.0  # a stream acked to its end and silent this long is forgotten (old boots)
+        self._pruned_at = time.monotonic()
 
     # --- fed by the ingest (spool writer thread) and the drain --------------------------------------
     def want(self, site: str, key: StreamKey, seq: int, publish: Publisher) -> None:
@@ -226,6 +231,7 @@ class AckGate(threading.Thread):
             if s is None:
                 s = self._streams[key] = _Stream(site, publish)
             s.site, s.publish = site, publish  # ack on the connection the latest reading came in on
+            s.seen = time.monotonic()
             if seq <= s.acked:
                 s.repeat = True  # a resend of an acknowledged reading: its ack was lost, send it again
             if seq > s.want:
@@ -312,7 +318,20 @@ class AckGate(threading.Thread):
                 self.before_publish(site, ack)
             publish(site, ack)
         self.published += len(out)
+        if out and self.on_acked:
+            self.on_acked({(a.device, a.node, a.boot): (site, a.upto) for _p, site, a in out})
+        self._prune()
         return len(out)
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        with self._lock:
+            for key in [k for k, s in self._streams.items()
+                        if s.want <= s.acked and not s.repeat and now - s.seen > self.forget_after_s]:
+                del self._streams[key]
 
 
 def make_gate(cfg, sink) -> AckGate | None:  # noqa: ANN001 - gateway.config.Config, gateway.sinks.base.Sink

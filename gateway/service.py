@@ -82,6 +82,7 @@ class Gateway:
         self.acks = make_gate(cfg, self.sink)
         if self.acks is not None:
             self.metrics.add_ack_gate(self.acks.held)
+            self.acks.on_acked = self.spool.raise_marks
         self.status = StatusService(self)  # the status page's model; its tracker sees each reading ingested
         ingest_writer = self.status.activity.wrap(self.writer)
         # One MQTT ingest per broker (`mqtt.brokers`); each acks on its own connection, i.e. on the broker the

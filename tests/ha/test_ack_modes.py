@@ -148,3 +148,29 @@ def test_database_outage_keeps_the_collectors_caches(make_sandbox, tmp_path):
         assert gw.health()["acks"]["held_streams"] == 0
     finally:
         gw.stop()
+
+
+def test_spool_watermark_raised_from_the_database(tmp_path):
+    """A gateway that saw only every other reading of a stream (the rest went to another gateway) would hold
+    them all above its own watermark; the database's watermark moves it on and empties `held`."""
+    from gateway.protocol import Reading
+    from gateway.spool import Entry, Spool
+
+    spool = Spool(tmp_path / "spool.db")
+
+    def reading(seq: int) -> Reading:
+        return Reading("d", "a", 1, seq, "s", 1_700_000_000_000, "rtc", 1.0, "C", False, "rtc", 1)
+
+    spool.commit_group([Entry(reading(s)) for s in range(1, 20, 2)])
+    assert spool.marks.current(("d", "a", 1)) == -1 and len(spool.marks.held[("d", "a", 1)]) == 10
+    spool.raise_marks({("d", "a", 1): ("s", 18)})
+    result = spool.commit_group([Entry(reading(21))])
+    assert spool.marks.current(("d", "a", 1)) == 19  # 19 was held above 18: contiguous on
+    assert result.marks[("d", "a", 1)] == ("s", 19)
+    assert spool.conn.execute("SELECT count(*) FROM held WHERE seq <= 19").fetchone()[0] == 0
+    assert spool.commit_group([Entry(reading(4))]).marks  # a resend below the raised mark: a duplicate
+    assert spool.last_stored == 0
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db")  # the raised mark is durable
+    assert reopened.marks.current(("d", "a", 1)) == 19
+    reopened.close()
