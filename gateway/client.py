@@ -20,7 +20,7 @@ import pymysql
 
 from gateway.reads import LocalRotation, NoReadableServer, ReadSelector, SharedRotation, TopologySource
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, credentials_from_config, open_connection
+from gateway.topology.conn import Credentials, credentials_from_config, is_read_only, open_connection
 
 _NOT_TRANSIENT = (1044, 1045, 1049)  # access denied (database, user), unknown database
 
@@ -78,11 +78,9 @@ class Client:
                 ep = self.endpoint_for(mode)
                 conn = open_connection(ep, self.creds, database=self.database, **kwargs)
                 if mode == "rw":
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT @@read_only")
-                        if cur.fetchone()[0]:
-                            conn.close()
-                            raise NoServer(1290, f"{ep} became read-only")
+                    if is_read_only(conn):
+                        conn.close()
+                        raise NoServer(1290, f"{ep} became read-only")
                 return conn
             except (pymysql.err.InterfaceError, pymysql.err.OperationalError, NoReadableServer) as exc:
                 if exc.args and exc.args[0] in _NOT_TRANSIENT:

@@ -13,7 +13,6 @@ would be the physical alternative for large data sets.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import time
@@ -24,10 +23,10 @@ import pymysql
 
 from gateway.ops.plan import diverged
 from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.dialect import MARIADB  # the logical dump and its GTID comment are MariaDB's
 from gateway.topology.model import split_endpoint
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
-_GTID_IN_DUMP = re.compile(r"^-- SET GLOBAL gtid_slave_pos='([0-9,\-]*)';", re.MULTILINE)
 DUMP = shutil.which("mariadb-dump") or "mariadb-dump"
 CLIENT = shutil.which("mariadb") or "mariadb"
 
@@ -60,22 +59,21 @@ def rejoin(ep: str, primary: str, admin: Credentials, repl: tuple[str, str], *, 
 
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
         if fence_first:
-            cur.execute("SET GLOBAL read_only=ON")
+            for sql in MARIADB.set_read_only_sql(True):
+                cur.execute(sql)
             step(f"{ep}: fenced (read_only=ON)")
-        own = _one(cur, "SELECT @@gtid_binlog_pos")
+        own = _one(cur, MARIADB.binlog_position_sql)
     with open_connection(primary, admin) as conn, conn.cursor() as cur:
-        state = _one(cur, "SELECT @@gtid_binlog_state")
+        state = _one(cur, MARIADB.binlog_state_sql)
     result.diverged = diverged(own, state)
     if result.diverged:
         step(f"{ep}: DIVERGED: holds {', '.join(result.diverged)} that {primary} never had: needs a rebuild")
         return result
     host, port = split_endpoint(primary)
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
-        cur.execute("STOP SLAVE")
-        cur.execute("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
-                    "MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-                    (host, port, repl[0], repl[1]))
-        cur.execute("START SLAVE")
+        cur.execute(MARIADB.stop_replica_sql)
+        cur.execute(*MARIADB.change_source_sql(host, port, repl[0], repl[1], gtid_mode="current_pos"))
+        cur.execute(MARIADB.start_replica_sql)
     result.rejoined = True
     step(f"{ep}: not diverged ({own or 'empty binlog'}): replicates from {primary} (current_pos)")
     return result
@@ -111,9 +109,10 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
 
     started = time.monotonic()
     with open_connection(target, admin) as conn, conn.cursor() as cur:
-        cur.execute("SET GLOBAL read_only=ON")
-        cur.execute("STOP SLAVE")
-        cur.execute("RESET SLAVE ALL")
+        for sql in MARIADB.set_read_only_sql(True):
+            cur.execute(sql)
+        cur.execute(MARIADB.stop_replica_sql)
+        cur.execute(MARIADB.reset_replica_all_sql)
         cur.execute("RESET MASTER")  # an empty binlog: nothing on it can be errant
         cur.execute("SET SESSION sql_log_bin=0")
         for db in user_databases(target, admin):
@@ -124,21 +123,20 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
         position = _dump_and_load(donor, target, databases, admin, timeout, step)
     else:  # nothing to copy: the donor's position is all the new replica needs
         with open_connection(donor, admin) as conn, conn.cursor() as cur:
-            position = _one(cur, "SELECT @@gtid_binlog_pos")
+            position = _one(cur, MARIADB.binlog_position_sql)
         step(f"{donor}: no user databases; starting from its position {position or 'empty'}")
     host, port = split_endpoint(primary)
     with open_connection(target, admin, io_timeout=timeout) as conn, conn.cursor() as cur:
-        cur.execute("SET GLOBAL gtid_slave_pos=%s", (position,))
-        cur.execute("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
-                    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-                    (host, port, repl[0], repl[1]))
-        cur.execute("START SLAVE")
+        for sql, params in MARIADB.set_applied_position_sql(position):
+            cur.execute(sql, params)
+        cur.execute(*MARIADB.change_source_sql(host, port, repl[0], repl[1]))
+        cur.execute(MARIADB.start_replica_sql)
     with open_connection(primary, admin) as conn, conn.cursor() as cur:
-        now = _one(cur, "SELECT @@gtid_binlog_pos")
+        now = _one(cur, MARIADB.binlog_position_sql)
     with open_connection(target, admin, io_timeout=timeout + 10) as conn, conn.cursor() as cur:
-        cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (now, timeout))
+        cur.execute(*MARIADB.wait_for_gtid_sql(now, timeout))
         if cur.fetchone()[0] != 0:
-            cur.execute("SHOW SLAVE STATUS")
+            cur.execute(MARIADB.replica_status_sql)
             cols = [c[0] for c in cur.description]
             row = dict(zip(cols, cur.fetchone() or (), strict=False))
             raise CloneError(f"{target} did not catch up with {primary} ({now}): "
@@ -155,10 +153,9 @@ def _dump_and_load(donor: str, target: str, databases: list[str], admin: Credent
                           capture_output=True, text=True, timeout=timeout)
     if dump.returncode != 0:
         raise CloneError(f"mariadb-dump from {donor} failed: {dump.stderr.strip()[-500:]}")
-    found = _GTID_IN_DUMP.search(dump.stdout)
-    if found is None:
+    position = MARIADB.dump_position(dump.stdout)
+    if position is None:
         raise CloneError(f"the dump from {donor} names no GTID position (is its binlog on?)")
-    position = found.group(1)
     step(f"{donor}: dumped {', '.join(databases)} at GTID position {position} ({len(dump.stdout)} bytes)")
     load = subprocess.run([CLIENT, *_client_args(target, admin), "--init-command=SET SESSION sql_log_bin=0"],
                           input=dump.stdout, capture_output=True, text=True, timeout=timeout)

@@ -75,7 +75,7 @@ def _stop_io_threads(plan: FailoverPlan, admin: Credentials, say: Callable[[str]
     def stop(ep: str, flavor: str) -> str:
         try:
             with open_connection(ep, admin) as conn, conn.cursor() as cur:
-                cur.execute(dialect_for(flavor).stop_replica_sql + " IO_THREAD")
+                cur.execute(dialect_for(flavor).stop_io_thread_sql)
             return ep
         except (pymysql.MySQLError, OSError) as exc:
             return f"{ep} ({exc})"

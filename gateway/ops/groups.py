@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pymysql
 
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, is_read_only, open_connection
 from gateway.topology.dialect import META_SCHEMA
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import endpoint, split_endpoint
@@ -384,9 +384,7 @@ class GroupClient:
             conn = open_connection(ep, self.creds, database=self.database, **kwargs)
         if mode == "rw":
             try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT @@read_only")
-                    read_only = cur.fetchone()[0]
+                read_only = is_read_only(conn)
             except BaseException:
                 _close(conn)
                 raise

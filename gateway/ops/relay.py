@@ -105,16 +105,15 @@ def move_replica(ep: str, source: str, admin: Credentials, timeout: float = 30.0
     host, port = split_endpoint(source)
     with open_connection(ep, admin, io_timeout=timeout + 10) as conn, conn.cursor() as cur:
         d = _version_dialect(cur)
-        cur.execute(d.stop_replica_sql + " IO_THREAD")
-        st = _status(cur, d.replica_status_sql)
-        received = str(st.get("Gtid_IO_Pos") or st.get("Retrieved_Gtid_Set") or "").replace("\n", "")
+        cur.execute(d.stop_io_thread_sql)
+        received = d.received_position(_status(cur, d.replica_status_sql))
         if received:
             cur.execute(*d.wait_for_gtid_sql(received, timeout))
             if str(cur.fetchone()[0]) != "0":
                 cur.execute(d.start_replica_sql)
                 raise RelayError(f"{ep} did not apply its relay log ({received}) within {timeout:g} s")
         cur.execute(d.stop_replica_sql)
-        cur.execute("SELECT @@gtid_slave_pos" if d.name == "mariadb" else "SELECT @@GLOBAL.gtid_executed")
+        cur.execute(d.applied_position_sql)
         position = str(cur.fetchone()[0] or "").replace("\n", "")
         if position and not _binlog_reaches(source, admin, d, position, timeout):
             cur.execute(d.start_replica_sql)
@@ -131,7 +130,7 @@ def _binlog_reaches(source: str, admin: Credentials, d: Dialect, position: str, 
     deadline = time.monotonic() + timeout
     with open_connection(source, admin) as conn, conn.cursor() as cur:
         while True:
-            cur.execute("SELECT @@gtid_binlog_pos" if d.name == "mariadb" else "SELECT @@GLOBAL.gtid_executed")
+            cur.execute(d.binlog_position_sql)
             if d.parse_position(str(cur.fetchone()[0] or "")).contains(want):  # type: ignore[arg-type]
                 return True
             if time.monotonic() > deadline:
@@ -155,7 +154,7 @@ def make_blackhole(ep: str, admin: Credentials, progress: Callable[[str], None])
         cur.execute("SELECT SUPPORT FROM information_schema.ENGINES WHERE ENGINE = 'BLACKHOLE'")
         row = cur.fetchone()
         if row is None or str(row[0]).upper() not in ("YES", "DEFAULT"):
-            cur.execute("INSTALL SONAME 'ha_blackhole'" if d.name == "mariadb" else "INSTALL PLUGIN BLACKHOLE SONAME 'ha_blackhole.so'")
+            cur.execute(d.install_blackhole_sql)
             progress(f"{ep}: BLACKHOLE plugin loaded (add plugin_load_add=ha_blackhole to its config)")
         cur.execute(d.stop_sql_thread_sql)
         try:

@@ -19,7 +19,6 @@ from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
-from gateway.topology.gtid import MariaPos
 from gateway.topology.model import RawObservation, Snapshot, split_endpoint
 
 
@@ -64,26 +63,18 @@ def check_prerequisites(snap: Snapshot, primary: str) -> list[str]:
             ids[sid] = r.endpoint
         if not _flag(v.get("log_bin")):
             problems.append(f"{r.endpoint}: binary log is off (set log_bin)")
-        if r.flavor == "mariadb":
-            if not _flag(v.get("gtid_strict_mode")):
-                problems.append(f"{r.endpoint}: gtid_strict_mode is OFF (set gtid_strict_mode=ON)")
-            if not _flag(v.get("log_slave_updates")):
-                problems.append(f"{r.endpoint}: log_slave_updates is OFF (a promoted replica would lack history)")
+        problems.extend(f"{r.endpoint}: {p}" for p in dialect_for(r.flavor).setup_problems(v))
         if not v.get("report_host") or not v.get("report_port"):
             problems.append(f"{r.endpoint}: report_host/report_port not set (discovery needs them)")
         if r.replica_status and (r.replica_status.get("Master_Host") or r.replica_status.get("Source_Host")):
             problems.append(f"{r.endpoint}: already replicates: stop and reset it first")
     primary_raw = next((r for r in raws if r.endpoint == primary and r.reachable), None)
-    if primary_raw is not None and primary_raw.flavor == "mariadb":
-        have = MariaPos.parse(str(primary_raw.variables.get("gtid_binlog_pos") or ""))
+    if primary_raw is not None:
+        d = dialect_for(primary_raw.flavor)
         for r in raws:
             if r is primary_raw or not r.reachable:
                 continue
-            own = MariaPos.parse(str(r.variables.get("gtid_binlog_pos") or ""))
-            # Each GTID of the replica's binlog must be one the primary has (same server id, seq not beyond).
-            extra = [str(g) for g in own.gtids
-                     if not any(h.domain == g.domain and h.server_id == g.server_id and h.seq >= g.seq
-                                for h in have.gtids)]
+            extra = d.transactions_missing_from(r.variables, primary_raw.variables)
             if extra:
                 problems.append(f"{r.endpoint}: has transactions the primary lacks ({', '.join(extra)}): "
                                 "clone it from the primary instead")
@@ -126,7 +117,7 @@ def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, re
                 step(f"{prim.endpoint}: published epoch 1 naming server {prim.server_id}")
             for sql in d.set_read_only_sql(False):
                 cur.execute(sql)
-            cur.execute("SELECT @@gtid_binlog_pos")
+            cur.execute(d.binlog_position_sql)
             position = cur.fetchone()[0]
         step(f"{prim.endpoint}: read_only=OFF, the primary (position {position or 'empty'})")
         for s in replicas:

@@ -83,7 +83,7 @@ def switchover(seeds: list[str], new_primary: str, admin: Credentials, *, demote
     with open_connection(old.endpoint, admin) as conn, conn.cursor() as cur:
         for sql in od.set_read_only_sql(True):
             cur.execute(sql)
-        cur.execute("SELECT @@gtid_binlog_pos" if od.name == "mariadb" else "SELECT @@GLOBAL.gtid_executed")
+        cur.execute(od.binlog_position_sql)
         position = str(cur.fetchone()[0]).replace("\n", "")
     step(f"{old.endpoint}: read_only=ON (writes stop here); final position {position}")
     promoted_epoch = 0

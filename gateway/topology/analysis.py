@@ -6,10 +6,11 @@ and `tree`. Nothing here connects to anything.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from gateway.topology.dialect import dialect_for
-from gateway.topology.model import ServerState, Snapshot
+from gateway.topology.model import ServerState, Snapshot, endpoint
 
 
 def parent(snap: Snapshot, s: ServerState) -> ServerState | None:
@@ -244,3 +245,37 @@ def tree(snap: Snapshot) -> list[TreeNode]:
     roots.sort(key=lambda s: (s is not decision.primary, s.server_id))
     seen: set[int] = set()
     return [build(r, seen) for r in roots]
+
+
+@dataclass(frozen=True)
+class OldPrimary:
+    """Who the primary was, as far as the snapshot can tell."""
+
+    endpoint: str  # '' when nothing in the snapshot names a primary
+    server_id: int
+    state: ServerState | None  # the snapshot's entry for it, if it was probed (reachable or not)
+    how: str  # "epoch" or "replicas' source"
+
+    @property
+    def reachable(self) -> bool:
+        return self.state is not None and self.state.reachable
+
+
+def old_primary(snap: Snapshot) -> OldPrimary | None:
+    """The primary the topology had: named by the highest epoch, else the source most replicas name."""
+    with_epoch = [s for s in snap.reachable if s.epoch is not None]
+    if with_epoch:
+        top = max(with_epoch, key=lambda s: s.epoch.epoch).epoch  # type: ignore[union-attr]
+        ep = endpoint(top.host, top.port)
+        state = snap.by_server_id(top.server_id) or snap.get(ep)
+        return OldPrimary(ep, top.server_id, state, "epoch")
+    sources = Counter(s.replication.source for s in snap.reachable if s.replication is not None)
+    if not sources:
+        return None
+    ep, _ = sources.most_common(1)[0]
+    state = snap.get(ep)
+    # A dead source's id is still known to its replicas (Master_Server_Id, once they had connected).
+    ids = Counter(s.replication.source_server_id for s in snap.reachable
+                  if s.replication is not None and s.replication.source == ep and s.replication.source_server_id)
+    server_id = state.server_id if state is not None and state.reachable else (ids.most_common(1)[0][0] if ids else 0)
+    return OldPrimary(ep, server_id, state, "replicas' source")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pymysql
 
+from gateway.topology.dialect import Dialect
 from gateway.topology.model import split_endpoint
 
 
@@ -53,3 +54,10 @@ def open_connection(ep: str, creds: Credentials, database: str | None = None, au
     return pymysql.connect(host=host, port=port, user=creds.user, password=creds.password, database=database,
                            autocommit=autocommit, connect_timeout=creds.connect_timeout, read_timeout=timeout,
                            write_timeout=timeout, ssl=ssl_ctx, **kwargs)
+
+
+def is_read_only(conn: pymysql.Connection) -> bool:
+    """True if the server behind `conn` refuses ordinary writes now (a `rw` connection must not go there)."""
+    with conn.cursor() as cur:
+        cur.execute(Dialect.read_only_sql)
+        return bool(cur.fetchone()[0])

@@ -2,8 +2,11 @@
 
 MariaDB writes a position as `domain-server-seq` per replication domain (`0-1-345,1-2-10`): within a domain
 the sequence only grows (with `gtid_strict_mode`), so "has a replica applied X" is a per-domain `seq >=`.
-The server id is kept for errant-transaction checks, but MariaDB's own `MASTER_GTID_WAIT` ignores it (see the
-field notes), which is why the writer tags its tokens with the topology epoch too.
+The server id is kept for errant-transaction checks, but MariaDB's own `MASTER_GTID_WAIT` ignores it (it
+compares sequence numbers per domain only), which is why the writer tags its tokens with the topology epoch too.
+A MariaDB *binlog state* (`@@gtid_binlog_state`, `MariaBinlogState`) keeps the last sequence number of every
+server id in every domain: that is what tells "the primary had this GTID" apart from "the primary reached the
+same sequence number with its own writes".
 
 MySQL 8 writes a set of intervals per source UUID (`3e11fa47-…:1-5:7,4f…:1-3`): "applied" is set inclusion
 and a distance is the number of transactions in one set and not in the other.
@@ -170,7 +173,98 @@ def _subtract(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) ->
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class GtidRange:
+    """MariaDB: the transactions of one server id in one domain with sequence numbers in (after, upto]."""
+
+    domain: int
+    server_id: int
+    after: int  # what the reference holds for (domain, server id); 0 if nothing
+    upto: int
+
+    @property
+    def last(self) -> str:
+        return str(MariaGtid(self.domain, self.server_id, self.upto))
+
+    def covers(self, gtid: MariaGtid) -> bool:
+        return (gtid.domain, gtid.server_id) == (self.domain, self.server_id) and self.after < gtid.seq <= self.upto
+
+
+@dataclass(frozen=True)
+class MariaBinlogState:
+    """MariaDB `@@gtid_binlog_state` (`0-1-9,0-2-11`): the last sequence number per (domain, server id)."""
+
+    last: tuple[tuple[tuple[int, int], int], ...] = ()  # ((domain, server id), seq), sorted by key
+
+    @classmethod
+    def parse(cls, text: str | None) -> MariaBinlogState:
+        """Parse a binlog state (also a `Gtid_list` event's text without its brackets); empty gives empty."""
+        acc: dict[tuple[int, int], int] = {}
+        for part in (text or "").replace("\n", "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            pieces = part.split("-")
+            if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+                raise GtidError(f"not a MariaDB GTID: {part!r} in {text!r}")
+            d, s, n = (int(p) for p in pieces)
+            acc[(d, s)] = max(n, acc.get((d, s), 0))
+        return cls.of(acc)
+
+    @classmethod
+    def of(cls, entries: dict[tuple[int, int], int]) -> MariaBinlogState:
+        return cls(tuple(sorted(entries.items())))
+
+    def as_dict(self) -> dict[tuple[int, int], int]:
+        return dict(self.last)
+
+    def seq(self, domain: int, server_id: int) -> int:
+        """The last sequence number of `server_id` in `domain` (0 if it never wrote there)."""
+        return self.as_dict().get((domain, server_id), 0)
+
+    def holds(self, gtid: MariaGtid) -> bool:
+        """True if this binlog had `gtid`: the same server id reached at least its sequence number."""
+        return (gtid.domain, gtid.server_id) in self.as_dict() and self.seq(gtid.domain, gtid.server_id) >= gtid.seq
+
+    def domain_top(self, domain: int) -> int:
+        """The highest sequence number of `domain` over every server id (what strict mode compares with)."""
+        return max((n for (d, _s), n in self.last if d == domain), default=0)
+
+    def beyond(self, reference: MariaBinlogState, ignore_server_ids: frozenset[int] = frozenset()) -> list[GtidRange]:
+        """Per (domain, server id), what this state has beyond `reference`."""
+        ref = reference.as_dict()
+        return [GtidRange(d, s, ref.get((d, s), 0), n) for (d, s), n in self.last
+                if s not in ignore_server_ids and n > ref.get((d, s), 0)]
+
+    def merged(self, other: MariaBinlogState) -> MariaBinlogState:
+        """The per-(domain, server id) maximum of both states."""
+        acc = self.as_dict()
+        for k, n in other.last:
+            acc[k] = max(n, acc.get(k, 0))
+        return MariaBinlogState.of(acc)
+
+    def rolled_back(self, ranges: tuple[GtidRange, ...], reference: MariaBinlogState) -> MariaBinlogState:
+        """This state with each range's (domain, server id) set back to what `reference` holds (or dropped)."""
+        acc, ref = self.as_dict(), reference.as_dict()
+        for r in ranges:
+            key = (r.domain, r.server_id)
+            if key in ref:
+                acc[key] = ref[key]
+            else:
+                acc.pop(key, None)
+        return MariaBinlogState.of(acc)
+
+    def __str__(self) -> str:
+        """Ordered so each domain's highest GTID comes last (the server reads it as the domain's position)."""
+        return ",".join(f"{d}-{s}-{n}" for (d, s), n in sorted(self.last, key=lambda kv: (kv[0][0], kv[1])))
+
+    def __bool__(self) -> bool:
+        return bool(self.last)
+
+
 Position = MariaPos | MysqlGtidSet
+# What a server's binlog holds, as errant checks compare it: MariaDB's binlog state, MySQL's executed set.
+BinlogState = MariaBinlogState | MysqlGtidSet
 
 
 def parse_position(flavor: str, text: str | None) -> Position:

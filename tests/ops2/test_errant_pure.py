@@ -15,6 +15,8 @@ import pytest
 
 from gateway.ops import errant as e
 from gateway.ops.plan import plan_failover
+from gateway.topology.dialect import MARIADB
+from gateway.topology.gtid import MariaBinlogState
 from gateway.topology.model import load_snapshot
 
 HERE = Path(__file__).parent / "snapshots"
@@ -24,18 +26,19 @@ REPLICA_UUID = "4f2b1c55-71ca-11e1-9e33-c80aa9429563"
 
 
 def test_binlog_state_round_trip_keeps_each_domains_highest_last() -> None:
-    state = e.parse_binlog_state("0-1-9,0-2-11,1-5-3,0-1-12")
-    assert state == {(0, 1): 12, (0, 2): 11, (1, 5): 3}
-    assert e.format_binlog_state(state) == "0-2-11,0-1-12,1-5-3"
+    state = MariaBinlogState.parse("0-1-9,0-2-11,1-5-3,0-1-12")
+    assert state.as_dict() == {(0, 1): 12, (0, 2): 11, (1, 5): 3}
+    assert str(state) == "0-2-11,0-1-12,1-5-3"
 
 
 def test_mariadb_errant_compares_server_ids_not_only_sequence_numbers() -> None:
     # The primary is far ahead by sequence number, but never had anything of server 2 after 0-2-50.
-    ranges = e.mariadb_errant("0-1-100,0-2-101", "0-2-50,0-1-150")
-    assert ranges == [e.ErrantRange(0, 2, 50, 101)]
+    gtids, ranges = MARIADB.errant("0-1-100,0-2-101", "0-2-50,0-1-150", frozenset(), frozenset())
+    assert ranges == (e.ErrantRange(0, 2, 50, 101),) and gtids == ("0-2-101",)
     assert ranges[0].last == "0-2-101"
-    assert e.mariadb_errant("0-1-100,0-2-50", "0-2-50,0-1-150") == []  # a former primary's writes: not errant
-    assert e.mariadb_errant("0-1-100,0-2-101", "0-1-100", ignore_server_ids=[2]) == []
+    # a former primary's writes: not errant
+    assert MARIADB.errant("0-1-100,0-2-50", "0-2-50,0-1-150", frozenset(), frozenset()) == ((), ())
+    assert MARIADB.errant("0-1-100,0-2-101", "0-1-100", frozenset({2}), frozenset()) == ((), ())
 
 
 def test_recorded_mariadb_snapshot_names_both_errant_replicas() -> None:
@@ -149,8 +152,8 @@ def test_binlog_events_are_grouped_and_classified(rows: list, gtids: list[str]) 
 
 def test_scan_stops_at_a_file_that_starts_before_every_errant_range() -> None:
     head = [("f", 4, "Format_desc", 1, 256, "x"), ("f", 256, "Gtid_list", 1, 300, "[0-1-9,0-2-3]")]
-    assert e._file_starts_below(head, (e.ErrantRange(0, 2, 3, 11),))
-    assert not e._file_starts_below(head, (e.ErrantRange(0, 2, 1, 11),))
+    assert MARIADB.older_files_hold_none(head, (e.ErrantRange(0, 2, 3, 11),))
+    assert not MARIADB.older_files_hold_none(head, (e.ErrantRange(0, 2, 1, 11),))
 
 
 def test_the_primarys_own_gtids_are_never_errant() -> None:
