@@ -24,7 +24,7 @@ class MqttConfig:
     client_id: str = "iotgw"
     topic_prefix: str = "iot"
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # repr never shows a secret
     password_file: str = ""
     password_env: str = ""
     tls_ca: str = ""
@@ -58,7 +58,7 @@ class DatabaseConfig:
     kind: str = "sqlite"
     servers: list[str] = field(default_factory=list)
     user: str = "iotgw"
-    password: str = ""
+    password: str = field(default="", repr=False)
     password_file: str = ""
     password_env: str = ""
     database: str = "iot"
@@ -73,7 +73,7 @@ class DatabaseConfig:
     # Replication-aware writer and reads (gateway.topology, gateway.reads): see docs/configuration.md.
     io_timeout_s: float = 10.0  # read/write timeout per statement: a hung (frozen) server fails after this
     admin_user: str = "root"  # promotions write the epoch while the server is still read-only: needs admin
-    admin_password: str = ""
+    admin_password: str = field(default="", repr=False)
     admin_password_file: str = ""
     admin_password_env: str = ""
     read_strategy: str = "round_robin"  # round_robin | weighted | least_lag
@@ -87,7 +87,7 @@ class DatabaseConfig:
 @dataclass
 class HttpConfig:
     listen: str = "127.0.0.1:9108"
-    token: str = ""
+    token: str = field(default="", repr=False)
     token_file: str = ""
     token_env: str = ""
     enabled: bool = True
@@ -201,6 +201,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"log.format: must be 'text' or 'json', got {cfg.log.format!r}")
     if (cfg.mqtt.tls_cert == "") != (cfg.mqtt.tls_key == ""):
         raise ConfigError("mqtt.tls_cert and mqtt.tls_key: give both or neither")
+    for section in ("mqtt", "database"):  # a client certificate without a CA would silently connect in plaintext
+        tls = getattr(cfg, section)
+        for key in ("tls_cert", "tls_key"):
+            if getattr(tls, key) and not tls.tls_ca:
+                raise ConfigError(f"{section}.{key}: set {section}.tls_ca as well (TLS is used only with a CA; "
+                                  "without it the connection would be plaintext)")
     for i, port in enumerate(cfg.serial):
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")

@@ -7,8 +7,12 @@ module is imported (one line in `gateway/cli.py`'s registry). They find servers 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -66,10 +70,41 @@ def failover(servers: str | None, config_path: str | None, sandbox_dir: str | No
                    f"{result.seconds:.2f} s)")
 
 
+def repl_account_options(user_help: str = "Replication account") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--repl-user`, `--repl-password-env NAME` and `--repl-password-file PATH` (a password never goes on the
+    command line: any local user can read another's argv). The command receives `repl_user` and the resolved
+    `repl_password` (None when neither option is given: `$IOTGW_REPL_PASSWORD` then applies)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*args: Any, repl_password_env: str | None, repl_password_file: str | None, **kwargs: Any) -> Any:
+            return fn(*args, repl_password=_secret_option(repl_password_env, repl_password_file), **kwargs)
+
+        run = click.option("--repl-password-file", default=None, type=click.Path(dir_okay=False),
+                           help="File holding its password (first line).")(run)
+        run = click.option("--repl-password-env", default=None, metavar="NAME",
+                           help="Environment variable holding its password [default: IOTGW_REPL_PASSWORD].")(run)
+        return click.option("--repl-user", default=None, help=f"{user_help} [default: $IOTGW_REPL_USER or repl].")(run)
+
+    return decorate
+
+
+def _secret_option(env: str | None, path: str | None) -> str | None:
+    if path:
+        try:
+            lines = Path(path).read_text().splitlines()
+            return lines[0] if lines else ""
+        except OSError as exc:
+            raise click.ClickException(f"--repl-password-file: cannot read {path}: {exc.strerror}") from None
+    if env:
+        if env not in os.environ:
+            raise click.ClickException(f"--repl-password-env: environment variable {env} is not set")
+        return os.environ[env]
+    return None
+
+
 def _repl_account(sandbox_dir: str | None, user: str | None, password: str | None) -> tuple[str, str]:
     """The replication account: given, from the sandbox, or IOTGW_REPL_USER / IOTGW_REPL_PASSWORD."""
-    import os
-
     if sandbox_dir and not user:
         from gateway.sandbox import Sandbox
 
@@ -82,8 +117,7 @@ def _repl_account(sandbox_dir: str | None, user: str | None, password: str | Non
 @topology.command()
 @target_options
 @click.option("--primary", default=None, help="The server to make primary (default: the first one).")
-@click.option("--repl-user", default=None, help="Replication account [default: $IOTGW_REPL_USER or repl].")
-@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@repl_account_options()
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each replica to catch up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def setup(servers: str | None, config_path: str | None, sandbox_dir: str | None, primary: str | None,
@@ -112,8 +146,7 @@ def setup(servers: str | None, config_path: str | None, sandbox_dir: str | None,
 @target_options
 @click.option("--new-primary", required=True, help="The replica to promote (HOST:PORT or node name).")
 @click.option("--demote-old", is_flag=True, help="Make the old primary a replica of the new one (current_pos).")
-@click.option("--repl-user", default=None, help="Replication account for --demote-old [default: $IOTGW_REPL_USER or repl].")
-@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@repl_account_options("Replication account for --demote-old")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the candidate to catch up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no health table).")
 @click.pass_context
@@ -197,8 +230,7 @@ def _health_table(monitor: Any, target: Any) -> Any:
 @click.option("--mqtt", default="", help="HOST:PORT of a broker for a retained message on each topology change.")
 @click.option("--mqtt-topic", default="iotgw/topology", show_default=True)
 @click.option("--metrics-port", type=int, default=0, help="Serve Prometheus metrics on 127.0.0.1:PORT.")
-@click.option("--repl-user", default=None, help="Replication account for rejoining [default: $IOTGW_REPL_USER or repl].")
-@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@repl_account_options("Replication account for rejoining")
 @click.option("--console", is_flag=True, help="Show the live health table (otherwise: log lines, daemon style).")
 @click.option("--max-checks", type=int, default=0, help="Stop after this many checks (0: run until stopped).")
 def monitor(servers: str | None, config_path: str | None, sandbox_dir: str | None, interval: float, failcount: int,

@@ -13,7 +13,6 @@ would be the physical alternative for large data sets.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,12 +22,11 @@ import pymysql
 
 from gateway.ops.plan import diverged
 from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import MARIADB  # the logical dump and its GTID comment are MariaDB's
+from gateway.topology.dialect import MARIADB, quote_ident  # the logical dump and its GTID comment are MariaDB's
 from gateway.topology.model import split_endpoint
+from gateway.topology.tools import CLIENT, DUMP, tool_command
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
-DUMP = shutil.which("mariadb-dump") or "mariadb-dump"
-CLIENT = shutil.which("mariadb") or "mariadb"
 
 
 class CloneError(RuntimeError):
@@ -79,14 +77,6 @@ def rejoin(ep: str, primary: str, admin: Credentials, repl: tuple[str, str], *, 
     return result
 
 
-def _client_args(ep: str, admin: Credentials) -> list[str]:
-    host, port = split_endpoint(ep)
-    args = [f"--host={host}", f"--port={port}", f"--user={admin.user}", "--protocol=TCP"]
-    if admin.password:
-        args.append(f"--password={admin.password}")
-    return args
-
-
 def user_databases(ep: str, admin: Credentials) -> list[str]:
     """Databases to copy: everything but the system schemas (the epoch schema is copied: it is data)."""
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
@@ -116,7 +106,7 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
         cur.execute("RESET MASTER")  # an empty binlog: nothing on it can be errant
         cur.execute("SET SESSION sql_log_bin=0")
         for db in user_databases(target, admin):
-            cur.execute(f"DROP DATABASE `{db}`")
+            cur.execute(f"DROP DATABASE {quote_ident(db)}")
     step(f"{target}: fenced, replication and binlog reset, emptied")
     databases = user_databases(donor, admin)
     if databases:
@@ -148,17 +138,17 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
 def _dump_and_load(donor: str, target: str, databases: list[str], admin: Credentials, timeout: float,
                    step: Callable[[str], None]) -> str:
     """Dump `databases` from the donor into the target (sql_log_bin=0); the dump's GTID position."""
-    dump = subprocess.run([DUMP, *_client_args(donor, admin), "--single-transaction", "--master-data=2", "--gtid",
-                           "--routines", "--triggers", "--databases", *databases],
-                          capture_output=True, text=True, timeout=timeout)
+    with tool_command(DUMP, donor, admin, ["--single-transaction", "--master-data=2", "--gtid", "--routines",
+                                           "--triggers", "--databases"], names=databases) as cmd:
+        dump = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if dump.returncode != 0:
         raise CloneError(f"mariadb-dump from {donor} failed: {dump.stderr.strip()[-500:]}")
     position = MARIADB.dump_position(dump.stdout)
     if position is None:
         raise CloneError(f"the dump from {donor} names no GTID position (is its binlog on?)")
     step(f"{donor}: dumped {', '.join(databases)} at GTID position {position} ({len(dump.stdout)} bytes)")
-    load = subprocess.run([CLIENT, *_client_args(target, admin), "--init-command=SET SESSION sql_log_bin=0"],
-                          input=dump.stdout, capture_output=True, text=True, timeout=timeout)
+    with tool_command(CLIENT, target, admin, ["--init-command=SET SESSION sql_log_bin=0"]) as cmd:
+        load = subprocess.run(cmd, input=dump.stdout, capture_output=True, text=True, timeout=timeout)
     if load.returncode != 0:
         raise CloneError(f"loading the dump into {target} failed: {load.stderr.strip()[-500:]}")
     step(f"{target}: loaded with sql_log_bin=0")

@@ -27,9 +27,7 @@ errant transaction itself; only the inject no-op is binlogged on purpose.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,12 +37,11 @@ import pymysql
 
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import dialect_for, gtid_of_event
+from gateway.topology.dialect import dialect_for, gtid_of_event, quote_ident
 from gateway.topology.gtid import GtidRange
-from gateway.topology.model import ServerState, Snapshot, split_endpoint
+from gateway.topology.model import ServerState, Snapshot
+from gateway.topology.tools import BINLOG_TOOL, CLIENT, tool_command
 
-BINLOG_TOOL = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog") or "mariadb-binlog"
-CLIENT = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
 MAX_EVENTS_PER_FILE = 200_000  # bound on the explanation scan of one binlog file
 NOOP_TABLE = "iotgw_meta.no_such_table_errant_skip"
 
@@ -312,7 +309,7 @@ def _checksums(ep: str, admin: Credentials, tables: list[str]) -> dict[str, str]
         for t in tables:
             schema, _, name = t.partition(".")
             try:
-                cur.execute(f"CHECKSUM TABLE `{schema}`.`{name}`")
+                cur.execute(f"CHECKSUM TABLE {quote_ident(schema)}.{quote_ident(name)}")
                 out[t] = str(cur.fetchone()[1])
             except pymysql.MySQLError as exc:
                 out[t] = f"error {exc.args[0]}"
@@ -352,20 +349,16 @@ def revert_with_flashback(ep: str, admin: Credentials, trxs: list[ErrantTransact
     `mariadb-binlog --flashback` reads the server's binlog remotely and writes the inverse row events; the
     client replays them in a session that does not binlog, so the undo is not a new errant transaction.
     """
-    host, port = split_endpoint(ep)
-    env = {**os.environ, "MYSQL_PWD": admin.password}
     steps = []
     for trx in sorted(trxs, key=lambda t: (t.file, t.start), reverse=True):
-        dump = subprocess.run(
-            [BINLOG_TOOL, "--read-from-remote-server", f"--host={host}", f"--port={port}", f"--user={admin.user}",
-             "--flashback", f"--start-position={trx.start}", f"--stop-position={trx.end}", trx.file],
-            capture_output=True, env=env, timeout=timeout, check=False)
+        with tool_command(BINLOG_TOOL, ep, admin, ["--read-from-remote-server", "--flashback",
+                                                   f"--start-position={trx.start}", f"--stop-position={trx.end}"],
+                          names=[trx.file]) as cmd:
+            dump = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
         if dump.returncode != 0:
             raise ErrantError(f"{BINLOG_TOOL} --flashback failed for {trx.gtid}: {dump.stderr.decode()[-300:]}")
-        load = subprocess.run(
-            [CLIENT, f"--host={host}", f"--port={port}", f"--user={admin.user}",
-             "--init-command=SET SESSION sql_log_bin=0", "--batch"],
-            input=dump.stdout, capture_output=True, env=env, timeout=timeout, check=False)
+        with tool_command(CLIENT, ep, admin, ["--init-command=SET SESSION sql_log_bin=0", "--batch"]) as cmd:
+            load = subprocess.run(cmd, input=dump.stdout, capture_output=True, timeout=timeout, check=False)
         if load.returncode != 0:
             raise ErrantError(f"replaying the inverse of {trx.gtid} failed: {load.stderr.decode()[-300:]}")
         steps.append(f"{ep}: reverted the row changes of {trx.gtid} ({', '.join(trx.tables)}) with sql_log_bin=0")

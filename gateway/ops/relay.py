@@ -33,7 +33,7 @@ import pymysql
 from gateway.ops.errant import maintenance_session
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import META_SCHEMA, Dialect, dialect_for
+from gateway.topology.dialect import META_SCHEMA, Dialect, dialect_for, quote_ident
 from gateway.topology.discovery import discover
 from gateway.topology.model import ServerState, Snapshot, split_endpoint
 
@@ -160,7 +160,7 @@ def make_blackhole(ep: str, admin: Credentials, progress: Callable[[str], None])
         try:
             for schema, table, engine in _user_tables(cur):
                 if engine.upper() != "BLACKHOLE":
-                    cur.execute(f"ALTER TABLE `{schema}`.`{table}` ENGINE=BLACKHOLE")
+                    cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(table)} ENGINE=BLACKHOLE")
                     altered.append(f"{schema}.{table}")
             cur.execute("SET GLOBAL default_storage_engine=BLACKHOLE")
         finally:
@@ -262,7 +262,7 @@ def target_rows(ep: str, admin: Credentials) -> list[str]:
     full = []
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
         for schema, table, _engine in _user_tables(cur):
-            cur.execute(f"SELECT EXISTS (SELECT 1 FROM `{schema}`.`{table}` LIMIT 1)")
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT 1)")
             if cur.fetchone()[0]:
                 full.append(f"{schema}.{table}")
     return full

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from gateway.ops.cli import repl_account_options
 from gateway.sandbox.cli import sandbox
 from gateway.topology.cli import resolve_target, target_options, topology
 
@@ -143,8 +144,7 @@ def relay_remove(servers: str | None, config_path: str | None, sandbox_dir: str 
 @click.option("--donor", required=True, help="The server to copy from (a replica, so the primary is not loaded).")
 @click.option("--target", "target_server", required=True, help="The server to provision (holds no data).")
 @click.option("--force", is_flag=True, help="Clone even though the target holds rows (they are dropped).")
-@click.option("--repl-user", default=None, help="Replication account [default: $IOTGW_REPL_USER or repl].")
-@click.option("--repl-password", default=None, help="Its password [default: $IOTGW_REPL_PASSWORD].")
+@repl_account_options()
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds for the dump, the load and catching up.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def clone_command(servers: str | None, config_path: str | None, sandbox_dir: str | None, donor: str,

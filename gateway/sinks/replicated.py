@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import pymysql
 
 from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
-from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows, risky_grants
+from gateway.sinks.mysql import SESSION_OPTIONS, init_schema, insert_rows, risky_grants
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import dialect_for
@@ -230,11 +230,7 @@ class ReplicatedSink(Sink):
             delay = min(delay * 2, 0.2)
 
     def _open(self, snap: Snapshot, primary, epoch: int, adopt: bool) -> None:  # noqa: ANN001 - ServerState
-        host, port = split_endpoint(primary.endpoint)
-        addr = ServerAddress(host=host, port=port, user=self.creds.user, password=self.creds.password,
-                             database=self.database, tls_ca=self.creds.tls_ca, tls_cert=self.creds.tls_cert,
-                             tls_key=self.creds.tls_key, connect_timeout=self.creds.connect_timeout)
-        conn = connect(addr, database="", read_timeout=self.creds.io_timeout)
+        conn = open_connection(primary.endpoint, self.creds, database="", autocommit=False, **SESSION_OPTIONS)
         try:
             if not self._grants_checked:
                 self._grants_checked = True

@@ -21,6 +21,11 @@ _SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys", M
 Statement = tuple[str, tuple[Any, ...]]
 
 
+def quote_ident(name: str) -> str:
+    """A schema or table name (read from a server, so untrusted) as a quoted identifier: backticks doubled."""
+    return "`" + str(name).replace("`", "``") + "`"
+
+
 class Dialect:
     """SQL and output names of one server flavour (`MariaDBDialect`, `MySQLDialect`; use `dialect_for`)."""
 
