@@ -70,7 +70,7 @@ class DatabaseConfig:
     connect_timeout: float = 3.0
     retry_max_s: float = 5.0
     confirm_replica: bool = True
-    # Replication-aware writer and reads (gateway.topology, gateway.reads): see docs/configuration.md.
+    # Replication-aware writer and reads (gateway.topology, gateway.client): see docs/configuration.md.
     io_timeout_s: float = 10.0  # read/write timeout per statement: a hung (frozen) server fails after this
     admin_user: str = "root"  # promotions write the epoch while the server is still read-only: needs admin
     admin_password: str = field(default="", repr=False)

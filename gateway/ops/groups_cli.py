@@ -117,7 +117,8 @@ def list_groups(servers: str | None, config_path: str | None, sandbox_dir: str |
 def lookup(servers: str | None, config_path: str | None, sandbox_dir: str | None, registry: str | None, name: str,
            url: str | None, token: str | None, as_json: bool) -> None:
     """What a client of group NAME is told: the primary, the readers with weights, the TTL."""
-    from gateway.ops.groups import GroupService, http_lookup
+    from gateway.client.groups import http_lookup
+    from gateway.ops.groups import GroupService
 
     if url:
         view = http_lookup(url, token)(name, True)

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 import gateway
+from gateway.client import groups as gc
 from gateway.metrics import HttpServer
 from gateway.ops import groups as g
 from gateway.ops.failover import failover
@@ -50,18 +51,18 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
     http, url = _serve(reg)
     guarded, guarded_url = _serve(reg, token="s3cret")
     try:
-        view = g.http_lookup(url)("sensors", True)
+        view = gc.http_lookup(url)("sensors", True)
         assert view["primary"] == ep(sb, "db1")
         assert {r["endpoint"]: r["weight"] for r in view["readers"]} == {ep(sb, "db2"): 3, ep(sb, "db3"): 1}
         assert view["skipped"] == [{"endpoint": ep(sb, "db4"), "why": "offline"}]
         with pytest.raises(Exception, match="403"):
-            g.http_lookup(guarded_url)("sensors", False)
-        assert g.http_lookup(guarded_url, "s3cret")("sensors", False)["primary"] == ep(sb, "db1")
+            gc.http_lookup(guarded_url)("sensors", False)
+        assert gc.http_lookup(guarded_url, "s3cret")("sensors", False)["primary"] == ep(sb, "db1")
         code, out = cli("group", "lookup", "sensors", "--url", url)
         assert code == 0 and f"reader {ep(sb, 'db2')} weight 3" in out, out
 
         # 1,000 real reads through the client: 3:1 weights give 750/250, exactly (smooth rotation).
-        client = g.GroupClient(g.http_lookup(url), WRITER)
+        client = gc.GroupClient(gc.http_lookup(url), WRITER)
         ports = Counter(client.run("sensors", "ro", lambda c: _port(c)) for _ in range(1000))
         assert ports == {sb.node("db2").port: 750, sb.node("db3").port: 250}
         assert client.stats.lookups == 1  # one cold lookup, then the cache (TTL 5 s) answered
@@ -77,7 +78,7 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
         assert code == 1 and "only 'rw' members" in out, out
         code, out = cli("group", "promote", "sensors", "db2", "--demote-old", "--sandbox", d)
         assert code == 0 and "is the primary" in out, out
-        view = g.http_lookup(url)("sensors", True)
+        view = gc.http_lookup(url)("sensors", True)
         assert view["primary"] == ep(sb, "db2")
         assert {r["endpoint"] for r in view["readers"]} == {ep(sb, "db1"), ep(sb, "db3")}
     finally:
@@ -104,7 +105,7 @@ def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> No
         reg.add("sensors", ep(sb, name), 1, "rw")
     sb.wait_caught_up()
     http, url = _serve(reg)
-    client = g.GroupClient(g.http_lookup(url), WRITER, database="iot", ttl_s=2.0)
+    client = gc.GroupClient(gc.http_lookup(url), WRITER, database="iot", ttl_s=2.0)
     acked: list[int] = []
     failures: list[str] = []
     reads = 0

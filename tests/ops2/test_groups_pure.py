@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pymysql
 import pytest
 
+from gateway.client import groups as gc
 from gateway.ops import groups as g
 from gateway.topology.conn import Credentials
 from gateway.topology.model import load_snapshot
@@ -19,14 +20,14 @@ PRIMARY, R4, R3, R2 = "127.0.0.1:48657", "127.0.0.1:34713", "127.0.0.1:40593", "
 
 
 def test_smooth_weighted_gives_exact_shares_evenly_interleaved() -> None:
-    rot = g.SmoothWeighted()
+    rot = gc.SmoothWeighted()
     picks = [rot.pick({"a": 3, "b": 1}) for _ in range(1000)]
     assert Counter(picks) == {"a": 750, "b": 250}
     assert picks[:8] == ["a", "a", "b", "a"] * 2  # never four a's in a row: evenly spread
     # Any prefix is within one cycle of the exact share.
     for n in range(1, 1000):
         assert abs(picks[:n].count("a") - 0.75 * n) <= 1
-    rot2 = g.SmoothWeighted()
+    rot2 = gc.SmoothWeighted()
     assert Counter(rot2.pick({"a": 3, "b": 1, "c": 0}) for _ in range(400)) == {"a": 300, "b": 100}
     with pytest.raises(ValueError):
         rot2.pick({"a": 0})
@@ -63,7 +64,7 @@ def test_client_caches_for_the_ttl_and_retries_a_bounded_number_of_times() -> No
         asked.append(fresh)
         return view
 
-    client = g.GroupClient(lookup, Credentials("u", "p", connect_timeout=0.5), attempts=3, backoff_s=0.01)
+    client = gc.GroupClient(lookup, Credentials("u", "p", connect_timeout=0.5), attempts=3, backoff_s=0.01)
     assert client.view("x") is client.view("x") and asked == [False]  # warm: answered from the cache
     with pytest.raises(pymysql.err.OperationalError, match="after 3 attempts"):
         client.run("x", "rw", lambda conn: None)  # port 1: nobody listens

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.reads import NoReadableServer, ReadSelector, SharedRotation, TopologySource
+from gateway.client.reads import NoReadableServer, ReadSelector, SharedRotation, TopologySource
 from tests.topology.helpers import ADMIN, WRITER, ep, wait_until
 
 pytestmark = pytest.mark.servers
@@ -109,7 +109,7 @@ def test_least_lag_and_weighted(sandbox):
 
 _WORKER = """
 import json, sys
-from gateway.reads import ReadSelector, SharedRotation, TopologySource
+from gateway.client.reads import ReadSelector, SharedRotation, TopologySource
 from gateway.topology.conn import Credentials
 creds = Credentials("iotgw", "iotgw", connect_timeout=5, io_timeout=30)
 sel = ReadSelector(TopologySource([sys.argv[1]], creds, refresh_s=60), rotation=SharedRotation(creds))

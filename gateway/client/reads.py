@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pymysql
 
+from gateway.client.retry import SmoothWeighted
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.discovery import ProbeConnections, discover
@@ -194,7 +195,7 @@ class ReadSelector:
         self.fallback_primary = fallback_primary
         self.weights = {endpoint(*split_endpoint(k)): v for k, v in (weights or {}).items()}
         self.rotation = rotation or LocalRotation()
-        self._current: dict[int, float] = {}  # smooth weighted round robin state, per server id
+        self._weighted_rotation: SmoothWeighted[int] = SmoothWeighted()  # by server id
         self.last_skipped: list[tuple[str, tuple[str, ...]]] = []
 
     def healthy(self, snap: Snapshot | None = None) -> tuple[list[analysis.ReplicaHealth], ReadTarget | None]:
@@ -230,16 +231,10 @@ class ReadSelector:
         """Smooth weighted round robin (as in nginx): shares exact over a cycle, picks evenly interleaved."""
         weights = {h.server.server_id: max(0, self.weights.get(h.server.endpoint, self.weights.get(
             h.server.report_endpoint, 1))) for h in good}
-        total = sum(weights.values())
-        if total == 0:
-            raise NoReadableServer("every healthy replica has weight 0")
-        for sid in list(self._current):
-            if sid not in weights:
-                del self._current[sid]
-        for sid, w in weights.items():
-            self._current[sid] = self._current.get(sid, 0) + w
-        chosen_id = max(weights, key=lambda sid: (self._current[sid], -sid))
-        self._current[chosen_id] -= total
+        try:
+            chosen_id = self._weighted_rotation.pick(weights)
+        except ValueError:
+            raise NoReadableServer("every healthy replica has weight 0") from None
         return next(_target(h) for h in good if h.server.server_id == chosen_id)
 
     def close(self) -> None:

@@ -11,18 +11,17 @@ this process, so successive `connect(mode="ro")` calls walk the rotation instead
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from typing import Any
 
 import pymysql
 
-from gateway.reads import LocalRotation, NoReadableServer, ReadSelector, SharedRotation, TopologySource
+from gateway.client.groups import connect_group
+from gateway.client.reads import LocalRotation, NoReadableServer, ReadSelector, SharedRotation, TopologySource
+from gateway.client.retry import RETRYABLE, attempts, backoff_delay, refuse_read_only, transient
+from gateway.config import load
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, credentials_from_config, is_read_only, open_connection
-
-_NOT_TRANSIENT = (1044, 1045, 1049)  # access denied (database, user), unknown database
+from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 
 
 class NoServer(pymysql.err.OperationalError):
@@ -70,21 +69,17 @@ class Client:
         if mode not in ("ro", "rw"):
             raise ValueError(f"mode must be 'ro' or 'rw', not {mode!r}")
         last: Exception | None = None
-        for attempt in range(self.attempts):
-            if attempt:
-                self.source.invalidate()
-                time.sleep(random.uniform(0.05, 0.1 * 2 ** attempt))  # jitter: clients do not retry in step
+        for _attempt in attempts(self.attempts, lambda _n: self.source.invalidate(),
+                                 lambda n: backoff_delay(n, 0.1, float("inf"))):
             try:
                 ep = self.endpoint_for(mode)
                 conn = open_connection(ep, self.creds, database=self.database, **kwargs)
                 if mode == "rw":
-                    if is_read_only(conn):
-                        conn.close()
-                        raise NoServer(1290, f"{ep} became read-only")
+                    refuse_read_only(conn, ep, NoServer, "became read-only")
                 return conn
-            except (pymysql.err.InterfaceError, pymysql.err.OperationalError, NoReadableServer) as exc:
-                if exc.args and exc.args[0] in _NOT_TRANSIENT:
-                    raise  # a wrong password or database does not get better by asking again
+            except (*RETRYABLE, NoReadableServer) as exc:
+                if not transient(exc):
+                    raise
                 last = exc
         raise NoServer(2003, f"no {mode} server after {self.attempts} attempts: {last}")
 
@@ -105,16 +100,12 @@ def connect(mode: str = "ro", *, config: Any = None, servers: list[str] | None =
     Give a loaded config (`gateway.config.load(path)`) or a path to one as `config`, or `servers`
     (HOST:PORT list) with `user`/`password`. Extra keyword arguments go to `pymysql.connect`.
     With `group`, the servers come from an HA group lookup (`lookup`: a gateway's HTTP base URL, default the
-    config's `[http] listen`; `token` if it is protected): see `gateway.ops.groups.connect_group`.
+    config's `[http] listen`; `token` if it is protected): see `gateway.client.groups.connect_group`.
     """
     if group is not None:
-        from gateway.ops.groups import connect_group
-
         return connect_group(group, mode, config=config, lookup=lookup, token=token, user=user, password=password,
                              database=database, attempts=max(attempts, 8), **kwargs)
     if config is not None and not hasattr(config, "database"):
-        from gateway.config import load
-
         config = load(config)
     if config is not None:
         db = config.database
