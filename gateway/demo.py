@@ -21,6 +21,7 @@ from pathlib import Path
 from gateway import config as config_mod
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox
+from gateway.sandbox.rebuild import rebuild_node
 from gateway.service import Gateway
 from gateway.simulator import SimOptions, Simulator
 
@@ -182,8 +183,6 @@ class Demo:
     def _bring_back(self, name: str) -> None:
         """Restart the killed old primary; the monitor fences it and rejoins it as a replica, or, if it
         diverged (a commit no replica received), it is rebuilt from a replica."""
-        from gateway.ops.sandbox_rebuild import rebuild_node
-
         assert self.sb is not None
         sb = self.sb
         sb.restart(name)

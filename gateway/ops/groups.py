@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import pymysql
 
+from gateway.ops.switchover import switchover
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA
@@ -289,8 +290,6 @@ def promote_in_group(registry: Registry, name: str, server: str, admin: Credenti
                      progress: Callable[[str], None] | None = None) -> Any:
     """`iotgw group promote`: the operations' switchover (gateway.ops.switchover), refused for a server that is
     not an `rw` member of the group. Returns the SwitchoverResult."""
-    from gateway.ops.switchover import switchover
-
     group = registry.get(name)
     ep = endpoint(*split_endpoint(server))
     member = group.member(ep)

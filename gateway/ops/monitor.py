@@ -36,6 +36,7 @@ from typing import Any
 
 import pymysql
 
+from gateway.config import ConfigError, resolve_secret
 from gateway.ops.clone import rejoin
 from gateway.ops.failover import FailoverError, FailoverResult, failover, fence, probe_credentials
 from gateway.ops.plan import confirm_dead, returning_primaries
@@ -465,8 +466,6 @@ def from_config_table(table: dict[str, Any]) -> MonitorConfig | None:
     Keys: auto, interval, failcount, block_s, rejoin, apply_timeout, pre_hook, post_hook, mqtt, mqtt_topic,
     repl_user, repl_password (or repl_password_env / repl_password_file).
     """
-    from gateway.config import ConfigError, resolve_secret
-
     table = dict(table)
     auto = table.pop("auto", False)
     if not isinstance(auto, bool):

@@ -201,7 +201,7 @@ def diverged(server_binlog_pos: str, primary_binlog_state: str) -> list[str]:
     every domain). A GTID `d-s-n` is on the primary if it holds some `d-s-m` with m >= n: with
     `gtid_strict_mode` a server's sequence numbers grow within a domain, and the primary applied that
     server's transactions in order. Comparing sequence numbers alone would be wrong: after a failover the
-    new primary's `0-2-100` looks like the old primary's lost `0-1-100` (the field notes' trap).
+    new primary's `0-2-100` looks like the old primary's lost `0-1-100`.
     """
     have = MariaBinlogState.parse(primary_binlog_state)
     return [str(g) for g in MariaPos.parse(server_binlog_pos).gtids if not have.holds(g)]

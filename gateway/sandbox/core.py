@@ -291,6 +291,11 @@ class Sandbox:
         except KeyError:
             raise SandboxError(f"node {name} unknown: {', '.join(self.nodes)}") from None
 
+    def endpoint(self, name: str) -> str:
+        """`HOST:PORT` of node `name` (what `--servers`, the topology layer and the writer take)."""
+        node = self.node(name)
+        return f"{node.host}:{node.port}"
+
     def db_names(self) -> list[str]:
         """Names of the MariaDB nodes (db1, db2, ...)."""
         return [n.name for n in self.nodes.values() if n.kind == MARIADB]

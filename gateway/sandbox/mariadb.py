@@ -1,6 +1,6 @@
 """MariaDB servers for the sandbox: template data folder, config, start, users, replication, live probe.
 
-Options come from the field notes (measured on this machine); each is there for a reason given beside it.
+Each option is there for a reason given beside it (measured on the development machine).
 """
 
 from __future__ import annotations

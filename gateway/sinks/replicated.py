@@ -34,7 +34,7 @@ import pymysql
 from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
 from gateway.sinks.mysql import SESSION_OPTIONS, init_schema, insert_rows, risky_grants
 from gateway.topology.analysis import healthy_replicas, writer_primary
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.epoch import write_epoch
@@ -376,7 +376,5 @@ def _quiet_close(conn: pymysql.connections.Connection) -> None:
 
 def from_config(db, **kwargs) -> ReplicatedSink:  # noqa: ANN001 - gateway.config.DatabaseConfig
     """A ReplicatedSink for a `[database]` section with `kind = "mysql"`."""
-    from gateway.topology.conn import credentials_from_config
-
     return ReplicatedSink(db.servers, credentials_from_config(db), database=db.database,
                           confirm=db.confirm_replica, **kwargs)

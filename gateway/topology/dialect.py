@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from gateway.topology.gtid import BinlogState, GtidRange, MariaBinlogState, MariaGtid, MariaPos, MysqlGtidSet, Position
-from gateway.topology.model import Epoch, RawObservation, Replication, ServerState, Snapshot, endpoint
+from gateway.topology.model import Epoch, RawObservation, Replication, ServerState, endpoint
 
 # The epoch schema: every promotion inserts a higher row naming the promoted server (see gateway.topology.epoch).
 META_SCHEMA = "iotgw_meta"
@@ -552,17 +552,3 @@ def dialect_for(flavor_or_version: str) -> Dialect:
     if text == "mariadb" or "mariadb" in text:
         return MARIADB
     return MYSQL
-
-
-def snapshot_from_raw(raws: list[RawObservation], taken_at: float = 0.0) -> Snapshot:
-    """Parse raw observations into a snapshot; one server reached under two names is kept once."""
-    servers: list[ServerState] = []
-    seen_ids: set[int] = set()
-    for raw in raws:
-        state = dialect_for(raw.flavor).parse_observation(raw)
-        if state.reachable and state.server_id in seen_ids:
-            continue
-        if state.reachable:
-            seen_ids.add(state.server_id)
-        servers.append(state)
-    return Snapshot(servers=tuple(servers), taken_at=taken_at, raw=tuple(raws))

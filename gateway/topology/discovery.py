@@ -17,8 +17,9 @@ import pymysql
 import pymysql.cursors
 
 from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import META_SCHEMA, dialect_for, snapshot_from_raw
+from gateway.topology.dialect import META_SCHEMA, dialect_for
 from gateway.topology.model import RawObservation, Snapshot, endpoint, split_endpoint
+from gateway.topology.snapshots import snapshot_from_raw
 
 MAX_SERVERS = 64  # a bound on the walk: a topology larger than this is not what this tool is for
 

@@ -1,4 +1,4 @@
-"""A person's manual promotion (`iotgw topology promote X`), in the safe order of the design brief.
+"""A person's manual promotion (`iotgw topology promote X`), in the one safe order (each step needs the previous):
 
 fence any other writable primary → let the candidate apply its relay log → stop and reset its replication →
 publish the new primary (a higher epoch row, on the candidate) → `read_only=OFF` → repoint the other replicas.

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gateway.ops.monitor import MonitorConfig, start_in_background
-from gateway.ops.sandbox_rebuild import rebuild_node
+from gateway.sandbox.rebuild import rebuild_node
 from gateway.topology.epoch import write_epoch
 from tests.ops.helpers import Load, consistency, ep, read_only, rows_or_zero, wait_until
 from tests.topology.helpers import ADMIN

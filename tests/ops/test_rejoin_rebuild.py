@@ -6,8 +6,8 @@ import pytest
 
 from gateway.ops.clone import rejoin
 from gateway.ops.failover import failover
-from gateway.ops.sandbox_rebuild import rebuild_node
 from gateway.sandbox import Sandbox
+from gateway.sandbox.rebuild import rebuild_node
 from tests.ops.helpers import cli, consistency, ep, read_only, rows_or_zero, wait_until
 from tests.topology.helpers import ADMIN
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the issue-5 live tests (real sandboxes)."""
+"""Shared pieces of the errant/relay/clone/group live tests (real sandboxes)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.ops.errant import errant_transactions
 from gateway.ops.relay import add_relay
-from gateway.ops.sandbox_add import add_replica
+from gateway.sandbox.add import add_replica
 from tests.ops.helpers import cli
 from tests.ops2.helpers import ADMIN, RowLoad, data_consistency, ep, one, snap, sql
 

@@ -17,7 +17,7 @@ from gateway.ops import errant as e
 from gateway.ops.plan import plan_failover
 from gateway.topology.dialect import MARIADB
 from gateway.topology.gtid import MariaBinlogState
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 HERE = Path(__file__).parent / "snapshots"
 TOPO = Path(__file__).parent.parent / "topology" / "snapshots"

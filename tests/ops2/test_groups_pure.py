@@ -13,7 +13,7 @@ import pytest
 from gateway.client import groups as gc
 from gateway.ops import groups as g
 from gateway.topology.conn import Credentials
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 SNAP = Path(__file__).parent.parent / "topology" / "snapshots" / "mariadb_1p3r_epoch.json"
 PRIMARY, R4, R3, R2 = "127.0.0.1:48657", "127.0.0.1:34713", "127.0.0.1:40593", "127.0.0.1:35359"

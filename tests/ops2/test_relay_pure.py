@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from gateway.ops.relay import clone_refusal, leaf_refusal, relay_refusal
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 SNAPS = Path(__file__).parent.parent / "topology" / "snapshots"
 # mariadb_intermediate.json: db1 (id 1) primary; id 2 and id 3 replicate from it; id 4 replicates from id 3.

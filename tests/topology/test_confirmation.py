@@ -1,4 +1,5 @@
-"""Batch confirmation on a replica: the traps from the field notes, reproduced on purpose."""
+"""Batch confirmation on a replica: the traps of asynchronous replication (a GTID wait that ignores server ids,
+a primary killed after its commit), reproduced on purpose."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.topology import analysis
 from gateway.topology.discovery import discover
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 from tests.topology.helpers import WRITER, ep, wait_until
 
 pytestmark = pytest.mark.servers

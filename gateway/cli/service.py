@@ -9,20 +9,17 @@ import time
 import click
 
 from gateway import config as config_mod
-from gateway.config import Config, ConfigError
-
-
-def load_config(path: str | None) -> Config:
-    """Load the config for a command, turning a ConfigError into a clean CLI error."""
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        raise click.ClickException(f"config: {exc}") from None
-
-
-config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
-                             envvar="IOTGW_CONFIG", help="TOML config file (env IOTGW_CONFIG). Without it: "
-                             "broker localhost:1883, spool and readings in SQLite files in this folder.")
+from gateway.cli.common import config_option, load_config
+from gateway.config import ConfigError
+from gateway.demo import run_demo
+from gateway.mqttconn import BrokerSettings, MqttConnectError
+from gateway.replay import replay_quarantine
+from gateway.service import Gateway, setup_logging
+from gateway.simulator import SimOptions
+from gateway.simulator import simulate as run_sim
+from gateway.sinks.mysql import ServerAddress, connect, init_schema
+from gateway.sinks.sqlite import SQLiteSink
+from gateway.spool import open_db, read_stats
 
 
 @click.command()
@@ -33,8 +30,6 @@ def run(config_path: str | None) -> None:
     Takes readings from MQTT and serial ports, spools them durably in SQLite, and writes them to
     MySQL/MariaDB (or a local SQLite database when no database is configured).
     """
-    from gateway.service import Gateway, setup_logging
-
     cfg = load_config(config_path)
     setup_logging(cfg.log.level, cfg.log.format)
     try:
@@ -87,14 +82,11 @@ def db_init(config_path: str | None, user: str | None, password_env: str | None)
     cfg = load_config(config_path)
     d = cfg.database
     if d.kind == "sqlite":
-        from gateway.sinks.sqlite import SQLiteSink
-
         SQLiteSink(d.sqlite_path).close()
         click.echo(f"local SQLite {d.sqlite_path}: schema up to date")
         return
     import pymysql
 
-    from gateway.sinks.mysql import ServerAddress, connect, init_schema
 
     password = os.environ.get(password_env, "") if password_env else config_mod.resolve_secret("database", d)
     host, port = config_mod.split_hostport(d.servers[0])
@@ -119,8 +111,6 @@ def spool() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def spool_status(config_path: str | None, as_json: bool) -> None:
     """Readings waiting, unconfirmed, quarantined (also while the gateway runs)."""
-    from gateway.spool import read_stats
-
     cfg = load_config(config_path)
     st = read_stats(cfg.spool.path)
     doc = {"path": cfg.spool.path, "pending": st.pending, "unconfirmed": st.unconfirmed, "depth": st.depth,
@@ -142,8 +132,6 @@ def spool_status(config_path: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def spool_quarantine(config_path: str | None, limit: int, reason: str | None, as_json: bool) -> None:
     """List quarantined messages with their reason and raw bytes."""
-    from gateway.spool import open_db
-
     cfg = load_config(config_path)
     conn = open_db(cfg.spool.path)
     sql = "SELECT id, received_ms, source, topic, reason, field, detail, raw FROM quarantine"
@@ -172,8 +160,6 @@ def spool_quarantine(config_path: str | None, limit: int, reason: str | None, as
 @click.option("--id", "ids", multiple=True, type=int, help="Only these entries (repeatable).")
 def spool_replay(config_path: str | None, reason: str | None, ids: tuple[int, ...]) -> None:
     """Validate quarantined messages again (after a fix) and spool those that now pass."""
-    from gateway.replay import replay_quarantine
-
     cfg = load_config(config_path)
     result = replay_quarantine(cfg.spool.path, cfg.mqtt.topic_prefix, reason=reason, ids=list(ids))
     click.echo(f"replayed {result.accepted} into the spool ({result.duplicates} already held), "
@@ -203,9 +189,6 @@ def simulate(broker: str, devices: int, count: int, rate: float, site: str, pref
     """Publish protocol-correct readings from simulated collectors and wait for their end-to-end acks."""
     import os
 
-    from gateway.mqttconn import BrokerSettings, MqttConnectError
-    from gateway.simulator import SimOptions
-    from gateway.simulator import simulate as run_sim
 
     host, port = config_mod.split_hostport(broker, "--broker")
     settings = BrokerSettings(host, port, username, os.environ.get(password_env, "") if password_env else "", tls_ca)
@@ -243,8 +226,6 @@ def demo(duration: float, rate: float, devices: int, directory: str | None, as_j
 
     Exits 0 when nothing was lost or duplicated and every server holds the same rows.
     """
-    from gateway.demo import run_demo
-
     live = not as_json and sys.stdout.isatty()
     say = (lambda _m: None) if as_json else click.echo
     report = run_demo(duration, rate, devices, directory, live, say)

@@ -1,9 +1,7 @@
 """`iotgw group create|add|remove|promote|lookup|list`: HA groups (see gateway.ops.groups).
 
 The registry lives on the topology found with `--servers`/`--config`/`--sandbox` (written on its primary and
-replicated), or on a separate server given with `--registry HOST:PORT` (same admin account). Importing this
-module also attaches `iotgw topology errant|relay` (gateway.ops.replication_cli), so the CLI registry needs one
-line for all of issue 5's commands.
+replicated), or on a separate server given with `--registry HOST:PORT` (same admin account).
 """
 
 from __future__ import annotations
@@ -14,8 +12,11 @@ from typing import Any
 
 import click
 
-import gateway.ops.replication_cli  # noqa: F401 - attaches `topology errant|relay`
-from gateway.topology.cli import Target, resolve_target, target_options
+from gateway.cli.common import Target, resolve_target, target_options
+from gateway.cli.failover import _repl_account
+from gateway.client.groups import http_lookup
+from gateway.ops.groups import GroupError, GroupService, Registry, promote_in_group
+from gateway.ops.switchover import SwitchoverError
 
 
 def registry_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,8 +27,6 @@ def registry_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _registry(servers: str | None, config_path: str | None, sandbox_dir: str | None,
               registry: str | None) -> tuple[Any, Target]:
-    from gateway.ops.groups import Registry
-
     target = resolve_target(servers, config_path, sandbox_dir)
     if registry:
         return Registry([target.server(registry)], target.admin, separate=True), target
@@ -35,8 +34,6 @@ def _registry(servers: str | None, config_path: str | None, sandbox_dir: str | N
 
 
 def _run(action: Callable[[], Any]) -> Any:
-    from gateway.ops.groups import GroupError
-
     try:
         return action()
     except GroupError as exc:
@@ -117,9 +114,6 @@ def list_groups(servers: str | None, config_path: str | None, sandbox_dir: str |
 def lookup(servers: str | None, config_path: str | None, sandbox_dir: str | None, registry: str | None, name: str,
            url: str | None, token: str | None, as_json: bool) -> None:
     """What a client of group NAME is told: the primary, the readers with weights, the TTL."""
-    from gateway.client.groups import http_lookup
-    from gateway.ops.groups import GroupService
-
     if url:
         view = http_lookup(url, token)(name, True)
         target = None
@@ -147,10 +141,6 @@ def lookup(servers: str | None, config_path: str | None, sandbox_dir: str | None
 def promote(servers: str | None, config_path: str | None, sandbox_dir: str | None, registry: str | None,
             name: str, server: str, demote_old: bool, timeout: float, as_json: bool) -> None:
     """Make SERVER (an `rw` member of NAME) the primary: the operations' switchover, applied to the group."""
-    from gateway.ops.cli import _repl_account
-    from gateway.ops.groups import GroupError, promote_in_group
-    from gateway.ops.switchover import SwitchoverError
-
     reg, target = _registry(servers, config_path, sandbox_dir, registry)
     repl = _repl_account(sandbox_dir, None, None)
     try:

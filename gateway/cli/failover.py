@@ -1,8 +1,8 @@
 """`iotgw topology setup|switchover|failover|monitor` and `iotgw sandbox rebuild NODE`.
 
-The commands attach to the topology helper's `topology` group and the sandbox's `sandbox` group when this
-module is imported (one line in `gateway/cli.py`'s registry). They find servers like every topology command
-(`--servers`, `--config`, `--sandbox`, see `gateway.topology.cli.target_options`) and act with the admin account.
+Registered under `topology` and `sandbox` by the registry in `gateway/cli/__init__.py`. They find servers like
+every topology command (`--servers`, `--config`, `--sandbox`, see `gateway.cli.common.target_options`) and act
+with the admin account.
 """
 
 from __future__ import annotations
@@ -17,19 +17,25 @@ from typing import Any
 
 import click
 
-from gateway.sandbox.cli import sandbox
-from gateway.topology.cli import resolve_target, target_options, topology
-
-
-def _echo_steps(as_json: bool) -> Any:
-    return None if as_json else (lambda m: click.echo(f"  {m}"))
+from gateway.cli.common import echo_steps, resolve_target, run_operation, target_options
+from gateway.cli.topology import show, snapshot_report
+from gateway.ops.clone import CloneError
+from gateway.ops.failover import FailoverError
+from gateway.ops.failover import failover as do_failover
+from gateway.ops.monitor import Monitor, MonitorConfig
+from gateway.ops.setup import SetupError
+from gateway.ops.setup import setup as do_setup
+from gateway.ops.switchover import SwitchoverError
+from gateway.ops.switchover import switchover as do_switchover
+from gateway.sandbox import Sandbox, SandboxError
+from gateway.sandbox.rebuild import rebuild_node
 
 
 def _exclude(target: Any, exclude: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(target.server(x) for x in exclude)
 
 
-@topology.command()
+@click.command()
 @target_options
 @click.option("--candidate", default=None, help="Promote this server (HOST:PORT or node name) instead of the best.")
 @click.option("--exclude", multiple=True, help="Never promote this server (repeatable).")
@@ -40,14 +46,11 @@ def _exclude(target: Any, exclude: tuple[str, ...]) -> tuple[str, ...]:
 def failover(servers: str | None, config_path: str | None, sandbox_dir: str | None, candidate: str | None,
              exclude: tuple[str, ...], force: bool, dry_run: bool, timeout: float, as_json: bool) -> None:
     """The primary is dead: promote the most advanced replica, repoint the others, fence the old primary."""
-    from gateway.ops.failover import FailoverError
-    from gateway.ops.failover import failover as do_failover
-
     target = resolve_target(servers, config_path, sandbox_dir)
     try:
         result = do_failover(target.seeds, target.admin, exclude=_exclude(target, exclude),
                              candidate=target.server(candidate) if candidate else None, force=force,
-                             dry_run=dry_run, apply_timeout=timeout, progress=_echo_steps(as_json or dry_run))
+                             dry_run=dry_run, apply_timeout=timeout, progress=echo_steps(as_json or dry_run))
     except FailoverError as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "error": str(exc), "plan": exc.plan.lines() if exc.plan else []},
@@ -106,15 +109,13 @@ def _secret_option(env: str | None, path: str | None) -> str | None:
 def _repl_account(sandbox_dir: str | None, user: str | None, password: str | None) -> tuple[str, str]:
     """The replication account: given, from the sandbox, or IOTGW_REPL_USER / IOTGW_REPL_PASSWORD."""
     if sandbox_dir and not user:
-        from gateway.sandbox import Sandbox
-
         account = Sandbox.load(sandbox_dir).endpoints()["mariadb"]["replication_user"]
         return account["user"], account["password"]
     return (user or os.environ.get("IOTGW_REPL_USER", "repl"),
             password if password is not None else os.environ.get("IOTGW_REPL_PASSWORD", ""))
 
 
-@topology.command()
+@click.command()
 @target_options
 @click.option("--primary", default=None, help="The server to make primary (default: the first one).")
 @repl_account_options()
@@ -123,26 +124,19 @@ def _repl_account(sandbox_dir: str | None, user: str | None, password: str | Non
 def setup(servers: str | None, config_path: str | None, sandbox_dir: str | None, primary: str | None,
           repl_user: str | None, repl_password: str | None, timeout: float, as_json: bool) -> None:
     """Turn independent servers into a GTID replication topology; refuses with reasons if one is unfit."""
-    from gateway.ops.setup import SetupError
-    from gateway.ops.setup import setup as do_setup
-
     target = resolve_target(servers, config_path, sandbox_dir)
     user, password = _repl_account(sandbox_dir, repl_user, repl_password)
     chosen = target.server(primary) if primary else target.seeds[0]
-    try:
-        result = do_setup(target.seeds, chosen, target.admin, user, password, timeout=timeout,
-                          progress=_echo_steps(as_json))
-    except SetupError as exc:
-        raise click.ClickException(f"setup refused: {exc}") from None
-    if as_json:
-        click.echo(json.dumps({"primary": result.primary, "replicas": result.replicas, "steps": result.steps,
-                               "seconds": round(result.seconds, 3)}, indent=2))
-    else:
-        click.echo(f"{target.label(result.primary)} is the primary of {len(result.replicas)} replicas "
-                   f"({result.seconds:.2f} s)")
+    run_operation(
+        lambda: do_setup(target.seeds, chosen, target.admin, user, password, timeout=timeout,
+                         progress=echo_steps(as_json)),
+        as_json=as_json, refused=(SetupError,), what="setup refused",
+        to_json=lambda r: {"primary": r.primary, "replicas": r.replicas, "steps": r.steps,
+                           "seconds": round(r.seconds, 3)},
+        to_text=lambda r: f"{target.label(r.primary)} is the primary of {len(r.replicas)} replicas ({r.seconds:.2f} s)")
 
 
-@topology.command()
+@click.command()
 @target_options
 @click.option("--new-primary", required=True, help="The replica to promote (HOST:PORT or node name).")
 @click.option("--demote-old", is_flag=True, help="Make the old primary a replica of the new one (current_pos).")
@@ -154,22 +148,17 @@ def switchover(ctx: click.Context, servers: str | None, config_path: str | None,
                new_primary: str, demote_old: bool, repl_user: str | None, repl_password: str | None, timeout: float,
                as_json: bool) -> None:
     """Planned change of primary: fence and drain the old one, promote X, repoint; rolls back on error."""
-    from gateway.ops.switchover import SwitchoverError
-    from gateway.ops.switchover import switchover as do_switchover
-    from gateway.topology.cli import show
-
     target = resolve_target(servers, config_path, sandbox_dir)
-    try:
-        result = do_switchover(target.seeds, target.server(new_primary), target.admin, demote_old=demote_old,
-                               repl=_repl_account(sandbox_dir, repl_user, repl_password), timeout=timeout, progress=_echo_steps(as_json))
-    except SwitchoverError as exc:
-        raise click.ClickException(f"switchover refused: {exc}") from None
+    run_operation(
+        lambda: do_switchover(target.seeds, target.server(new_primary), target.admin, demote_old=demote_old,
+                              repl=_repl_account(sandbox_dir, repl_user, repl_password), timeout=timeout,
+                              progress=echo_steps(as_json)),
+        as_json=as_json, refused=(SwitchoverError,), what="switchover refused",
+        to_json=lambda r: {"old_primary": r.old_primary, "new_primary": r.new_primary, "epoch": r.epoch,
+                           "steps": r.steps, "seconds": round(r.seconds, 3)},
+        to_text=lambda r: f"{target.label(r.new_primary)} is the primary (epoch {r.epoch}, {r.seconds:.2f} s)")
     if as_json:
-        click.echo(json.dumps({"old_primary": result.old_primary, "new_primary": result.new_primary,
-                               "epoch": result.epoch, "steps": result.steps, "seconds": round(result.seconds, 3)},
-                              indent=2))
         return
-    click.echo(f"{target.label(result.new_primary)} is the primary (epoch {result.epoch}, {result.seconds:.2f} s)")
     ctx.invoke(show, servers=servers, config_path=config_path, sandbox_dir=sandbox_dir, as_json=False)
 
 
@@ -180,10 +169,6 @@ def switchover(ctx: click.Context, servers: str | None, config_path: str | None,
 @click.argument("node")
 def rebuild(directory: str, donor: str | None, node: str) -> None:
     """Rebuild NODE as an empty replica with a new server id, cloned (logical dump) from a healthy replica."""
-    from gateway.ops.clone import CloneError
-    from gateway.ops.sandbox_rebuild import rebuild_node
-    from gateway.sandbox import Sandbox, SandboxError
-
     try:
         sb = Sandbox.load(directory)
         rebuild_node(sb, node, donor, progress=lambda m: click.echo(f"  {m}"))
@@ -192,8 +177,6 @@ def rebuild(directory: str, donor: str | None, node: str) -> None:
     click.echo(f"rebuild: {node} is now {sb.role(node)} (server id {sb.node(node).server_id})")
 
 
-sandbox.add_command(rebuild)
-
 
 def _health_table(monitor: Any, target: Any) -> Any:
     """The live view: the health table of the last snapshot and the monitor's recent events."""
@@ -201,7 +184,6 @@ def _health_table(monitor: Any, target: Any) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from gateway.topology.cli import snapshot_report
 
     table = Table("server", "role", "state", "GTID position", "lag", "health", title="iotgw topology monitor")
     if monitor.snapshot is not None:
@@ -218,7 +200,7 @@ def _health_table(monitor: Any, target: Any) -> Any:
     return Group(table, Text("\n".join(lines)))
 
 
-@topology.command()
+@click.command()
 @target_options
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between checks.")
 @click.option("--failcount", default=3, show_default=True, help="Failed checks in a row before the primary is dead.")
@@ -242,7 +224,6 @@ def monitor(servers: str | None, config_path: str | None, sandbox_dir: str | Non
     import signal
     import threading
 
-    from gateway.ops.monitor import Monitor, MonitorConfig
 
     target = resolve_target(servers, config_path, sandbox_dir)
     cfg = MonitorConfig(interval=interval, failcount=failcount, block_s=block_s, rejoin=not no_rejoin,

@@ -1,27 +1,27 @@
-"""`iotgw topology errant check|fix` and `iotgw topology relay add|remove`.
+"""`iotgw topology errant check|fix`, `topology relay add|remove`, `topology clone`, `sandbox add-replica`.
 
-Attached to the topology helper's `topology` group when this module is imported (one line in the registry of
-`gateway/cli.py`). Servers are found like every topology command (`--servers`, `--config`, `--sandbox`) and the
+Registered by the registry in `gateway/cli/__init__.py`. Servers are found like every topology command (`--servers`, `--config`, `--sandbox`) and the
 admin account acts: reading binlogs, `SET SESSION sql_log_bin=0`, `RESET MASTER` and `CHANGE MASTER` need it.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
-from gateway.ops.cli import repl_account_options
-from gateway.sandbox.cli import sandbox
-from gateway.topology.cli import resolve_target, target_options, topology
+from gateway.cli.common import echo_steps, resolve_target, run_operation, target_options
+from gateway.cli.failover import _repl_account, repl_account_options
+from gateway.ops import errant as e
+from gateway.ops.clone import CloneError, clone
+from gateway.ops.relay import RelayError, add_relay, clone_refusal, remove_relay, restore_default_engine, target_rows
+from gateway.sandbox import Sandbox, SandboxError
+from gateway.sandbox.add import add_replica
+from gateway.topology import analysis
+from gateway.topology.discovery import discover
 
 
-def _say(as_json: bool) -> Any:
-    return None if as_json else (lambda m: click.echo(f"  {m}"))
-
-
-@topology.group()
+@click.group()
 def errant() -> None:
     """Errant transactions: GTIDs a replica has that the primary never had (check, fix)."""
 
@@ -31,9 +31,6 @@ def errant() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def errant_check(servers: str | None, config_path: str | None, sandbox_dir: str | None, as_json: bool) -> None:
     """List each replica's errant GTIDs and explain them from its binlog. Exit code 1 if any exist."""
-    from gateway.ops import errant as e
-    from gateway.topology.discovery import discover
-
     target = resolve_target(servers, config_path, sandbox_dir)
     reports = e.check(discover(target.seeds, target.admin), target.admin)
     if as_json:
@@ -66,14 +63,11 @@ def errant_check(servers: str | None, config_path: str | None, sandbox_dir: str 
 def errant_fix(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str, method: str,
                revert: bool, dry_run: bool, timeout: float, as_json: bool) -> None:
     """Repair SERVER's errant transactions; refuses (exit 1) a repair that would hide diverged rows."""
-    from gateway.ops import errant as e
-    from gateway.topology.discovery import discover
-
     target = resolve_target(servers, config_path, sandbox_dir)
     snap = discover(target.seeds, target.admin)
     try:
         result = e.fix(snap, target.server(server), target.admin, method=method, revert=revert, dry_run=dry_run,
-                       wait_timeout=timeout, progress=_say(as_json))
+                       wait_timeout=timeout, progress=echo_steps(as_json))
     except e.ErrantError as exc:
         if as_json:
             click.echo(json.dumps({"ok": False, "error": str(exc)}, indent=2))
@@ -88,7 +82,7 @@ def errant_fix(servers: str | None, config_path: str | None, sandbox_dir: str | 
                + ("planned (dry run)" if dry_run else "done: no errant transactions left"))
 
 
-@topology.group()
+@click.group()
 def relay() -> None:
     """BLACKHOLE relays: a replica that passes the binlog on to leaves and holds no rows (add, remove)."""
 
@@ -102,19 +96,13 @@ def relay() -> None:
 def relay_add(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str,
               leaves: tuple[str, ...], timeout: float, as_json: bool) -> None:
     """Make SERVER a BLACKHOLE relay (tables altered with sql_log_bin=0) and move each --leaf under it."""
-    from gateway.ops.relay import RelayError, add_relay
-
     target = resolve_target(servers, config_path, sandbox_dir)
-    try:
-        result = add_relay(target.seeds, target.server(server), [target.server(x) for x in leaves], target.admin,
-                           timeout=timeout, progress=_say(as_json))
-    except RelayError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps({"relay": result.relay, "moved": result.moved, "converted": result.converted,
-                               "steps": result.steps}, indent=2))
-    else:
-        click.echo(f"{target.label(result.relay)} is a relay with {len(result.moved)} leaf/leaves moved under it")
+    run_operation(
+        lambda: add_relay(target.seeds, target.server(server), [target.server(x) for x in leaves], target.admin,
+                          timeout=timeout, progress=echo_steps(as_json)),
+        as_json=as_json, refused=(RelayError,),
+        to_json=lambda r: {"relay": r.relay, "moved": r.moved, "converted": r.converted, "steps": r.steps},
+        to_text=lambda r: f"{target.label(r.relay)} is a relay with {len(r.moved)} leaf/leaves moved under it")
 
 
 @relay.command("remove")
@@ -125,21 +113,16 @@ def relay_add(servers: str | None, config_path: str | None, sandbox_dir: str | N
 def relay_remove(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str,
                  timeout: float, as_json: bool) -> None:
     """Move every leaf of relay SERVER back under the relay's source, one by one (GTID positioning)."""
-    from gateway.ops.relay import RelayError, remove_relay
-
     target = resolve_target(servers, config_path, sandbox_dir)
-    try:
-        result = remove_relay(target.seeds, target.server(server), target.admin, timeout=timeout,
-                              progress=_say(as_json))
-    except RelayError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps({"relay": result.relay, "moved": result.moved, "steps": result.steps}, indent=2))
-    else:
-        click.echo(f"{target.label(result.relay)}: {len(result.moved)} leaf/leaves moved back")
+    run_operation(
+        lambda: remove_relay(target.seeds, target.server(server), target.admin, timeout=timeout,
+                             progress=echo_steps(as_json)),
+        as_json=as_json, refused=(RelayError,),
+        to_json=lambda r: {"relay": r.relay, "moved": r.moved, "steps": r.steps},
+        to_text=lambda r: f"{target.label(r.relay)}: {len(r.moved)} leaf/leaves moved back")
 
 
-@topology.command("clone")
+@click.command("clone")
 @target_options
 @click.option("--donor", required=True, help="The server to copy from (a replica, so the primary is not loaded).")
 @click.option("--target", "target_server", required=True, help="The server to provision (holds no data).")
@@ -153,11 +136,6 @@ def clone_command(servers: str | None, config_path: str | None, sandbox_dir: str
     """Provision TARGET as a new replica from DONOR's data (dump with its GTID position), then catch up."""
     import time
 
-    from gateway.ops.cli import _repl_account
-    from gateway.ops.clone import CloneError, clone
-    from gateway.ops.relay import clone_refusal, restore_default_engine, target_rows
-    from gateway.topology import analysis
-    from gateway.topology.discovery import discover
 
     target = resolve_target(servers, config_path, sandbox_dir)
     donor_ep, target_ep = target.server(donor), target.server(target_server)
@@ -176,7 +154,7 @@ def clone_command(servers: str | None, config_path: str | None, sandbox_dir: str
     was_relay = restore_default_engine(target_ep, target.admin)
     try:
         steps = clone(donor_ep, target_ep, primary.endpoint, target.admin,
-                      _repl_account(sandbox_dir, repl_user, repl_password), timeout=timeout, progress=_say(as_json))
+                      _repl_account(sandbox_dir, repl_user, repl_password), timeout=timeout, progress=echo_steps(as_json))
     except CloneError as exc:
         raise click.ClickException(f"clone failed: {exc}") from None
     if was_relay:
@@ -189,20 +167,16 @@ def clone_command(servers: str | None, config_path: str | None, sandbox_dir: str
         click.echo(f"{target.label(target_ep)} cloned from {target.label(donor_ep)} and caught up ({seconds:.1f} s)")
 
 
-@sandbox.command("add-replica")
+@click.command("add-replica")
 @click.option("--dir", "directory", default="sandbox", show_default=True, type=click.Path(file_okay=False),
               envvar="IOTGW_SANDBOX", help="The sandbox folder.")
 @click.option("--donor", default=None, help="Node to copy from (default: the first healthy replica).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def add_replica_command(directory: str, donor: str | None, as_json: bool) -> None:
     """Start one more server, clone a replica's data onto it and make it a replica of the primary."""
-    from gateway.ops.clone import CloneError
-    from gateway.ops.sandbox_add import add_replica
-    from gateway.sandbox import Sandbox, SandboxError
-
     try:
         sb = Sandbox.load(directory)
-        name, steps = add_replica(sb, donor, progress=_say(as_json))
+        name, steps = add_replica(sb, donor, progress=echo_steps(as_json))
     except (SandboxError, CloneError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -23,6 +23,7 @@ from gateway.sandbox.process import (
     stop_process,
     wait_until,
 )
+from gateway.spool import read_stats
 
 
 def _toml_value(value: Any) -> str:
@@ -133,8 +134,6 @@ class GatewayProcess:
 
 def spool_depth(spool_path: str | os.PathLike[str]) -> int:
     """Readings still in a gateway's spool (read from its file)."""
-    from gateway.spool import read_stats
-
     return read_stats(spool_path).depth
 
 

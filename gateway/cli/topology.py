@@ -1,101 +1,20 @@
-"""`iotgw topology show|promote` and `iotgw query`.
-
-Every topology command finds its servers the same way (`target_options`): `--servers HOST:PORT[,…]` with
-credentials from the environment (IOTGW_DB_USER / IOTGW_DB_PASSWORD, IOTGW_DB_ADMIN_USER /
-IOTGW_DB_ADMIN_PASSWORD), `--config FILE` (the `[database]` section), or `--sandbox DIR` for a sandbox made by
-`iotgw sandbox up`. A single server is named `HOST:PORT` or, in a sandbox, by its node name (db2).
-"""
+"""`iotgw topology show|promote` and `iotgw query` (servers found as `gateway.cli.common.target_options` says)."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import click
+import pymysql
 
+from gateway.cli.common import Target, resolve_target, target_options
+from gateway.client import Client
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, credentials_from_config
 from gateway.topology.discovery import discover
-from gateway.topology.model import Snapshot, endpoint, split_endpoint
-
-
-@dataclass
-class Target:
-    """Where the servers are and which accounts to use."""
-
-    seeds: list[str]
-    writer: Credentials
-    admin: Credentials
-    names: dict[str, str]  # sandbox node name -> endpoint
-    database: str = "iot"
-    config: Any = None
-
-    def server(self, name: str) -> str:
-        """`HOST:PORT`, or a sandbox node name, as an endpoint."""
-        if name in self.names:
-            return self.names[name]
-        try:
-            return endpoint(*split_endpoint(name))
-        except ValueError:
-            raise click.BadParameter(f"{name!r} is neither HOST:PORT nor a node name "
-                                     f"({', '.join(self.names) or 'no sandbox given'})") from None
-
-    def label(self, ep: str) -> str:
-        for name, e in self.names.items():
-            if e == ep:
-                return f"{name} ({ep})"
-        return ep
-
-
-def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`--servers`, `--config`, `--sandbox`: add to every command that talks to the topology."""
-    func = click.option("--sandbox", "sandbox_dir", type=click.Path(file_okay=False), default=None,
-                        help="A sandbox folder made by `iotgw sandbox up`.")(func)
-    func = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                        help="Config file: servers and accounts from its [database] section.")(func)
-    func = click.option("--servers", default=None, help="HOST:PORT[,HOST:PORT…]; accounts from IOTGW_DB_* variables.")(func)
-    return func
-
-
-def resolve_target(servers: str | None, config_path: str | None, sandbox_dir: str | None) -> Target:
-    """Build the Target from whichever of the three ways was given (exactly one)."""
-    given = [x for x in (servers, config_path, sandbox_dir) if x]
-    if len(given) != 1:
-        raise click.UsageError("give exactly one of --servers, --config, --sandbox")
-    if sandbox_dir:
-        from gateway.sandbox import Sandbox, SandboxError
-
-        try:
-            sb = Sandbox.load(sandbox_dir)
-        except SandboxError as exc:
-            raise click.ClickException(str(exc)) from None
-        names = {n: f"127.0.0.1:{sb.node(n).port}" for n in sb.db_names()}
-        users = sb.endpoints()["mariadb"]
-        writer = users["writer"]
-        return Target(list(names.values()), Credentials(writer["user"], writer["password"]),
-                      Credentials("root", users["users"].get("root", "")), names)
-    if config_path:
-        from gateway.config import ConfigError, load
-
-        try:
-            cfg = load(config_path)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-        if not cfg.database.servers:
-            raise click.ClickException(f"{config_path}: [database] servers is empty")
-        return Target(list(cfg.database.servers), credentials_from_config(cfg.database),
-                      credentials_from_config(cfg.database, admin=True), {}, cfg.database.database, cfg)
-    env = os.environ
-    seeds = [s.strip() for s in (servers or "").split(",") if s.strip()]
-    try:
-        seeds = [endpoint(*split_endpoint(s)) for s in seeds]
-    except ValueError:
-        raise click.BadParameter(f"--servers: expected HOST:PORT[,HOST:PORT…], got {servers!r}") from None
-    return Target(seeds, Credentials(env.get("IOTGW_DB_USER", "iotgw"), env.get("IOTGW_DB_PASSWORD", "")),
-                  Credentials(env.get("IOTGW_DB_ADMIN_USER", "root"), env.get("IOTGW_DB_ADMIN_PASSWORD", "")), {})
+from gateway.topology.model import Snapshot, split_endpoint
+from gateway.topology.promote import PromotionError
+from gateway.topology.promote import promote as do_promote
 
 
 # --------------------------------------------------------------------------------------- topology show
@@ -184,7 +103,9 @@ def topology() -> None:
 @target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def show(servers: str | None, config_path: str | None, sandbox_dir: str | None, as_json: bool) -> None:
-    """Print the replication tree and a health table (host, port, role, state, GTID, lag, health)."""
+    """Print the replication tree and a health table (host, port, role, state, GTID, lag, health).
+
+    Exit code 1 when no server answers (the report still lists each one with its error)."""
     target = resolve_target(servers, config_path, sandbox_dir)
     snap = discover(target.seeds, target.writer)
     report = snapshot_report(snap, target)
@@ -192,6 +113,11 @@ def show(servers: str | None, config_path: str | None, sandbox_dir: str | None, 
         click.echo(json.dumps(report, indent=2))
     else:
         _render(report, snap, target)
+    if not snap.reachable:
+        if not as_json:
+            click.echo("Error: no server answered: " + "; ".join(f"{s.endpoint}: {s.error}" for s in snap.servers),
+                       err=True)
+        raise SystemExit(1)
 
 
 @topology.command()
@@ -204,8 +130,6 @@ def show(servers: str | None, config_path: str | None, sandbox_dir: str | None, 
 def promote(servers: str | None, config_path: str | None, sandbox_dir: str | None, server: str, no_repoint: bool,
             force: bool, timeout: float, as_json: bool) -> None:
     """Make SERVER the primary by hand: fence, drain, publish a new epoch, open writes, repoint the rest."""
-    from gateway.topology.promote import PromotionError
-    from gateway.topology.promote import promote as do_promote
 
     target = resolve_target(servers, config_path, sandbox_dir)
     try:
@@ -233,14 +157,12 @@ def promote(servers: str | None, config_path: str | None, sandbox_dir: str | Non
 def query(servers: str | None, config_path: str | None, sandbox_dir: str | None, mode: str, database: str | None,
           as_json: bool, sql: str) -> None:
     """Run SQL on the server `gateway.connect(mode=…)` picks, and say which one answered."""
-    from gateway.client import Client
 
     target = resolve_target(servers, config_path, sandbox_dir)
     if target.config is not None:
         client = Client.from_config(target.config.database, database=database or target.database)
     else:
         client = Client(target.seeds, target.writer, database=database)
-    import pymysql
 
     try:
         with client.connect(mode) as conn, conn.cursor() as cur:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.ops.clone import clone
-from gateway.ops.sandbox_rebuild import sandbox_admin
 from gateway.sandbox import Sandbox, SandboxError
 from gateway.sandbox import mariadb as sandbox_mariadb
 from gateway.sandbox.nodes import MARIADB, Node
 from gateway.sandbox.ports import free_port
+from gateway.sandbox.rebuild import sandbox_admin
 from gateway.topology import analysis
 from gateway.topology.discovery import discover
 
