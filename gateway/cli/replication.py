@@ -13,6 +13,7 @@ import click
 from gateway.cli.common import echo_steps, resolve_target, run_operation, target_options
 from gateway.cli.failover import _repl_account, repl_account_options
 from gateway.ops import errant as e
+from gateway.ops import errant_repair as repair
 from gateway.ops.clone import CloneError, clone
 from gateway.ops.relay import RelayError, add_relay, clone_refusal, remove_relay, restore_default_engine, target_rows
 from gateway.sandbox import Sandbox, SandboxError
@@ -32,7 +33,7 @@ def errant() -> None:
 def errant_check(servers: str | None, config_path: str | None, sandbox_dir: str | None, as_json: bool) -> None:
     """List each replica's errant GTIDs and explain them from its binlog. Exit code 1 if any exist."""
     target = resolve_target(servers, config_path, sandbox_dir)
-    reports = e.check(discover(target.seeds, target.admin), target.admin)
+    reports = repair.check(discover(target.seeds, target.admin), target.admin)
     if as_json:
         click.echo(json.dumps({"errant": [r.to_dict() for r in reports]}, indent=2))
     elif not reports:
@@ -66,7 +67,7 @@ def errant_fix(servers: str | None, config_path: str | None, sandbox_dir: str | 
     target = resolve_target(servers, config_path, sandbox_dir)
     snap = discover(target.seeds, target.admin)
     try:
-        result = e.fix(snap, target.server(server), target.admin, method=method, revert=revert, dry_run=dry_run,
+        result = repair.fix(snap, target.server(server), target.admin, method=method, revert=revert, dry_run=dry_run,
                        wait_timeout=timeout, progress=echo_steps(as_json))
     except e.ErrantError as exc:
         if as_json:

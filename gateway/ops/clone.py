@@ -24,12 +24,13 @@ from gateway.ops.plan import diverged
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import MARIADB, quote_ident  # the logical dump and its GTID comment are MariaDB's
 from gateway.topology.model import split_endpoint
+from gateway.topology.operation import OpError, Steps
 from gateway.topology.tools import CLIENT, DUMP, tool_command
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 
 
-class CloneError(RuntimeError):
+class CloneError(OpError):
     """A rejoin or clone step failed; the message names it."""
 
 
@@ -48,12 +49,9 @@ def _one(cur: pymysql.cursors.Cursor, sql: str) -> str:
 def rejoin(ep: str, primary: str, admin: Credentials, repl: tuple[str, str], *, fence_first: bool = True,
            progress: Callable[[str], None] | None = None) -> RejoinResult:
     """Fence `ep`, then make it a replica of `primary` if it has not diverged (MariaDB)."""
-    say = progress or (lambda _m: None)
     result = RejoinResult(False)
 
-    def step(m: str) -> None:
-        result.steps.append(m)
-        say(m)
+    step = Steps(progress, result.steps)
 
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
         if fence_first:
@@ -90,12 +88,9 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
 
     `target` must hold no data of its own: its binlog and replication settings are reset first.
     """
-    say = progress or (lambda _m: None)
     steps: list[str] = []
 
-    def step(m: str) -> None:
-        steps.append(m)
-        say(m)
+    step = Steps(progress, steps)
 
     started = time.monotonic()
     with open_connection(target, admin) as conn, conn.cursor() as cur:

@@ -21,10 +21,11 @@ from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.model import Snapshot
+from gateway.topology.operation import OpError, Steps
 from gateway.topology.promote import PromotionError, promote
 
 
-class FailoverError(RuntimeError):
+class FailoverError(OpError):
     """The failover was refused or failed; `plan` says what was decided."""
 
     def __init__(self, message: str, plan: FailoverPlan | None = None) -> None:
@@ -99,7 +100,6 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
              force: bool = False, dry_run: bool = False, apply_timeout: float = 30.0, snapshot: Snapshot | None = None,
              by: str = "iotgw topology failover", progress: Callable[[str], None] | None = None) -> FailoverResult:
     """Fail over from a dead primary. Raises FailoverError (with the plan) when refused or when a step fails."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     snap = snapshot or discover(seeds, probe_credentials(admin))
     plan = plan_failover(snap, exclude=exclude, candidate=candidate, force=force)
@@ -112,10 +112,7 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
         return result
     assert plan.candidate is not None
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        result.timeline.append((round(time.monotonic() - started, 3), message))
-        say(message)
+    step = Steps(progress, result.steps, timeline=result.timeline, started=started)
 
     step(f"candidate {plan.candidate.endpoint} (server {plan.candidate.server_id}); old primary "
          f"{plan.old.endpoint if plan.old else '?'} confirmed dead")

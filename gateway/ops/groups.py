@@ -35,6 +35,7 @@ from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import endpoint, split_endpoint
+from gateway.topology.operation import OpError
 
 MODES = ("rw", "ro", "offline")
 T = TypeVar("T")
@@ -57,7 +58,7 @@ REGISTRY_SQL = (
 )
 
 
-class GroupError(RuntimeError):
+class GroupError(OpError):
     """A registry operation or lookup was refused or failed; the message says why."""
 
 

@@ -30,17 +30,17 @@ from dataclasses import dataclass, field
 
 import pymysql
 
-from gateway.ops.errant import maintenance_session
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, maintenance_session, open_connection
 from gateway.topology.dialect import META_SCHEMA, Dialect, dialect_for, quote_ident
 from gateway.topology.discovery import discover
 from gateway.topology.model import ServerState, Snapshot, split_endpoint
+from gateway.topology.operation import OpError, Steps
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys", META_SCHEMA)
 
 
-class RelayError(RuntimeError):
+class RelayError(OpError):
     """A relay operation was refused or failed; the message says which step and why."""
 
 
@@ -173,12 +173,9 @@ def make_blackhole(ep: str, admin: Credentials, progress: Callable[[str], None])
 def add_relay(seeds: list[str], relay: str, leaves: list[str], admin: Credentials, *, timeout: float = 30.0,
               progress: Callable[[str], None] | None = None) -> RelayResult:
     """Make `relay` a BLACKHOLE relay and move `leaves` under it, one by one. Raises RelayError if refused."""
-    say = progress or (lambda _m: None)
     result = RelayResult(relay)
 
-    def step(m: str) -> None:
-        result.steps.append(m)
-        say(m)
+    step = Steps(progress, result.steps)
 
     snap = discover([*seeds, relay, *leaves], admin)
     r = snap.get(relay)
@@ -210,8 +207,8 @@ def add_relay(seeds: list[str], relay: str, leaves: list[str], admin: Credential
 def remove_relay(seeds: list[str], relay: str, admin: Credentials, *, timeout: float = 30.0,
                  progress: Callable[[str], None] | None = None) -> RelayResult:
     """Move every leaf of `relay` back under the relay's own source, one by one (GTID positioning)."""
-    say = progress or (lambda _m: None)
     result = RelayResult(relay)
+    step = Steps(progress, result.steps)
     snap = discover([*seeds, relay], admin)
     r = snap.get(relay)
     if r is None or not r.reachable:
@@ -221,14 +218,10 @@ def remove_relay(seeds: list[str], relay: str, admin: Credentials, *, timeout: f
         raise RelayError(f"{r.endpoint} replicates from nobody: it is not a relay")
     target = (src.report_endpoint or src.endpoint) if src is not None else r.replication.source
     for leaf in analysis.children(snap, r):
-        m = move_replica(leaf.endpoint, target, admin, timeout)
-        result.steps.append(m)
-        say(m)
+        step(move_replica(leaf.endpoint, target, admin, timeout))
         result.moved.append(leaf.endpoint)
-    note = (f"{r.endpoint}: no leaves left; it holds no rows (BLACKHOLE), is never read from or promoted; "
-            "clone it (`iotgw topology clone --target`) to make it a data replica again")
-    result.steps.append(note)
-    say(note)
+    step(f"{r.endpoint}: no leaves left; it holds no rows (BLACKHOLE), is never read from or promoted; "
+         "clone it (`iotgw topology clone --target`) to make it a data replica again")
     return result
 
 

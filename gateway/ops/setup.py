@@ -20,9 +20,10 @@ from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
 from gateway.topology.model import RawObservation, Snapshot, split_endpoint
+from gateway.topology.operation import OpError, Steps
 
 
-class SetupError(RuntimeError):
+class SetupError(OpError):
     """Setup refused (prerequisites) or failed (a step); the message lists why."""
 
 
@@ -84,7 +85,6 @@ def check_prerequisites(snap: Snapshot, primary: str) -> list[str]:
 def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, repl_password: str, *,
           timeout: float = 30.0, progress: Callable[[str], None] | None = None) -> SetupResult:
     """Build the topology; raises SetupError with the reasons if a prerequisite fails or a step fails."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     snap = discover(seeds, admin)
     problems = check_prerequisites(snap, primary)
@@ -95,9 +95,7 @@ def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, re
     replicas = [s for s in servers if s is not prim]
     result = SetupResult(primary=prim.endpoint, replicas=[s.endpoint for s in replicas])
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        say(message)
+    step = Steps(progress, result.steps)
 
     step(f"prerequisites OK on {len(servers)} servers (unique ids, binlog, gtid_strict_mode, log_slave_updates, "
          "report_host/port)")

@@ -26,10 +26,11 @@ from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover, read_epoch
 from gateway.topology.model import split_endpoint
+from gateway.topology.operation import OpError, Steps
 from gateway.topology.promote import PromotionError, promote
 
 
-class SwitchoverError(RuntimeError):
+class SwitchoverError(OpError):
     """Refused or failed; says whether it was rolled back."""
 
 
@@ -62,7 +63,6 @@ def switchover(seeds: list[str], new_primary: str, admin: Credentials, *, demote
                repl: tuple[str, str] = ("repl", ""),
                timeout: float = 30.0, progress: Callable[[str], None] | None = None) -> SwitchoverResult:
     """Move the primary role to `new_primary`; raises SwitchoverError (after rolling back when it can)."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     snap = discover(seeds, admin)
     decision = analysis.writer_primary(snap)
@@ -75,9 +75,7 @@ def switchover(seeds: list[str], new_primary: str, admin: Credentials, *, demote
     cand = plan.candidate
     result = SwitchoverResult(old_primary=old.endpoint, new_primary=cand.endpoint)
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        say(message)
+    step = Steps(progress, result.steps)
 
     od, cd = dialect_for(old.flavor), dialect_for(cand.flavor)
     with open_connection(old.endpoint, admin) as conn, conn.cursor() as cur:

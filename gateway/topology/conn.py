@@ -74,3 +74,9 @@ def is_read_only(conn: pymysql.Connection) -> bool:
     with conn.cursor() as cur:
         cur.execute(Dialect.read_only_sql)
         return bool(cur.fetchone()[0])
+
+
+def maintenance_session(cur: Any) -> None:
+    """Make this session's statements invisible to replication (`sql_log_bin=0`): run it before any
+    maintenance statement, so what we do on one server never becomes an errant transaction there."""
+    cur.execute("SET SESSION sql_log_bin=0")

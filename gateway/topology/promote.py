@@ -22,9 +22,10 @@ from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
 from gateway.topology.model import ServerState, Snapshot, endpoint, split_endpoint
+from gateway.topology.operation import OpError, Steps
 
 
-class PromotionError(RuntimeError):
+class PromotionError(OpError):
     """The promotion was refused or failed; the message says which step and why."""
 
 
@@ -76,7 +77,6 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
             by: str = "iotgw topology promote", check: bool = True,
             progress: Callable[[str], None] | None = None) -> PromotionResult:
     """Make `target` the primary: fence, drain, publish epoch, open, repoint. Returns the steps taken."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     target = endpoint(*split_endpoint(target))
     snap = discover([*seeds, target], admin)
@@ -87,9 +87,7 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
         check_candidate(snap, cand)
     result = PromotionResult(new_primary=cand.endpoint, epoch=0)
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        say(message)
+    step = Steps(progress, result.steps)
 
     d = dialect_for(cand.flavor)
     for other in snap.reachable:

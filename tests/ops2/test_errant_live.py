@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.ops import errant as e
+from gateway.ops import errant_repair as repair
 from gateway.ops.plan import plan_failover
 from tests.ops.helpers import cli
 from tests.ops2.helpers import ADMIN, data_consistency, ep, one, snap, sql, wait_sql_error
@@ -26,7 +27,7 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     assert "errant" in e.candidate_refusal(s, ep(sb, "db3"))
     code, out = cli("topology", "errant", "check", "--sandbox", str(sb.directory))
     assert code == 1 and "db3" in out and "no data change (ANALYZE TABLE iot.t)" in out, out
-    result = e.fix(s, ep(sb, "db3"), ADMIN)
+    result = repair.fix(s, ep(sb, "db3"), ADMIN)
     assert result.ok and result.method == "inject", result.steps
     gtid = result.errant[0]
     assert gtid.startswith(f"0-{one(sb, 'db3', 'SELECT @@server_id')}-")  # written by db3 itself
@@ -39,7 +40,7 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     sql(sb, "db2", "INSERT INTO iot.t VALUES (1000, 1)")
     s = snap(sb)
     with pytest.raises(e.ErrantError, match=r"differ from the primary's in iot\.t .*would hide diverged rows"):
-        e.fix(s, ep(sb, "db2"), ADMIN, method="inject")
+        repair.fix(s, ep(sb, "db2"), ADMIN, method="inject")
     code, out = cli("topology", "errant", "fix", "db2", "--method", "clean", "--sandbox", str(sb.directory))
     assert code == 1 and "hide diverged rows" in out, out
 
@@ -48,13 +49,13 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     wait_sql_error(sb, "db2", 1950)
     s = snap(sb)
     with pytest.raises(e.ErrantError, match="behind the primary"):
-        e.fix(s, ep(sb, "db2"), ADMIN)  # auto chooses clean, which cannot prove the rows equal
+        repair.fix(s, ep(sb, "db2"), ADMIN)  # auto chooses clean, which cannot prove the rows equal
     with pytest.raises(e.ErrantError, match="strict"):
-        e.fix(s, ep(sb, "db2"), ADMIN, method="inject")
+        repair.fix(s, ep(sb, "db2"), ADMIN, method="inject")
     # 3. The data was never meant to exist: revert it on db2 (flashback, sql_log_bin=0) and clean its binlog.
-    dry = e.fix(s, ep(sb, "db2"), ADMIN, revert=True, dry_run=True)
+    dry = repair.fix(s, ep(sb, "db2"), ADMIN, revert=True, dry_run=True)
     assert dry.method == "clean" and any("RESET MASTER" in q for q in dry.sql) and not dry.ok
-    result = e.fix(s, ep(sb, "db2"), ADMIN, revert=True)
+    result = repair.fix(s, ep(sb, "db2"), ADMIN, revert=True)
     assert result.ok and result.method == "clean", result.steps
     assert one(sb, "db2", "SELECT COUNT(*) FROM iot.t WHERE id = 1000") == 0
 

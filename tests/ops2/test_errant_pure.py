@@ -17,6 +17,7 @@ from gateway.ops import errant as e
 from gateway.ops.plan import plan_failover
 from gateway.topology.dialect import MARIADB
 from gateway.topology.gtid import MariaBinlogState
+from gateway.topology.operation import OpError
 from gateway.topology.snapshots import load_snapshot
 
 HERE = Path(__file__).parent / "snapshots"
@@ -170,3 +171,24 @@ def test_the_primarys_own_gtids_are_never_errant() -> None:
     raw.variables["gtid_executed"] = f"{PRIMARY_UUID}:1-1005,{REPLICA_UUID}:1-2"
     found = e.find_errant(load_snapshot(json.loads(snap.to_json())))
     assert [f.gtids for f in found] == [(f"{REPLICA_UUID}:1-2",)]
+
+
+def test_the_repair_is_chosen_or_refused_without_a_server() -> None:
+    snap = load_snapshot(HERE / "mariadb_errant.json")
+    finding = next(f for f in e.find_errant(snap) if f.server_id == 2)
+    s = snap.get(finding.endpoint)
+    analyze = e.transactions_from_events(MARIADB_EVENTS)[1]  # ANALYZE TABLE: no data change
+    account = e.transactions_from_events(MARIADB_EVENTS)[2]  # CREATE USER: cannot be proven harmless
+    low, high = "0-1-5", "0-1-99"  # the primary's domain below / at or above the errant sequence
+    assert e.choose_repair(snap, s, finding, [analyze], "auto", False, low) == "inject"
+    assert e.choose_repair(snap, s, finding, [analyze], "auto", False, high) == "clean"  # strict mode says no
+    assert e.choose_repair(snap, s, finding, [analyze], "auto", True, low) == "clean"  # revert goes with clean
+    with pytest.raises(e.ErrantError, match="strict"):
+        e.choose_repair(snap, s, finding, [analyze], "inject", False, high)
+    with pytest.raises(e.ErrantError, match="only the clean repair"):
+        e.choose_repair(snap, s, finding, [analyze], "inject", True, low)
+    with pytest.raises(e.ErrantError, match="schema or accounts"):
+        e.choose_repair(snap, s, finding, [account], "auto", False, low)
+    with pytest.raises(e.ErrantError, match="unknown repair"):
+        e.choose_repair(snap, s, finding, [], "rewrite", False, low)
+    assert isinstance(e.ErrantError("x"), OpError)
