@@ -18,18 +18,25 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class MqttConfig:
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = "iotgw"
-    topic_prefix: str = "iot"
-    username: str = ""
+class AccountConfig:
+    """The keys every account section has: its password (literal only for local tests, else from a file or an
+    environment variable; `resolve_secret` picks) and its TLS files (a certificate needs the CA too)."""
+
     password: str = field(default="", repr=False)  # repr never shows a secret
     password_file: str = ""
     password_env: str = ""
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+
+
+@dataclass
+class MqttConfig(AccountConfig):
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = "iotgw"
+    topic_prefix: str = "iot"
+    username: str = ""
     session_expiry: int = 86400
     receive_maximum: int = 400
     keepalive: int = 10
@@ -54,17 +61,11 @@ class SpoolConfig:
 
 
 @dataclass
-class DatabaseConfig:
+class DatabaseConfig(AccountConfig):
     kind: str = "sqlite"
     servers: list[str] = field(default_factory=list)
     user: str = "iotgw"
-    password: str = field(default="", repr=False)
-    password_file: str = ""
-    password_env: str = ""
     database: str = "iot"
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
     sqlite_path: str = "iotgw-readings.db"
     batch_size: int = 1000
     connect_timeout: float = 3.0
@@ -202,7 +203,7 @@ def _validate(cfg: Config) -> None:
     if (cfg.mqtt.tls_cert == "") != (cfg.mqtt.tls_key == ""):
         raise ConfigError("mqtt.tls_cert and mqtt.tls_key: give both or neither")
     for section in ("mqtt", "database"):  # a client certificate without a CA would silently connect in plaintext
-        tls = getattr(cfg, section)
+        tls: AccountConfig = getattr(cfg, section)
         for key in ("tls_cert", "tls_key"):
             if getattr(tls, key) and not tls.tls_ca:
                 raise ConfigError(f"{section}.{key}: set {section}.tls_ca as well (TLS is used only with a CA; "

@@ -183,4 +183,4 @@ def add_replica_command(directory: str, donor: str | None, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps({"name": name, "port": sb.node(name).port, "steps": steps}, indent=2))
     else:
-        click.echo(f"{name} is a replica on 127.0.0.1:{sb.node(name).port}")
+        click.echo(f"{name} is a replica on {sb.endpoint(name)}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.ops.plan import diverged
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import MARIADB, quote_ident  # the logical dump and its GTID comment are MariaDB's
 from gateway.topology.model import split_endpoint
 from gateway.topology.operation import OpError, Steps
@@ -55,8 +55,7 @@ def rejoin(ep: str, primary: str, admin: Credentials, repl: tuple[str, str], *, 
 
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
         if fence_first:
-            for sql in MARIADB.set_read_only_sql(True):
-                cur.execute(sql)
+            set_read_only(cur, True, MARIADB)
             step(f"{ep}: fenced (read_only=ON)")
         own = _one(cur, MARIADB.binlog_position_sql)
     with open_connection(primary, admin) as conn, conn.cursor() as cur:
@@ -94,8 +93,7 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
 
     started = time.monotonic()
     with open_connection(target, admin) as conn, conn.cursor() as cur:
-        for sql in MARIADB.set_read_only_sql(True):
-            cur.execute(sql)
+        set_read_only(cur, True, MARIADB)
         cur.execute(MARIADB.stop_replica_sql)
         cur.execute(MARIADB.reset_replica_all_sql)
         cur.execute("RESET MASTER")  # an empty binlog: nothing on it can be errant

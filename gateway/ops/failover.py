@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.ops.plan import FailoverPlan, plan_failover
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.model import Snapshot
@@ -55,9 +55,7 @@ def fence(ep: str, admin: Credentials) -> str:
     """`read_only=ON` on `ep` if it answers within a second or two; returns what happened, in words."""
     try:
         with open_connection(ep, probe_credentials(admin)) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@version")
-            for sql in dialect_for(cur.fetchone()[0]).set_read_only_sql(True):
-                cur.execute(sql)
+            set_read_only(cur, True)
         return f"{ep}: fenced (read_only=ON)"
     except (pymysql.MySQLError, OSError) as exc:
         return f"{ep}: not reachable, not fenced ({type(exc).__name__}); fence it when it returns"

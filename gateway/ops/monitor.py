@@ -41,7 +41,7 @@ from gateway.ops.clone import rejoin
 from gateway.ops.failover import FailoverError, FailoverResult, failover, fence, probe_credentials
 from gateway.ops.plan import confirm_dead, returning_primaries
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import META_SCHEMA, dialect_for
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import Snapshot
@@ -261,8 +261,7 @@ class Monitor:
                                 f"the epoch holder (uptime {uptime:.0f} s, epoch {held}/{top}): not re-opening; "
                                 "use `iotgw topology promote` if it should be the primary")
                     return
-                for sql in d.set_read_only_sql(False):
-                    cur.execute(sql)
+                set_read_only(cur, False, d)
             self._event("reopened", f"primary {state.endpoint} restarted {uptime:.0f} s ago, still named by epoch "
                         f"{held}, nobody took over: writes re-opened (read_only=OFF)")
             self._publish({"event": "reopened", "primary": state.endpoint, "epoch": held, "at": time.time()})

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, maintenance_session, open_connection
-from gateway.topology.dialect import META_SCHEMA, Dialect, dialect_for, quote_ident
+from gateway.topology.conn import Credentials, dialect_of, maintenance_session, open_connection
+from gateway.topology.dialect import META_SCHEMA, Dialect, quote_ident
 from gateway.topology.discovery import discover
 from gateway.topology.model import ServerState, Snapshot, split_endpoint
 from gateway.topology.operation import OpError, Steps
@@ -84,11 +84,6 @@ def leaf_refusal(snap: Snapshot, relay: ServerState, leaf: ServerState) -> str:
     return ""
 
 
-def _version_dialect(cur: pymysql.cursors.Cursor) -> Dialect:
-    cur.execute("SELECT @@version")
-    return dialect_for(str(cur.fetchone()[0]))
-
-
 def _status(cur: pymysql.cursors.Cursor, sql: str) -> dict:
     cur.execute(sql)
     cols = [c[0] for c in cur.description]
@@ -104,7 +99,7 @@ def move_replica(ep: str, source: str, admin: Credentials, timeout: float = 30.0
     """
     host, port = split_endpoint(source)
     with open_connection(ep, admin, io_timeout=timeout + 10) as conn, conn.cursor() as cur:
-        d = _version_dialect(cur)
+        d = dialect_of(cur)
         cur.execute(d.stop_io_thread_sql)
         received = d.received_position(_status(cur, d.replica_status_sql))
         if received:
@@ -150,7 +145,7 @@ def make_blackhole(ep: str, admin: Credentials, progress: Callable[[str], None])
     altered = []
     with open_connection(ep, admin, io_timeout=120) as conn, conn.cursor() as cur:
         maintenance_session(cur)  # nothing done here may reach the binlog: it would be errant
-        d = _version_dialect(cur)
+        d = dialect_of(cur)
         cur.execute("SELECT SUPPORT FROM information_schema.ENGINES WHERE ENGINE = 'BLACKHOLE'")
         row = cur.fetchone()
         if row is None or str(row[0]).upper() not in ("YES", "DEFAULT"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pymysql
 
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
@@ -113,16 +113,14 @@ def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, re
             if prim.epoch is None:
                 write_epoch(cur, 1, prim.server_id, host, port, "iotgw topology setup")
                 step(f"{prim.endpoint}: published epoch 1 naming server {prim.server_id}")
-            for sql in d.set_read_only_sql(False):
-                cur.execute(sql)
+            set_read_only(cur, False, d)
             cur.execute(d.binlog_position_sql)
             position = cur.fetchone()[0]
         step(f"{prim.endpoint}: read_only=OFF, the primary (position {position or 'empty'})")
         for s in replicas:
             rd = dialect_for(s.flavor)
             with open_connection(s.endpoint, admin) as conn, conn.cursor() as cur:
-                for sql in rd.set_read_only_sql(True):
-                    cur.execute(sql)
+                set_read_only(cur, True, rd)
                 cur.execute(*rd.change_source_sql(host, port, repl_user, repl_password))
                 cur.execute(rd.start_replica_sql)
             step(f"{s.endpoint}: CHANGE MASTER TO {host}:{port} (GTID), START SLAVE")

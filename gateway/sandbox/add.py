@@ -24,12 +24,12 @@ def add_replica(sb: Sandbox, donor: str | None = None, progress: Callable[[str],
     say = progress or (lambda _m: None)
     admin = sandbox_admin(sb)
     live = [n for n in sb.db_names() if sb.is_alive(n) and not sb.is_frozen(n)]
-    snap = discover([f"127.0.0.1:{sb.node(n).port}" for n in live], admin.with_timeouts(connect=1, io=3))
+    snap = discover([sb.endpoint(n) for n in live], admin.with_timeouts(connect=1, io=3))
     primary = analysis.writer_primary(snap).primary
     if primary is None:
         raise SandboxError("no primary to replicate from: fail over first")
     if donor is not None:
-        donor_ep = f"127.0.0.1:{sb.node(donor).port}"
+        donor_ep = sb.endpoint(donor)
     else:
         healthy = [h.server for h in analysis.healthy_replicas(snap, primary)]
         donor_ep = healthy[0].endpoint if healthy else primary.endpoint
@@ -50,7 +50,7 @@ def add_replica(sb: Sandbox, donor: str | None = None, progress: Callable[[str],
     steps = [f"{name}: started empty on port {node.port} with server id {node.server_id}"]
     say(steps[0])
     repl = sb.endpoints()["mariadb"]["replication_user"]
-    steps += clone(donor_ep, f"127.0.0.1:{node.port}", primary.endpoint, admin, (repl["user"], repl["password"]),
+    steps += clone(donor_ep, sb.endpoint(name), primary.endpoint, admin, (repl["user"], repl["password"]),
                    progress=say)
     sb.save()
     return name, steps

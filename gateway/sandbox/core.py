@@ -19,6 +19,7 @@ from typing import Any
 
 import pymysql
 
+from gateway.topology.conn import set_read_only
 from gateway.topology.dialect import MARIADB as SQL  # the sandbox runs MariaDB servers
 
 from . import mariadb, mosquitto, process, tls
@@ -265,8 +266,7 @@ class Sandbox:
         primary, replicas = names[0], names[1:]
         with self.connect(primary) as conn:
             with conn.cursor() as cur:
-                for sql in SQL.set_read_only_sql(False):
-                    cur.execute(sql)
+                set_read_only(cur, False, SQL)
             # Users are created on the primary before replicas attach, so replication copies them.
             mariadb.create_users(conn, binlog=True)
         _say(progress, f"{primary} is the primary (writable)")
@@ -523,8 +523,7 @@ class Sandbox:
                         )
                     cur.execute(SQL.start_all_replicas_sql)
                 elif node.last_role == "primary" and not self._primaries(exclude=name):
-                    for sql in SQL.set_read_only_sql(False):
-                        cur.execute(sql)
+                    set_read_only(cur, False, SQL)
             node.last_role = self.role(name)
             self.save()
 

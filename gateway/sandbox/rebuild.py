@@ -28,14 +28,14 @@ def rebuild_node(sb: Sandbox, name: str, donor: str | None = None,
     admin = sandbox_admin(sb)
     node = sb.node(name)
     others = [n for n in sb.db_names() if n != name and sb.is_alive(n) and not sb.is_frozen(n)]
-    snap = discover([f"127.0.0.1:{sb.node(n).port}" for n in others], admin.with_timeouts(connect=1, io=3))
+    snap = discover([sb.endpoint(n) for n in others], admin.with_timeouts(connect=1, io=3))
     primary = analysis.writer_primary(snap).primary
     if primary is None:
         raise SandboxError("no primary to replicate from: fail over first")
-    if primary.endpoint == f"127.0.0.1:{node.port}":
+    if primary.endpoint == sb.endpoint(name):
         raise SandboxError(f"{name} is the primary: switch over first")
     if donor is not None:
-        donor_ep = f"127.0.0.1:{sb.node(donor).port}"
+        donor_ep = sb.endpoint(donor)
     else:
         healthy = [h.server for h in analysis.healthy_replicas(snap, primary) if not h.server.blackhole]
         donor_ep = healthy[0].endpoint if healthy else primary.endpoint
@@ -55,7 +55,7 @@ def rebuild_node(sb: Sandbox, name: str, donor: str | None = None,
     steps = [f"{name}: wiped and restarted empty with server id {node.server_id} (was {old_id})"]
     say(steps[0])
     repl = sb.endpoints()["mariadb"]["replication_user"]
-    steps += clone(donor_ep, f"127.0.0.1:{node.port}", primary.endpoint, admin, (repl["user"], repl["password"]),
+    steps += clone(donor_ep, sb.endpoint(name), primary.endpoint, admin, (repl["user"], repl["password"]),
                    progress=say)
     node.last_role = "replica"
     sb.save()

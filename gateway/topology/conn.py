@@ -14,7 +14,7 @@ from typing import Any
 import pymysql
 
 from gateway.config import resolve_secret
-from gateway.topology.dialect import Dialect
+from gateway.topology.dialect import Dialect, dialect_for
 from gateway.topology.model import split_endpoint
 
 
@@ -80,3 +80,18 @@ def maintenance_session(cur: Any) -> None:
     """Make this session's statements invisible to replication (`sql_log_bin=0`): run it before any
     maintenance statement, so what we do on one server never becomes an errant transaction there."""
     cur.execute("SET SESSION sql_log_bin=0")
+
+
+def dialect_of(cur: Any) -> Dialect:
+    """The dialect of the server a cursor is connected to (MariaDB says so in `@@version`)."""
+    cur.execute("SELECT @@version AS version")
+    row = cur.fetchone()
+    return dialect_for(str(row["version"] if isinstance(row, dict) else row[0]))
+
+
+def set_read_only(cur: Any, on: bool, dialect: Dialect | None = None) -> Dialect:
+    """Fence (`on`) or open the server of `cur`; returns its dialect (asked from the server if not given)."""
+    d = dialect or dialect_of(cur)
+    for sql in d.set_read_only_sql(on):
+        cur.execute(sql)
+    return d

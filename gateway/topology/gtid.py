@@ -33,6 +33,20 @@ class MariaGtid:
         return f"{self.domain}-{self.server_id}-{self.seq}"
 
 
+def _maria_gtids(text: str | None) -> list[MariaGtid]:
+    """Every `domain-server-seq` of a comma-separated MariaDB list (newlines ignored; empty gives none)."""
+    out = []
+    for part in (text or "").replace("\n", "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        pieces = part.split("-")
+        if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
+            raise GtidError(f"not a MariaDB GTID: {part!r} in {text!r}")
+        out.append(MariaGtid(*(int(p) for p in pieces)))
+    return out
+
+
 @dataclass(frozen=True)
 class MariaPos:
     """A MariaDB GTID position: at most one GTID per domain (`@@gtid_slave_pos`, `@@gtid_binlog_pos`, …)."""
@@ -43,14 +57,7 @@ class MariaPos:
     def parse(cls, text: str | None) -> MariaPos:
         """Parse `0-1-345,1-2-10` (empty or None gives the empty position)."""
         by_domain: dict[int, MariaGtid] = {}
-        for part in (text or "").replace("\n", "").split(","):
-            part = part.strip()
-            if not part:
-                continue
-            pieces = part.split("-")
-            if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
-                raise GtidError(f"not a MariaDB GTID: {part!r} in {text!r}")
-            g = MariaGtid(*(int(p) for p in pieces))
+        for g in _maria_gtids(text):
             old = by_domain.get(g.domain)
             if old is None or g.seq > old.seq:
                 by_domain[g.domain] = g
@@ -200,15 +207,8 @@ class MariaBinlogState:
     def parse(cls, text: str | None) -> MariaBinlogState:
         """Parse a binlog state (also a `Gtid_list` event's text without its brackets); empty gives empty."""
         acc: dict[tuple[int, int], int] = {}
-        for part in (text or "").replace("\n", "").split(","):
-            part = part.strip()
-            if not part:
-                continue
-            pieces = part.split("-")
-            if len(pieces) != 3 or not all(p.isdigit() for p in pieces):
-                raise GtidError(f"not a MariaDB GTID: {part!r} in {text!r}")
-            d, s, n = (int(p) for p in pieces)
-            acc[(d, s)] = max(n, acc.get((d, s), 0))
+        for g in _maria_gtids(text):
+            acc[(g.domain, g.server_id)] = max(g.seq, acc.get((g.domain, g.server_id), 0))
         return cls.of(acc)
 
     @classmethod

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, dialect_of, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
@@ -39,9 +39,8 @@ class PromotionResult:
 
 def _wait_relay_applied(cur: pymysql.cursors.Cursor, ep: str, timeout: float) -> None:
     """Stop fetching, then wait until everything fetched is applied (never lose the relay log)."""
-    cur.execute("SELECT @@version")
-    d = dialect_for(cur.fetchone()[0])
-    cur.execute(d.stop_replica_sql + " IO_THREAD")
+    d = dialect_of(cur)
+    cur.execute(d.stop_io_thread_sql)
     cur.execute(d.replica_status_sql)
     cols = [c[0] for c in cur.description]
     row = dict(zip(cols, cur.fetchone() or (), strict=False))
@@ -93,8 +92,7 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
     for other in snap.reachable:
         if other is not cand and other.writable and not other.is_replica:
             with open_connection(other.endpoint, admin) as conn, conn.cursor() as cur:
-                for sql in d.set_read_only_sql(True):
-                    cur.execute(sql)
+                set_read_only(cur, True, d)
             step(f"fenced {other.endpoint} (read_only=ON)")
     with open_connection(cand.endpoint, admin, io_timeout=apply_timeout + 10) as conn, conn.cursor() as cur:
         if cand.is_replica:
@@ -108,8 +106,7 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
         write_epoch(cur, epoch, cand.server_id, host, port, by)
         result.epoch = epoch
         step(f"{cand.endpoint}: published epoch {epoch} naming server {cand.server_id}")
-        for sql in d.set_read_only_sql(False):
-            cur.execute(sql)
+        set_read_only(cur, False, d)
         step(f"{cand.endpoint}: read_only=OFF (the new primary)")
     if repoint:
         host, port = split_endpoint(cand.report_endpoint or cand.endpoint)

@@ -8,8 +8,7 @@ import pytest
 from gateway.ops import errant as e
 from gateway.ops import errant_repair as repair
 from gateway.ops.plan import plan_failover
-from tests.ops.helpers import cli
-from tests.ops2.helpers import ADMIN, data_consistency, ep, one, snap, sql, wait_sql_error
+from tests.helpers import ADMIN, cli, consistency, one, snap, sql, wait_sql_error
 
 
 @pytest.mark.timeout(240)
@@ -23,11 +22,11 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     # 1. A harmless errant statement on db3 while the primary is quiet: inject (the no-op on the primary).
     sql(sb, "db3", "ANALYZE TABLE iot.t")
     s = snap(sb)
-    assert list(e.errant_transactions(s)) == [ep(sb, "db3")]
-    assert "errant" in e.candidate_refusal(s, ep(sb, "db3"))
+    assert list(e.errant_transactions(s)) == [sb.endpoint("db3")]
+    assert "errant" in e.candidate_refusal(s, sb.endpoint("db3"))
     code, out = cli("topology", "errant", "check", "--sandbox", str(sb.directory))
     assert code == 1 and "db3" in out and "no data change (ANALYZE TABLE iot.t)" in out, out
-    result = repair.fix(s, ep(sb, "db3"), ADMIN)
+    result = repair.fix(s, sb.endpoint("db3"), ADMIN)
     assert result.ok and result.method == "inject", result.steps
     gtid = result.errant[0]
     assert gtid.startswith(f"0-{one(sb, 'db3', 'SELECT @@server_id')}-")  # written by db3 itself
@@ -40,7 +39,7 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     sql(sb, "db2", "INSERT INTO iot.t VALUES (1000, 1)")
     s = snap(sb)
     with pytest.raises(e.ErrantError, match=r"differ from the primary's in iot\.t .*would hide diverged rows"):
-        repair.fix(s, ep(sb, "db2"), ADMIN, method="inject")
+        repair.fix(s, sb.endpoint("db2"), ADMIN, method="inject")
     code, out = cli("topology", "errant", "fix", "db2", "--method", "clean", "--sandbox", str(sb.directory))
     assert code == 1 and "hide diverged rows" in out, out
 
@@ -49,13 +48,13 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     wait_sql_error(sb, "db2", 1950)
     s = snap(sb)
     with pytest.raises(e.ErrantError, match="behind the primary"):
-        repair.fix(s, ep(sb, "db2"), ADMIN)  # auto chooses clean, which cannot prove the rows equal
+        repair.fix(s, sb.endpoint("db2"), ADMIN)  # auto chooses clean, which cannot prove the rows equal
     with pytest.raises(e.ErrantError, match="strict"):
-        repair.fix(s, ep(sb, "db2"), ADMIN, method="inject")
+        repair.fix(s, sb.endpoint("db2"), ADMIN, method="inject")
     # 3. The data was never meant to exist: revert it on db2 (flashback, sql_log_bin=0) and clean its binlog.
-    dry = repair.fix(s, ep(sb, "db2"), ADMIN, revert=True, dry_run=True)
+    dry = repair.fix(s, sb.endpoint("db2"), ADMIN, revert=True, dry_run=True)
     assert dry.method == "clean" and any("RESET MASTER" in q for q in dry.sql) and not dry.ok
-    result = repair.fix(s, ep(sb, "db2"), ADMIN, revert=True)
+    result = repair.fix(s, sb.endpoint("db2"), ADMIN, revert=True)
     assert result.ok and result.method == "clean", result.steps
     assert one(sb, "db2", "SELECT COUNT(*) FROM iot.t WHERE id = 1000") == 0
 
@@ -71,6 +70,6 @@ def test_errant_detect_explain_repair_and_refuse(make_sandbox) -> None:
     s = snap(sb)
     assert e.errant_transactions(s) == {}
     for name in ("db2", "db3", "db4"):
-        assert e.candidate_refusal(s, ep(sb, name)) == ""
-        assert plan_failover(s, candidate=ep(sb, name), require_dead=False).ok
-    assert data_consistency(sb, ["db1", "db2", "db3", "db4"], "db1")[0] == 4
+        assert e.candidate_refusal(s, sb.endpoint(name)) == ""
+        assert plan_failover(s, candidate=sb.endpoint(name), require_dead=False).ok
+    assert consistency(sb, ["db1", "db2", "db3", "db4"], "db1", table="iot.t")[0] == 4

@@ -1,6 +1,6 @@
 """Errant-transaction detection and repair SQL on stored snapshots and recorded outputs (no servers).
 
-MariaDB snapshots were recorded live (tests/ops2/snapshots/record.py); the MySQL ones are transcribed MySQL
+MariaDB snapshots were recorded live (tests/ops/snapshots/record.py); the MySQL ones are transcribed MySQL
 8.0 output (the topology layer's mysql_1p2r_sql_stopped.json with one replica given its own GTIDs), since no
 MySQL server runs here.
 """

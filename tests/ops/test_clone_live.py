@@ -8,8 +8,7 @@ import pytest
 from gateway.ops.errant import errant_transactions
 from gateway.ops.relay import add_relay
 from gateway.sandbox.add import add_replica
-from tests.ops.helpers import cli
-from tests.ops2.helpers import ADMIN, RowLoad, data_consistency, ep, one, snap, sql
+from tests.helpers import ADMIN, RowLoad, cli, consistency, one, snap, sql
 
 
 @pytest.mark.timeout(240)
@@ -24,7 +23,7 @@ def test_clone_refusals_then_clone_a_former_relay_under_load(make_sandbox) -> No
     code, out = cli("topology", "clone", "--donor", "db2", "--target", "db4", "--sandbox", d)
     assert code == 1 and "holds rows in iot.t" in out, out
 
-    add_relay([ep(sb, n) for n in sb.db_names()], ep(sb, "db4"), [], ADMIN)  # db4 now holds no rows
+    add_relay([sb.endpoint(n) for n in sb.db_names()], sb.endpoint("db4"), [], ADMIN)  # db4 now holds no rows
     code, out = cli("topology", "clone", "--donor", "db4", "--target", "db3", "--sandbox", d)
     assert code == 1 and "BLACKHOLE relay" in out, out
 
@@ -40,7 +39,7 @@ def test_clone_refusals_then_clone_a_former_relay_under_load(make_sandbox) -> No
         ops = load.stop()
     assert not load.errors and ops["insert"] > 0, load.errors
     assert one(sb, "db4", "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_NAME = 't'") == "InnoDB"
-    count, _ = data_consistency(sb, ["db1", "db2", "db3", "db4", "db5"], "db1")
+    count, _ = consistency(sb, ["db1", "db2", "db3", "db4", "db5"], "db1", table="iot.t")
     assert errant_transactions(snap(sb)) == {}  # loaded with sql_log_bin=0: the clones hold nothing errant
     assert one(sb, "db5", "SELECT @@server_id") not in {one(sb, n, "SELECT @@server_id") for n in ("db1", "db2", "db3", "db4")}
     assert count == 2 + ops["insert"] - ops["delete"]

@@ -17,8 +17,7 @@ from gateway.ops import groups as g
 from gateway.ops.failover import failover
 from gateway.sandbox.process import wait_until
 from gateway.topology.conn import Credentials
-from tests.ops.helpers import cli
-from tests.ops2.helpers import ADMIN, data_consistency, ep, one, sql
+from tests.helpers import ADMIN, cli, consistency, one, sql
 
 WRITER = Credentials("iotgw", "iotgw", connect_timeout=2, io_timeout=5)
 
@@ -43,23 +42,23 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
     assert code == 1 and "exists already" in out
     sb.wait_caught_up()
     # The registry is data of the topology: replicated, readable on a replica.
-    on_replica = g.Registry([ep(sb, "db3")], ADMIN, separate=True).get("sensors")
+    on_replica = g.Registry([sb.endpoint("db3")], ADMIN, separate=True).get("sensors")
     assert {(m.endpoint, m.weight, m.mode) for m in on_replica.members} == {
-        (ep(sb, "db1"), 1, "rw"), (ep(sb, "db2"), 3, "rw"), (ep(sb, "db3"), 1, "rw"), (ep(sb, "db4"), 1, "offline")}
+        (sb.endpoint("db1"), 1, "rw"), (sb.endpoint("db2"), 3, "rw"), (sb.endpoint("db3"), 1, "rw"), (sb.endpoint("db4"), 1, "offline")}
 
-    reg = g.Registry([ep(sb, n) for n in sb.db_names()], ADMIN)
+    reg = g.Registry([sb.endpoint(n) for n in sb.db_names()], ADMIN)
     http, url = _serve(reg)
     guarded, guarded_url = _serve(reg, token="s3cret")
     try:
         view = gc.http_lookup(url)("sensors", True)
-        assert view["primary"] == ep(sb, "db1")
-        assert {r["endpoint"]: r["weight"] for r in view["readers"]} == {ep(sb, "db2"): 3, ep(sb, "db3"): 1}
-        assert view["skipped"] == [{"endpoint": ep(sb, "db4"), "why": "offline"}]
+        assert view["primary"] == sb.endpoint("db1")
+        assert {r["endpoint"]: r["weight"] for r in view["readers"]} == {sb.endpoint("db2"): 3, sb.endpoint("db3"): 1}
+        assert view["skipped"] == [{"endpoint": sb.endpoint("db4"), "why": "offline"}]
         with pytest.raises(Exception, match="403"):
             gc.http_lookup(guarded_url)("sensors", False)
-        assert gc.http_lookup(guarded_url, "s3cret")("sensors", False)["primary"] == ep(sb, "db1")
+        assert gc.http_lookup(guarded_url, "s3cret")("sensors", False)["primary"] == sb.endpoint("db1")
         code, out = cli("group", "lookup", "sensors", "--url", url)
-        assert code == 0 and f"reader {ep(sb, 'db2')} weight 3" in out, out
+        assert code == 0 and f"reader {sb.endpoint('db2')} weight 3" in out, out
 
         # 1,000 real reads through the client: 3:1 weights give 750/250, exactly (smooth rotation).
         client = gc.GroupClient(gc.http_lookup(url), WRITER)
@@ -79,14 +78,14 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
         code, out = cli("group", "promote", "sensors", "db2", "--demote-old", "--sandbox", d)
         assert code == 0 and "is the primary" in out, out
         view = gc.http_lookup(url)("sensors", True)
-        assert view["primary"] == ep(sb, "db2")
-        assert {r["endpoint"] for r in view["readers"]} == {ep(sb, "db1"), ep(sb, "db3")}
+        assert view["primary"] == sb.endpoint("db2")
+        assert {r["endpoint"] for r in view["readers"]} == {sb.endpoint("db1"), sb.endpoint("db3")}
     finally:
         http.stop()
         guarded.stop()
     code, out = cli("group", "remove", "sensors", "db4", "--sandbox", d)
     assert code == 0, out
-    assert ep(sb, "db4") not in {m.endpoint for m in reg.get("sensors").members}
+    assert sb.endpoint("db4") not in {m.endpoint for m in reg.get("sensors").members}
 
 
 def _port(conn) -> int:
@@ -99,10 +98,10 @@ def _port(conn) -> int:
 def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> None:
     sb = make_sandbox(replicas=2, broker=False)
     sql(sb, "db1", "CREATE DATABASE IF NOT EXISTS iot", "CREATE TABLE iot.t (id INT PRIMARY KEY, v INT)")
-    reg = g.Registry([ep(sb, n) for n in sb.db_names()], ADMIN)
+    reg = g.Registry([sb.endpoint(n) for n in sb.db_names()], ADMIN)
     reg.create("sensors")
     for name in sb.db_names():
-        reg.add("sensors", ep(sb, name), 1, "rw")
+        reg.add("sensors", sb.endpoint(name), 1, "rw")
     sb.wait_caught_up()
     http, url = _serve(reg)
     client = gc.GroupClient(gc.http_lookup(url), WRITER, database="iot", ttl_s=2.0)
@@ -133,7 +132,7 @@ def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> No
         sb.kill("db1")
         killed_at = len(acked)
         result = _retry_failover(sb)
-        new_primary = next(n for n in ("db2", "db3") if ep(sb, n) == result.new_primary)
+        new_primary = next(n for n in ("db2", "db3") if sb.endpoint(n) == result.new_primary)
         _wait(lambda: len(acked) > killed_at + 50 or failures, 60, "writes after the failover")
         after_failover = len(acked)
         _wait(lambda: len(acked) > after_failover + 20 or failures, 30, "more writes")
@@ -147,7 +146,7 @@ def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> No
     ids = {r[0] for r in sql(sb, new_primary, "SELECT id FROM iot.t")}
     assert set(acked[after_failover - 20:]) <= ids  # everything acknowledged after the failover is there
     survivors = [n for n in ("db2", "db3")]
-    count, _ = data_consistency(sb, survivors, new_primary)
+    count, _ = consistency(sb, survivors, new_primary, table="iot.t")
     assert count == len(ids) and one(sb, new_primary, "SELECT @@read_only") == 0
 
 
@@ -156,7 +155,7 @@ def _retry_failover(sb):
     deadline = time.monotonic() + 30
     while True:
         try:
-            return failover([ep(sb, n) for n in ("db2", "db3")], ADMIN)
+            return failover([sb.endpoint(n) for n in ("db2", "db3")], ADMIN)
         except Exception:
             if time.monotonic() > deadline:
                 raise

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.sinks.base import SinkUnavailable
 from gateway.sinks.replicated import ReplicatedSink, parse_token
-from tests.topology.helpers import WRITER, count_rows, ep, promote_best, reading, wait_until
+from tests.helpers import WRITER, count_rows, promote_best, reading, wait_until
 
 pytestmark = [pytest.mark.servers]
 
@@ -21,7 +21,7 @@ def rows(start, n, device="dev1"):
 
 
 def test_zero_row_batch_is_confirmed_on_the_whole_position(sandbox):
-    sink = ReplicatedSink([ep(sandbox, "db1")], WRITER)
+    sink = ReplicatedSink([sandbox.endpoint("db1")], WRITER)
     try:
         first = sink.write(rows(0, 50)).token
         again = sink.write(rows(0, 50)).token  # every row already there: no binlog event, @@last_gtid is stale
@@ -37,7 +37,7 @@ def test_zero_row_batch_is_confirmed_on_the_whole_position(sandbox):
 
 
 def test_confirmation_off_gives_no_token(sandbox):
-    sink = ReplicatedSink([ep(sandbox, "db2")], WRITER, confirm=False)
+    sink = ReplicatedSink([sandbox.endpoint("db2")], WRITER, confirm=False)
     try:
         assert sink.write(rows(0, 5)).token is None and not sink.needs_confirmation
     finally:
@@ -49,7 +49,7 @@ def test_a_lost_batch_is_never_confirmed_by_the_new_primarys_gtids(make_sandbox)
     sb = make_sandbox(replicas=2, broker=False)
     # No periodic re-verification: the confirmers stay the replicas that were healthy when the primary died,
     # as they are whenever a crash comes between two verifications.
-    sink = ReplicatedSink([ep(sb, "db1")], WRITER, verify_interval_s=600, confirm_wait_s=0.1)
+    sink = ReplicatedSink([sb.endpoint("db1")], WRITER, verify_interval_s=600, confirm_wait_s=0.1)
     try:
         ok = sink.write(rows(0, 20)).token
         wait_until(lambda: sink.confirmed([ok]) == [ok], 20, "the first batch confirmed")
@@ -81,7 +81,7 @@ def test_a_lost_batch_is_never_confirmed_by_the_new_primarys_gtids(make_sandbox)
                 return None
 
         fresh = wait_until(write_fresh, 20, "a write on the new primary")  # finds the new primary...
-        assert sink.primary.endpoint == ep(sb, new) and parse_token(fresh)[0] == 2
+        assert sink.primary.endpoint == sb.endpoint(new) and parse_token(fresh)[0] == 2
         assert sink.take_requeue_signal()  # ...and asks the drain to write unconfirmed batches again
         assert sink.confirmed([lost]) == []  # a token of epoch 1 is never confirmed any more
         sink.write(rows(20, 20))  # the re-applied batch
@@ -100,7 +100,7 @@ def test_batches_left_unconfirmed_by_an_earlier_run_are_written_again(sandbox, t
     ids = [i for i, _ in spool.take(conn, 1000)]
     spool.written(conn, ids, "e5/77/0-77-3")  # as if written to a primary of another topology, then a crash
     conn.close()
-    drain = DrainWorker(spool, ReplicatedSink([ep(sandbox, "db2")], WRITER), retry_max_s=0.5)
+    drain = DrainWorker(spool, ReplicatedSink([sandbox.endpoint("db2")], WRITER), retry_max_s=0.5)
     drain.start()
     try:
         wait_until(lambda: spool.depth == 0, 30, "the old batch written again and confirmed")

@@ -10,8 +10,7 @@ from gateway.ops.errant import errant_transactions
 from gateway.ops.plan import plan_failover
 from gateway.ops.relay import RelayError, add_relay
 from gateway.topology import analysis
-from tests.ops.helpers import cli
-from tests.ops2.helpers import ADMIN, RowLoad, data_consistency, ep, one, snap, sql
+from tests.helpers import ADMIN, RowLoad, cli, consistency, one, snap, sql
 
 
 def _source_port(sb, name: str) -> int:
@@ -24,17 +23,17 @@ def _source_port(sb, name: str) -> int:
 @pytest.mark.timeout(240)
 def test_relay_add_remove_under_load_and_never_promoted(make_sandbox) -> None:
     sb = make_sandbox(replicas=3, broker=False)
-    seeds = [ep(sb, n) for n in sb.db_names()]
+    seeds = [sb.endpoint(n) for n in sb.db_names()]
     sql(sb, "db1", "CREATE DATABASE IF NOT EXISTS iot", "CREATE TABLE iot.t (id INT PRIMARY KEY, v INT)",
         "INSERT INTO iot.t VALUES (1, 1), (2, 2)")
     sb.wait_caught_up()
     with pytest.raises(RelayError, match="is the primary"):
-        add_relay(seeds, ep(sb, "db1"), [], ADMIN)
+        add_relay(seeds, sb.endpoint("db1"), [], ADMIN)
 
     load = RowLoad(sb).start()
     try:
-        result = add_relay(seeds, ep(sb, "db2"), [ep(sb, "db3")], ADMIN)
-        assert result.converted == ["iot.t"] and result.moved == [ep(sb, "db3")], result.steps
+        result = add_relay(seeds, sb.endpoint("db2"), [sb.endpoint("db3")], ADMIN)
+        assert result.converted == ["iot.t"] and result.moved == [sb.endpoint("db3")], result.steps
         assert _source_port(sb, "db3") == sb.node("db2").port
         assert errant_transactions(snap(sb)) == {}  # the ALTERs ran with sql_log_bin=0: nothing errant
         # The relay's binlog flows on while the load goes on: db3 keeps receiving rows through db2.
@@ -50,23 +49,23 @@ def test_relay_add_remove_under_load_and_never_promoted(make_sandbox) -> None:
         code, out = cli("topology", "show", "--sandbox", str(sb.directory), "--json")
         assert code == 0, out
         report = {s["endpoint"]: s for s in json.loads(out)["servers"]}
-        assert report[ep(sb, "db2")]["role"] == "relay" and report[ep(sb, "db2")]["blackhole"]
-        assert report[ep(sb, "db3")]["source"] == ep(sb, "db2")
-        assert report[ep(sb, "db2")]["lag_trx"] is not None and not report[ep(sb, "db2")]["healthy"]
+        assert report[sb.endpoint("db2")]["role"] == "relay" and report[sb.endpoint("db2")]["blackhole"]
+        assert report[sb.endpoint("db3")]["source"] == sb.endpoint("db2")
+        assert report[sb.endpoint("db2")]["lag_trx"] is not None and not report[sb.endpoint("db2")]["healthy"]
         code, out = cli("topology", "show", "--sandbox", str(sb.directory))
         assert code == 0 and "relay" in out and "BLACKHOLE, no rows; adds" in out, out
         s = snap(sb)
-        [root] = [n for n in analysis.tree(s) if n.server.endpoint == ep(sb, "db1")]
-        relay_node = next(c for c in root.children if c.server.endpoint == ep(sb, "db2"))
-        assert [c.server.endpoint for c in relay_node.children] == [ep(sb, "db3")]
+        [root] = [n for n in analysis.tree(s) if n.server.endpoint == sb.endpoint("db1")]
+        relay_node = next(c for c in root.children if c.server.endpoint == sb.endpoint("db2"))
+        assert [c.server.endpoint for c in relay_node.children] == [sb.endpoint("db3")]
 
         code, out = cli("topology", "relay", "remove", "db2", "--sandbox", str(sb.directory), "--json")
-        assert code == 0 and json.loads(out)["moved"] == [ep(sb, "db3")], out
+        assert code == 0 and json.loads(out)["moved"] == [sb.endpoint("db3")], out
         assert _source_port(sb, "db3") == sb.node("db1").port
     finally:
         ops = load.stop()
     assert not load.errors and min(ops.values()) > 0, (ops, load.errors)
-    count, _ = data_consistency(sb, ["db1", "db3", "db4"], "db1")  # data-bearing servers; the relay has none
+    count, _ = consistency(sb, ["db1", "db3", "db4"], "db1", table="iot.t")  # data-bearing servers; the relay has none
     assert count == 2 + 1 + ops["insert"] - ops["delete"]
     assert one(sb, "db2", "SELECT COUNT(*) FROM iot.t") == 0
 
@@ -78,6 +77,6 @@ def test_relay_add_remove_under_load_and_never_promoted(make_sandbox) -> None:
     sb.kill("db1")
     s = snap(sb)
     plan = plan_failover(s)
-    assert plan.ok and plan.candidate is not None and plan.candidate.endpoint != ep(sb, "db2"), plan.lines()
-    relay_verdict = next(c for c in plan.considered if c.server.endpoint == ep(sb, "db2"))
+    assert plan.ok and plan.candidate is not None and plan.candidate.endpoint != sb.endpoint("db2"), plan.lines()
+    relay_verdict = next(c for c in plan.considered if c.server.endpoint == sb.endpoint("db2"))
     assert "BLACKHOLE" in relay_verdict.refused

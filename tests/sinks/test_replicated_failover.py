@@ -18,13 +18,12 @@ from gateway.sinks.replicated import ReplicatedSink
 from gateway.spool import Spool
 from gateway.topology import analysis
 from gateway.topology.discovery import discover
-from tests.topology.helpers import (
+from tests.helpers import (
     ADMIN,
     WRITER,
     Producer,
     consistency,
     count_rows,
-    ep,
     name_of,
     promote_best,
     rows_or_zero,
@@ -36,7 +35,7 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 def _start(sb, tmp_path, seeds):
     spool = Spool(tmp_path / "spool.db")
-    sink = ReplicatedSink([ep(sb, n) for n in seeds], WRITER, resolve_wait_s=1.0, verify_interval_s=0.3)
+    sink = ReplicatedSink([sb.endpoint(n) for n in seeds], WRITER, resolve_wait_s=1.0, verify_interval_s=0.3)
     drain = DrainWorker(spool, sink, batch_size=200, retry_max_s=0.5)
     drain.start()
     producer = Producer(spool)
@@ -65,7 +64,7 @@ def test_five_kill_and_promote_rounds_lose_and_duplicate_nothing(make_sandbox, t
             alive.remove(primary)
             new = promote_best(sb, alive)
             wait_until(
-                lambda n=new: sink.primary is not None and sink.primary.endpoint == ep(sb, n),
+                lambda n=new: sink.primary is not None and sink.primary.endpoint == sb.endpoint(n),
                 30,
                 f"round {round_no}: the writer to follow {new}",
             )
@@ -94,12 +93,12 @@ def test_old_primary_back_writable_gets_no_write(make_sandbox, tmp_path):
         wait_until(lambda: rows_or_zero(sb, "db1") >= 200, 60, "readings to flow")
         sb.kill("db1")
         # A person's promotion through the CLI, of the most advanced replica.
-        snap = discover([ep(sb, "db2"), ep(sb, "db3")], ADMIN)
+        snap = discover([sb.endpoint("db2"), sb.endpoint("db3")], ADMIN)
         new = name_of(sb, analysis.rank_candidates(snap)[0].endpoint)
         result = CliRunner().invoke(cli_main, ["topology", "promote", "--sandbox", str(sb.directory), new, "--json"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["epoch"] == 2
-        wait_until(lambda: sink.primary is not None and sink.primary.endpoint == ep(sb, new), 30, "writer to follow")
+        wait_until(lambda: sink.primary is not None and sink.primary.endpoint == sb.endpoint(new), 30, "writer to follow")
         sb.restart("db1")
         with sb.connect("db1") as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL read_only=OFF")  # the worst case: it comes back writable
@@ -107,7 +106,7 @@ def test_old_primary_back_writable_gets_no_write(make_sandbox, tmp_path):
             old_pos = cur.fetchone()[0]
         old_rows = count_rows(sb, "db1")
         # A second writer that starts now, seeded with the old primary first, must refuse it too.
-        late = ReplicatedSink([ep(sb, "db1"), ep(sb, new)], WRITER, resolve_wait_s=2.0)
+        late = ReplicatedSink([sb.endpoint("db1"), sb.endpoint(new)], WRITER, resolve_wait_s=2.0)
         try:
             late.write(
                 [
@@ -115,7 +114,7 @@ def test_old_primary_back_writable_gets_no_write(make_sandbox, tmp_path):
                     for i in range(3)
                 ]
             )
-            assert late.primary.endpoint == ep(sb, new)
+            assert late.primary.endpoint == sb.endpoint(new)
         finally:
             late.close()
         # Several verification rounds of the running writer while readings keep flowing.
