@@ -146,7 +146,7 @@ def diverged_tables(replica: str, primary: str, admin: Credentials, trxs: list[E
 
 def _caught_up(replica_applied: str, primary_binlog_pos: str, flavor: str) -> bool:
     d = dialect_for(flavor)
-    return d.parse_position(replica_applied).contains(d.parse_position(primary_binlog_pos))  # type: ignore[arg-type]
+    return d.parse_position(replica_applied).contains(d.parse_position(primary_binlog_pos))
 
 
 def revert_with_flashback(ep: str, admin: Credentials, trxs: list[ErrantTransaction], timeout: float = 60) -> list[str]:

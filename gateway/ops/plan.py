@@ -131,7 +131,7 @@ class FailoverPlan:
 
 def _count(pos_text: str, flavor: str) -> int:
     d = dialect_for(flavor)
-    return d.parse_position("").distance_to(d.parse_position(pos_text))  # type: ignore[arg-type]
+    return d.parse_position("").distance_to(d.parse_position(pos_text))
 
 
 def plan_failover(snap: Snapshot, *, exclude: tuple[str, ...] = (), candidate: str | None = None,

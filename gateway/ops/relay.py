@@ -126,7 +126,7 @@ def _binlog_reaches(source: str, admin: Credentials, d: Dialect, position: str, 
     with open_connection(source, admin) as conn, conn.cursor() as cur:
         while True:
             cur.execute(d.binlog_position_sql)
-            if d.parse_position(str(cur.fetchone()[0] or "")).contains(want):  # type: ignore[arg-type]
+            if d.parse_position(str(cur.fetchone()[0] or "")).contains(want):
                 return True
             if time.monotonic() > deadline:
                 return False

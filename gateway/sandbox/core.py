@@ -21,6 +21,7 @@ import pymysql
 
 from gateway.topology.conn import set_read_only
 from gateway.topology.dialect import MARIADB as SQL  # the sandbox runs MariaDB servers
+from gateway.topology.dialect import quote_ident
 
 from . import mariadb, mosquitto, process, tls
 from .nodes import MARIADB, MOSQUITTO, Node, tail
@@ -579,7 +580,7 @@ class Sandbox:
                 if primary is None:
                     cur.execute("SET SESSION sql_log_bin=0")
                 for database in _user_databases(cur):
-                    cur.execute(f"DROP DATABASE `{database}`")
+                    cur.execute(f"DROP DATABASE {quote_ident(database)}")
         if primary is not None:
             self.wait_caught_up(timeout)
         leftovers = {}

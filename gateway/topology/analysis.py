@@ -124,7 +124,7 @@ def lag_trx(replica: ServerState, primary: ServerState) -> int | None:
     if replica.flavor != primary.flavor:
         return None
     d = dialect_for(replica.flavor)
-    return d.parse_position(replica.gtid_applied).distance_to(d.parse_position(primary.gtid_binlog))  # type: ignore[arg-type]
+    return d.parse_position(replica.gtid_applied).distance_to(d.parse_position(primary.gtid_binlog))
 
 
 def replica_health(snap: Snapshot, primary: ServerState | None, max_lag_s: float | None = None,
@@ -188,7 +188,7 @@ def rank_candidates(snap: Snapshot, exclude: tuple[str, ...] = ()) -> list[Serve
         received = d.parse_position(s.replication.received_gtid or s.gtid_applied)
         applied = d.parse_position(s.gtid_applied)
         empty = d.parse_position("")
-        out.append((empty.distance_to(received), empty.distance_to(applied), -s.server_id, s))  # type: ignore[arg-type]
+        out.append((empty.distance_to(received), empty.distance_to(applied), -s.server_id, s))
     out.sort(key=lambda t: t[:3], reverse=True)
     return [t[3] for t in out]
 

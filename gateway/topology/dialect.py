@@ -188,7 +188,7 @@ class Dialect:
         """Several servers' binlog states as one (what any of them holds)."""
         merged = self.parse_binlog_state("")
         for text in states:
-            merged = merged.merged(self.parse_binlog_state(text))  # type: ignore[arg-type]
+            merged = merged.merged(self.parse_binlog_state(text))
         return str(merged)
 
     def inject_sql(self, gtids: tuple[str, ...], ranges: tuple[GtidRange, ...]) -> list[Statement]:

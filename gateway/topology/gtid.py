@@ -14,11 +14,42 @@ and a distance is the number of transactions in one set and not in the other.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 class GtidError(ValueError):
-    """Text that is not a GTID position of the expected flavour."""
+    """Text that is not a GTID position of the expected flavour (or two flavours compared)."""
+
+
+V = TypeVar("V", bound="GtidValue")
+
+
+class GtidValue(ABC):
+    """What a server says about the transactions it holds, in one flavour's terms; values of one flavour combine
+    and compare only with values of the same flavour (`GtidError` otherwise)."""
+
+    @abstractmethod
+    def merged(self: V, other: GtidValue) -> V:
+        """Everything either value holds."""
+
+    def _same(self: V, other: GtidValue) -> V:
+        if not isinstance(other, type(self)):
+            raise GtidError(f"cannot combine {type(self).__name__} with {type(other).__name__}")
+        return other
+
+
+class Position(GtidValue):
+    """A GTID position: `contains` says "has applied", `distance_to` counts the transactions between."""
+
+    @abstractmethod
+    def contains(self, other: Position) -> bool:
+        """True if everything `other` holds is reached here."""
+
+    @abstractmethod
+    def distance_to(self, ahead: Position) -> int:
+        """How many transactions `ahead` has that this position has not."""
 
 
 @dataclass(frozen=True, order=True)
@@ -48,7 +79,7 @@ def _maria_gtids(text: str | None) -> list[MariaGtid]:
 
 
 @dataclass(frozen=True)
-class MariaPos:
+class MariaPos(Position):
     """A MariaDB GTID position: at most one GTID per domain (`@@gtid_slave_pos`, `@@gtid_binlog_pos`, …)."""
 
     gtids: tuple[MariaGtid, ...] = ()
@@ -70,17 +101,17 @@ class MariaPos:
                 return g.seq
         return 0
 
-    def contains(self, other: MariaPos) -> bool:
+    def contains(self, other: Position) -> bool:
         """True if every domain of `other` is reached here (sequence numbers only, like MASTER_GTID_WAIT)."""
-        return all(self.seq(g.domain) >= g.seq for g in other.gtids)
+        return all(self.seq(g.domain) >= g.seq for g in self._same(other).gtids)
 
-    def distance_to(self, ahead: MariaPos) -> int:
+    def distance_to(self, ahead: Position) -> int:
         """How many transactions `ahead` has that this position has not (summed over domains)."""
-        return sum(max(0, g.seq - self.seq(g.domain)) for g in ahead.gtids)
+        return sum(max(0, g.seq - self.seq(g.domain)) for g in self._same(ahead).gtids)
 
-    def merged(self, other: MariaPos) -> MariaPos:
+    def merged(self, other: GtidValue) -> MariaPos:
         """The per-domain maximum of both positions."""
-        return MariaPos.parse(f"{self},{other}")
+        return MariaPos.parse(f"{self},{self._same(other)}")
 
     def __str__(self) -> str:
         return ",".join(str(g) for g in self.gtids)
@@ -90,7 +121,7 @@ class MariaPos:
 
 
 @dataclass(frozen=True)
-class MysqlGtidSet:
+class MysqlGtidSet(Position):
     """A MySQL GTID set: per source UUID, sorted disjoint closed intervals of transaction numbers."""
 
     sources: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
@@ -132,17 +163,17 @@ class MysqlGtidSet:
                 out.append((uuid, rest))
         return MysqlGtidSet(tuple(out))
 
-    def contains(self, other: MysqlGtidSet) -> bool:
+    def contains(self, other: Position) -> bool:
         """True if `other` is a subset of this set (like GTID_SUBSET(other, self))."""
-        return not other.minus(self).sources
+        return not self._same(other).minus(self).sources
 
-    def distance_to(self, ahead: MysqlGtidSet) -> int:
+    def distance_to(self, ahead: Position) -> int:
         """How many transactions `ahead` has that this set has not."""
-        return ahead.minus(self).count()
+        return self._same(ahead).minus(self).count()
 
-    def merged(self, other: MysqlGtidSet) -> MysqlGtidSet:
+    def merged(self, other: GtidValue) -> MysqlGtidSet:
         """The union of both sets."""
-        return MysqlGtidSet.parse(f"{self},{other}")
+        return MysqlGtidSet.parse(f"{self},{self._same(other)}")
 
     def __str__(self) -> str:
         return ",".join(u + "".join(f":{lo}" if lo == hi else f":{lo}-{hi}" for lo, hi in iv) for u, iv in self.sources)
@@ -198,7 +229,7 @@ class GtidRange:
 
 
 @dataclass(frozen=True)
-class MariaBinlogState:
+class MariaBinlogState(GtidValue):
     """MariaDB `@@gtid_binlog_state` (`0-1-9,0-2-11`): the last sequence number per (domain, server id)."""
 
     last: tuple[tuple[tuple[int, int], int], ...] = ()  # ((domain, server id), seq), sorted by key
@@ -236,10 +267,10 @@ class MariaBinlogState:
         return [GtidRange(d, s, ref.get((d, s), 0), n) for (d, s), n in self.last
                 if s not in ignore_server_ids and n > ref.get((d, s), 0)]
 
-    def merged(self, other: MariaBinlogState) -> MariaBinlogState:
+    def merged(self, other: GtidValue) -> MariaBinlogState:
         """The per-(domain, server id) maximum of both states."""
         acc = self.as_dict()
-        for k, n in other.last:
+        for k, n in self._same(other).last:
             acc[k] = max(n, acc.get(k, 0))
         return MariaBinlogState.of(acc)
 
@@ -262,7 +293,6 @@ class MariaBinlogState:
         return bool(self.last)
 
 
-Position = MariaPos | MysqlGtidSet
 # What a server's binlog holds, as errant checks compare it: MariaDB's binlog state, MySQL's executed set.
 BinlogState = MariaBinlogState | MysqlGtidSet
 

@@ -67,7 +67,7 @@ def check_candidate(snap: Snapshot, target: ServerState) -> None:
         if other is target or other.replication is None or other.blackhole:
             continue
         theirs = d.parse_position(other.replication.received_gtid or other.gtid_applied)
-        if not (mine.contains(theirs) or mine_applied.contains(theirs)):  # type: ignore[arg-type]
+        if not (mine.contains(theirs) or mine_applied.contains(theirs)):
             raise PromotionError(f"{other.endpoint} has received {theirs}, more than {target.endpoint} "
                                  f"({mine}): promote the most advanced replica")
 
