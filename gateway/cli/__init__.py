@@ -3,7 +3,8 @@
 Modules: `common` (config and server options, `run_operation`), `service` (run, check-config, db, spool,
 simulate, demo), `topology` (show, promote, query), `failover` (setup, switchover, failover, monitor,
 sandbox rebuild), `replication` (errant, relay, clone, sandbox add-replica), `groups` (HA groups). The sandbox
-commands live with the sandbox (`gateway.sandbox.cli`). Nothing outside this package imports click for a command.
+commands live with the sandbox (`gateway.sandbox.cli`), `iotgw status` with the status model
+(`gateway.status.cli`). Nothing outside this package imports click for a command.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pymysql
 from gateway.cli import failover, groups, replication, service, topology
 from gateway.sandbox import SandboxError
 from gateway.sandbox.cli import sandbox
+from gateway.status.cli import status
 
 # What a user can cause (a bad value, an unreachable server, a refused operation): one line, exit code 1.
 # Anything else is a bug and keeps its traceback.
@@ -44,7 +46,7 @@ def main() -> None:
 
 REGISTRY: dict[click.Group, tuple[click.Command, ...]] = {
     main: (service.run, service.check_config, service.db, service.spool, service.simulate, service.demo,
-           topology.topology, topology.query, groups.group, sandbox),
+           topology.topology, topology.query, groups.group, sandbox, status),
     topology.topology: (failover.setup, failover.switchover, failover.failover, failover.monitor,
                         replication.errant, replication.relay, replication.clone_command),
     sandbox: (failover.rebuild, replication.add_replica_command),

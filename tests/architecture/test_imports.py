@@ -1,8 +1,8 @@
 """The import graph of `gateway/` flows one way and has no cycles.
 
 Layers, highest first: the command line; the demo; the sandbox (test and demo servers); the service; the
-operations and the ingest/drain path; the writer (`sinks`) and the clients; the topology layer, the spool, the
-broker connection and metrics; protocol, config and crash points at the bottom. A module may import only from
+operations, the status model and the ingest/drain path; the writer (`sinks`) and the clients; the topology layer, the spool, the
+broker connection and metrics; protocol, config, crash points and sizing at the bottom. A module may import only from
 its own package or from a lower layer. Imports inside functions hide cycles, so at most a few are allowed,
 each with a one-line reason on its line.
 """
@@ -20,10 +20,10 @@ LAYERS: dict[str, int] = {
     "gateway.demo": 8,
     "gateway.sandbox": 7,
     "gateway.service": 6,
-    "gateway.ops": 5, "gateway.drain": 5, "gateway.ingest": 5, "gateway.replay": 5, "gateway.simulator": 5,
+    "gateway.ops": 5, "gateway.status": 5, "gateway.drain": 5, "gateway.ingest": 5, "gateway.replay": 5, "gateway.simulator": 5,
     "gateway.sinks": 4, "gateway.client": 4,
     "gateway.topology": 3, "gateway.spool": 3, "gateway.mqttconn": 3, "gateway.metrics": 3,
-    "gateway.protocol": 1, "gateway.config": 1, "gateway.crashpoints": 1,
+    "gateway.protocol": 1, "gateway.config": 1, "gateway.crashpoints": 1, "gateway.sizing": 1,
 }
 MAX_FUNCTION_LEVEL = 10
 
