@@ -2,7 +2,8 @@
 
 Modules: `common` (config and server options, `run_operation`), `service` (run, check-config, db, spool,
 simulate, demo), `topology` (show, promote, query), `failover` (setup, switchover, failover, monitor,
-sandbox rebuild), `replication` (errant, relay, clone, sandbox add-replica), `groups` (HA groups). The sandbox
+sandbox rebuild), `replication` (errant, relay, clone, sandbox add-replica), `groups` (HA groups), `devices`
+(broker accounts and ACLs of the collectors), `broker` (check-broker). The sandbox
 commands live with the sandbox (`gateway.sandbox.cli`), `iotgw status` with the status model
 (`gateway.status.cli`). Nothing outside this package imports click for a command.
 """
@@ -14,7 +15,7 @@ import os
 import click
 import pymysql
 
-from gateway.cli import failover, groups, replication, service, topology
+from gateway.cli import broker, devices, failover, groups, replication, service, topology
 from gateway.sandbox import SandboxError
 from gateway.sandbox.cli import sandbox
 from gateway.status.cli import status
@@ -46,7 +47,8 @@ def main() -> None:
 
 REGISTRY: dict[click.Group, tuple[click.Command, ...]] = {
     main: (service.run, service.check_config, service.db, service.spool, service.simulate, service.demo,
-           topology.topology, topology.query, groups.group, sandbox, status),
+           topology.topology, topology.query, groups.group, sandbox, status, broker.check_broker,
+           devices.devices),
     topology.topology: (failover.setup, failover.switchover, failover.failover, failover.monitor,
                         replication.errant, replication.relay, replication.clone_command),
     sandbox: (failover.rebuild, replication.add_replica_command),

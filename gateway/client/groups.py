@@ -29,22 +29,29 @@ from gateway.client.retry import (
     transient,
 )
 from gateway.config import load, resolve_secret
+from gateway.metrics import redact
 from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 
 T = TypeVar("T")
 
 
 def http_lookup(base_url: str, token: str | None = None, timeout: float = 2.0) -> Callable[[str, bool], dict[str, Any]]:
-    """A lookup function for `GroupClient` that asks a gateway's HTTP API."""
+    """A lookup function for `GroupClient` that asks a gateway's HTTP API (token in the Authorization header).
+
+    Errors name the URL without any secret: the token is never part of it.
+    """
 
     def ask(name: str, fresh: bool) -> dict[str, Any]:
-        params = {"name": name, **({"fresh": "1"} if fresh else {}), **({"token": token} if token else {})}
+        params = {"name": name, **({"fresh": "1"} if fresh else {})}
         url = f"{base_url.rstrip('/')}/groups/lookup?{urllib.parse.urlencode(params)}"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own URL
+            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - our own URL
                 return json.loads(resp.read())
         except OSError as exc:  # URLError, HTTPError, timeouts: the lookup is a dependency like a server
-            raise pymysql.err.OperationalError(2003, f"group lookup {url} failed: {exc}") from exc
+
+            detail = redact(str(exc)).replace(token, "<redacted>") if token else str(exc)
+            raise pymysql.err.OperationalError(2003, f"group lookup {url} failed: {detail}") from None
 
     return ask
 

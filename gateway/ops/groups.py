@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import pymysql
 
+from gateway.metrics import bearer_token
 from gateway.ops.switchover import switchover
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
@@ -253,36 +254,41 @@ class GroupService:
 def add_group_routes(http: Any, service: GroupService, token: str | None = None) -> None:
     """Serve `/groups` (list) and `/groups/lookup?name=G[&fresh=1]` on the gateway's HTTP server.
 
-    The handler sees only the query string, so the token travels as `token=…` (compared in constant time).
-    A server bound beyond loopback must have a token: group lookups name every database server.
+    The token travels in an `Authorization: Bearer <token>` header (compared in constant time), never in the URL,
+    so it stays out of access logs and error texts; a token in the query string is refused. A server bound
+    beyond loopback must have a token: group lookups name every database server.
     """
     host = str(http.server.server_address[0])
     if token is None and host not in ("127.0.0.1", "::1", "localhost"):
         raise GroupError(f"the HTTP server is bound to {host}: group lookups need a token there")
 
-    def allowed(q: dict[str, list[str]]) -> bool:
-        return token is None or hmac.compare_digest(q.get("token", [""])[0].encode(), token.encode())
-
     def answer(status: int, doc: dict[str, Any]) -> tuple[int, str, bytes]:
         return status, "application/json", (json.dumps(doc) + "\n").encode()
 
-    def lookup(query: str) -> tuple[int, str, bytes]:
-        q = urllib.parse.parse_qs(query)
-        if not allowed(q):
+    def refused(q: dict[str, list[str]], headers: Any) -> tuple[int, str, bytes] | None:
+        if "token" in q:
+            return answer(400, {"error": "send the token in an 'Authorization: Bearer' header, not in the URL"})
+        if token is not None and not hmac.compare_digest(bearer_token(headers).encode(), token.encode()):
             return answer(403, {"error": "missing or wrong token"})
+        return None
+
+    def lookup(query: str, headers: Any) -> tuple[int, str, bytes]:
+        q = urllib.parse.parse_qs(query)
+        if (no := refused(q, headers)) is not None:
+            return no
         name = q.get("name", [""])[0]
         try:
             return answer(200, service.lookup(name, fresh=q.get("fresh", ["0"])[0] == "1"))
         except GroupError as exc:
             return answer(404, {"error": str(exc)})
 
-    def listing(query: str) -> tuple[int, str, bytes]:
-        if not allowed(urllib.parse.parse_qs(query)):
-            return answer(403, {"error": "missing or wrong token"})
+    def listing(query: str, headers: Any) -> tuple[int, str, bytes]:
+        if (no := refused(urllib.parse.parse_qs(query), headers)) is not None:
+            return no
         return answer(200, {"groups": [g.to_dict() for g in service.registry.list()]})
 
-    http.routes["/groups/lookup"] = lookup
-    http.routes["/groups"] = listing
+    http.add_route("/groups/lookup", lookup, headers=True)
+    http.add_route("/groups", listing, headers=True)
 
 
 # -------------------------------------------------------------------------------------------- promotion

@@ -12,8 +12,8 @@ import pymysql
 from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
-from gateway.sinks.base import Row, ms_to_datetime
-from gateway.sinks.schema import migrate
+from gateway.sinks.base import Row, ms_to_datetime, status_params
+from gateway.sinks.schema import STATUS_COLUMNS, migrate
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import quote_ident
 from gateway.topology.model import endpoint
@@ -91,6 +91,16 @@ def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> No
     """
     with conn.cursor() as cur:
         cur.execute(values_sql(conn, rows))
+        conn.commit()
+
+
+def upsert_statuses(conn: pymysql.connections.Connection, statuses: Sequence) -> None:
+    """Upsert the latest status per (site, device, node) in one transaction (parameters escaped by PyMySQL)."""
+    names = [c.strip() for c in STATUS_COLUMNS.split(",")]
+    update = ", ".join(f"{c} = VALUES({c})" for c in names[3:])
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO device_status ({STATUS_COLUMNS}) VALUES ({', '.join(['%s'] * len(names))}) "
+                        f"ON DUPLICATE KEY UPDATE {update}", status_params(statuses))
         conn.commit()
 
 

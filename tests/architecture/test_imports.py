@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "gateway.ops": 5, "gateway.status": 5, "gateway.drain": 5, "gateway.ingest": 5, "gateway.replay": 5, "gateway.simulator": 5,
     "gateway.sinks": 4, "gateway.client": 4,
     "gateway.topology": 3, "gateway.spool": 3, "gateway.mqttconn": 3, "gateway.metrics": 3,
+    "gateway.devices": 2, "gateway.device_status": 2,
     "gateway.protocol": 1, "gateway.config": 1, "gateway.crashpoints": 1, "gateway.sizing": 1,
 }
 MAX_FUNCTION_LEVEL = 10
