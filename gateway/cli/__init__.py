@@ -32,6 +32,8 @@ class Main(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own ways to end: --help, Ctrl-C, usage errors (Exit and Abort are RuntimeErrors)
         except USER_ERRORS as exc:
             if os.environ.get("IOTGW_TRACEBACK"):
                 raise

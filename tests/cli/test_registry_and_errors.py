@@ -50,3 +50,9 @@ def test_refused_operation_is_one_line() -> None:
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     assert "Traceback" not in result.output
+
+
+def test_help_of_a_subcommand_exits_zero() -> None:
+    for args in (["devices", "init", "--help"], ["topology", "relay", "add", "--help"], ["sandbox", "up", "--help"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and "Usage:" in result.output and "Error" not in result.output, args
