@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.launch import GatewayProcess, launch_gateways, wait_for
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import GatewayProcess, launch_gateways, wait_for
 from gateway.simulator import SimOptions, Simulator
 
 

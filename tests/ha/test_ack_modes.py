@@ -13,7 +13,7 @@ import pytest
 
 from gateway.acks import advance, query_present
 from gateway.config import ConfigError, parse
-from gateway.launch import sandbox_config, wait_for
+from gateway.sandbox.launch import sandbox_config, wait_for
 from gateway.service import Gateway
 from gateway.simulator import SimOptions, Simulator
 from tests.ingest.helpers import Background, assert_exact, broker_of, unique

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from gateway.config import ConfigError, parse
-from gateway.launch import launch_gateways, wait_for
 from gateway.mqttconn import BrokerSettings
+from gateway.sandbox.launch import launch_gateways, wait_for
 from gateway.service import all_broker_settings
 from gateway.simulator import SimOptions, Simulator
 from tests.ingest.helpers import Background, assert_exact, count_on, unique

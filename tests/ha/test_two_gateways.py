@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import ConfigError, parse
 from gateway.ingest.mqtt import subscription_topics
-from gateway.launch import launch_gateways, wait_for
+from gateway.sandbox.launch import launch_gateways, wait_for
 from gateway.simulator import SimOptions, Simulator
 from tests.ingest.helpers import Background, assert_exact, broker_of, count_on, unique
 
