@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import pymysql
+
 from gateway.protocol import Ack
+from gateway.topology.conn import credentials_from_config, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +138,6 @@ class MySQLWatermarks:
         return replicas[self._rotation % len(replicas)]
 
     def present(self, ranges: Sequence[Range]) -> dict[StreamKey, list[int] | int]:
-        import pymysql
-
-        from gateway.topology.conn import open_connection
-
         endpoint = self.target()
         if endpoint is None:
             raise LookupError("no " + ("healthy replica" if self.replica else "verified primary") + " known yet")
@@ -343,8 +342,6 @@ def make_gate(cfg, sink) -> AckGate | None:  # noqa: ANN001 - gateway.config.Con
     if cfg.database.kind == "sqlite":
         source = SQLiteWatermarks(cfg.database.sqlite_path)
     else:
-        from gateway.topology.conn import credentials_from_config
-
         source = MySQLWatermarks(sink, credentials_from_config(cfg.database), database=cfg.database.database,
                                  replica=mode == "replica")
     return AckGate(mode, source, interval_s=cfg.ack.poll_ms / 1000)

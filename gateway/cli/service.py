@@ -12,6 +12,7 @@ from gateway import config as config_mod
 from gateway.cli.common import config_option, load_config
 from gateway.config import ConfigError
 from gateway.demo import run_demo
+from gateway.demo_ha import run_ha_demo
 from gateway.mqttconn import BrokerSettings, MqttConnectError
 from gateway.replay import replay_quarantine
 from gateway.service import Gateway, setup_logging
@@ -235,8 +236,6 @@ def demo(duration: float, rate: float, devices: int, directory: str | None, as_j
     Exits 0 when nothing was lost or duplicated and every server holds the same rows.
     """
     if ha:
-        from gateway.demo_ha import run_ha_demo
-
         ha_report = run_ha_demo(duration, rate, devices, directory, (lambda _m: None) if as_json else click.echo)
         ha_doc = {**ha_report.__dict__, "ok": ha_report.ok}
         if as_json:
