@@ -174,3 +174,35 @@ def test_spool_watermark_raised_from_the_database(tmp_path):
     reopened = Spool(tmp_path / "spool.db")  # the raised mark is durable
     assert reopened.marks.current(("d", "a", 1)) == 19
     reopened.close()
+
+
+def test_database_mode_with_the_local_sqlite_database(sandbox, tmp_path):
+    """Without MariaDB (`database.kind = "sqlite"`) the `database` ack point waits for the local readings file."""
+    import sqlite3
+
+    gw = _gateway(sandbox, tmp_path, "database", database=False)  # readings in tmp_path/readings.db
+    seen: list[str] = []
+
+    def check(_site, ack) -> None:
+        conn = sqlite3.connect(tmp_path / "readings.db")
+        try:
+            n = conn.execute("SELECT count(*) FROM readings WHERE device=? AND node=? AND boot=? AND seq<=?",
+                             (ack.device, ack.node, ack.boot, ack.upto)).fetchone()[0]
+        finally:
+            conn.close()
+        if n != ack.upto + 1:
+            seen.append(f"ack {ack.device} upto {ack.upto}: {n} stored")
+
+    gw.acks.before_publish = check
+    gw.start()
+    try:
+        wait_for(lambda: gw.mqtt.connected, 30, "the gateway to connect")
+        sim = _sim(gw, sandbox, devices=3, count=100, rate=300, ack_timeout=2)
+        try:
+            report = sim.run(deadline_s=60)
+        finally:
+            sim.close()
+        assert report.unacked == 0, report.summary()
+        assert gw.acks.published > 0 and not seen, seen[:5]
+    finally:
+        gw.stop()
