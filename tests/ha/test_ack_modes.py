@@ -206,3 +206,62 @@ def test_database_mode_with_the_local_sqlite_database(sandbox, tmp_path):
         assert gw.acks.published > 0 and not seen, seen[:5]
     finally:
         gw.stop()
+
+
+def test_serial_collector_acked_after_the_database(tmp_path):
+    """A USB collector in `database` mode: ack lines only for what the readings database holds; a refused
+    reading with a valid identity (held in the quarantine) does not stop its stream's acks."""
+    import os
+    import sqlite3
+
+    from gateway import protocol
+
+    master, slave = os.openpty()
+    cfg = parse({"mqtt": {"enabled": False}, "serial": {"port": [{"port": os.ttyname(slave), "site": "bench"}]},
+                 "spool": {"path": str(tmp_path / "spool.db")}, "http": {"enabled": False},
+                 "database": {"kind": "sqlite", "sqlite_path": str(tmp_path / "readings.db")},
+                 "ack": {"after": "database"}})
+    gw = Gateway(cfg)
+    early: list[str] = []
+
+    def check(_site, ack) -> None:
+        conn = sqlite3.connect(tmp_path / "readings.db")
+        try:
+            n = conn.execute("SELECT count(*) FROM readings WHERE device='u1' AND seq<=?", (ack.upto,)).fetchone()[0]
+        finally:
+            conn.close()
+        if n < ack.upto + (0 if ack.upto >= 5 else 1):  # seq 5 is the refused one, in the quarantine
+            early.append(f"upto {ack.upto} with {n} stored")
+
+    gw.acks.before_publish = check
+    gw.start()
+    try:
+        wait_for(lambda: gw.serial[0].connected, 30, "the serial port to open")
+        for seq in range(12):
+            unit = "V" if seq != 5 else "x" * 40  # an over-long unit: refused, identity valid
+            os.write(master, (protocol.frame("R", protocol.encode_reading("u1", "a", 3, seq, 1_700_000_000_000 + seq,
+                                                                          "rtc", 1.5, unit)) + "\n").encode())
+        acks: list[int] = []
+        buffer = b""
+
+        def read_acks() -> bool:
+            nonlocal buffer
+            import select
+
+            while select.select([master], [], [], 0.1)[0]:
+                buffer += os.read(master, 4096)
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                parsed = protocol.parse_frame(line.decode())
+                if parsed and parsed[0] == "A":
+                    acks.append(protocol.parse_ack(parsed[1]).upto)
+            return bool(acks) and acks[-1] == 11
+
+        wait_for(read_acks, 30, f"an ack up to 11 (got {acks})")
+        assert not early, early
+        assert acks == sorted(acks)
+        assert gw.spool.stats().quarantined == 1
+    finally:
+        gw.stop()
+        os.close(master)
+        os.close(slave)
