@@ -71,7 +71,12 @@ void setup() {
   Wire.begin();
   Wire.setWireTimeout(IOTGW_I2C_TIMEOUT_US, true);  // a stuck bus must not stop the loop
   console.str(IOTGW_TEXT("iotgw ft_collector dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
-  uint32_t boot = next_boot(eeprom, IOTGW_EEPROM_BASE);
+  // A blank EEPROM starts the boot counter from the clock (or noise), not at 1 (docs/firmware.md).
+  int64_t ts0;
+  uint8_t src0;
+  rtc.now(&ts0, &src0);
+  uint32_t rtc_s = src0 != kSrcNone && rtc.valid() ? (uint32_t)(ts0 / 1000) : 0;
+  uint32_t boot = next_boot(eeprom, IOTGW_EEPROM_BASE, fresh_boot(rtc_s, noise_word()));
   console.str(IOTGW_TEXT("boot "));
   console.u32(boot);
   console.nl();

@@ -96,7 +96,7 @@ void setup() {
   Wire.setWireTimeout(IOTGW_I2C_TIMEOUT_US, true);  // a stuck bus must not stop the loop
   console.str(IOTGW_TEXT("iotgw redundant_collector primary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
 #endif
-  uint32_t b = next_boot(eeprom, IOTGW_EEPROM_BASE);
+  uint32_t b = next_boot(eeprom, IOTGW_EEPROM_BASE, fresh_boot(0, noise_word()));
   console.str(IOTGW_TEXT("boot "));
   console.u32(b);
   console.nl();
