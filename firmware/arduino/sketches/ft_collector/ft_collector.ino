@@ -47,7 +47,7 @@ static SerialLink link(console);
 static AckReader<112> acks;  // the longest ack line is about 100 bytes
 #endif
 
-static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS);
+static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS, IOTGW_PERSIST_AFTER_MS);
 
 static void apply_ack(const Ack& ack) {
   collector.on_ack(ack, millis());

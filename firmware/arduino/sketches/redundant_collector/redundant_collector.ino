@@ -36,7 +36,7 @@ static Role shown_role = kRoleSingle;
 static RecordLog cache(eeprom, IOTGW_EEPROM_BASE + kBootCounterBytes,
                        IOTGW_EEPROM_CACHE_BYTES ? IOTGW_EEPROM_CACHE_BYTES
                                                 : E2END + 1 - IOTGW_EEPROM_BASE - kBootCounterBytes);
-static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS);
+static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS, IOTGW_PERSIST_AFTER_MS);
 static AckReader<96> acks;  // this node's ack lines are at most about 90 bytes
 static uint32_t boot_no() { return collector.boot(); }
 static uint16_t cached() { return collector.cached(); }

@@ -54,6 +54,11 @@
 #ifndef IOTGW_ACK_TIMEOUT_MS
 #define IOTGW_ACK_TIMEOUT_MS 5000UL
 #endif
+// 0: every record is written to the cache before it is sent (no reading lost at a power cut). Above 0:
+// written only when not acknowledged after this long (EEPROM life, docs/firmware.md "EEPROM wear").
+#ifndef IOTGW_PERSIST_AFTER_MS
+#define IOTGW_PERSIST_AFTER_MS 0UL
+#endif
 #ifndef IOTGW_HEARTBEAT_MS
 #define IOTGW_HEARTBEAT_MS 1000UL
 #endif

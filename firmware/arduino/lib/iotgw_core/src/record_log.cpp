@@ -66,6 +66,7 @@ uint16_t RecordLog::open() {
   }
   saved_head_ = head_;
   dirty_ = false;
+  pending_ = false;
   count_ = 0;
   holes_ = 0;
   tail_holes_ = 0;
@@ -100,7 +101,25 @@ uint16_t RecordLog::open() {
   return count();
 }
 
-AppendResult RecordLog::append(const Record& r) {
+bool RecordLog::flush_pending() {
+  if (!pending_) return true;
+  pending_ = false;
+  --count_;
+  if (append(pend_) == kAppended) return true;
+  pending_ = true;
+  ++count_;
+  return false;
+}
+
+AppendResult RecordLog::append(const Record& r, bool defer) {
+  if (pending_ && !flush_pending()) return kLogIoError;
+  if (defer) {
+    if ((uint32_t)(count_ + 1) * kRecordSize > ring_len_) return kLogFull;
+    pend_ = r;
+    pending_ = true;
+    ++count_;
+    return kAppended;
+  }
   uint8_t buf[kRecordSize];
   encode_record(r, buf);
   // A slot that does not read back becomes a hole and the record goes to the next one; never more
@@ -159,12 +178,21 @@ uint16_t RecordLog::trim(uint32_t boot, uint32_t upto) {
     slots = (uint16_t)(slots + 1);
     holes_ = (uint16_t)(holes_ - holes);
     holes = 0;
-    head_ = ring_pos(head_ + (uint32_t)slots * kRecordSize);
+    // A record acknowledged before it was written (write-behind) never took its slot: the head stays
+    // there, so every slot from the persisted head to the end is still written in identity order.
+    uint16_t advance = slots;
+    if (pending_ && slots == count_) {
+      pending_ = false;
+      --advance;
+    }
+    if (advance) {
+      head_ = ring_pos(head_ + (uint32_t)advance * kRecordSize);
+      dirty_ = true;
+    }
     count_ = (uint16_t)(count_ - slots);
     cursor_ = cursor_ > slots ? (uint16_t)(cursor_ - slots) : 0;
     slots = 0;
     has_floor_ = true;
-    dirty_ = true;
   }
   if (!count_) tail_holes_ = 0;
   return n;

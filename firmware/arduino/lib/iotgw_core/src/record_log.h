@@ -53,7 +53,11 @@ class RecordLog {
   uint16_t capacity() const { return (uint16_t)(ring_len_ / kRecordSize); }
   bool torn_at_open() const { return torn_; }  // the scan stopped at a non-empty, non-whole record
 
-  AppendResult append(const Record& r);
+  // defer: keep the record in RAM only, until flush_pending() or the next append writes it, or a trim
+  // drops it unwritten (write-behind, see Collector: spares the EEPROM when acks come promptly).
+  AppendResult append(const Record& r, bool defer = false);
+  bool has_pending() const { return pending_; }
+  bool flush_pending();
 
   // Replay cursor: records from the oldest unacknowledged one, oldest first.
   bool has_unsent() const { return cursor_ < count_; }
@@ -71,7 +75,13 @@ class RecordLog {
   uint32_t storage_errors() const { return s_.errors; }
 
  private:
-  bool read_at(uint16_t slot, Record* r) { return read_raw(head_ + (uint32_t)slot * kRecordSize, r); }
+  bool read_at(uint16_t slot, Record* r) {
+    if (pending_ && slot + 1 == count_) {
+      *r = pend_;
+      return true;
+    }
+    return read_raw(head_ + (uint32_t)slot * kRecordSize, r);
+  }
   bool read_raw(uint32_t off, Record* r);
   bool write_slot(uint32_t off, const uint8_t* buf);
   uint32_t ring_pos(uint32_t off) const { return off % ring_len_; }
@@ -93,6 +103,8 @@ class RecordLog {
   uint16_t cursor_ = 0;        // slot (from head) of the next record to send
   uint32_t meta_saves_ = 0;
   bool torn_ = false;
+  bool pending_ = false;       // the last slot is pend_, not yet written
+  Record pend_ = {0, 0, 0, 0, 0};
 };
 
 }  // namespace iotgw
