@@ -90,9 +90,9 @@ def check_ft_collector(elf):
                          "role single"], lines
     frames = [x for x in lines if x.startswith("!")]
     assert frames and all(frame_ok(f) for f in frames), frames
-    assert frames[0].startswith('!S {"v":1,"dev":"ft-1","node":"a","boot":%d,"state":"online","role":"single"' % boot)
+    assert frames[0].startswith(f'!S {{"v":1,"dev":"ft-1","node":"a","boot":{boot},"state":"online","role":"single"')
     readings = [f for f in frames if f.startswith("!R")]
-    assert readings[0].startswith('!R {"v":1,"dev":"ft-1","node":"a","boot":%d,"seq":0,"ts":null,"src":"none",' % boot)
+    assert readings[0].startswith(f'!R {{"v":1,"dev":"ft-1","node":"a","boot":{boot},"seq":0,"ts":null,"src":"none",')
     assert '"cached":false}' in readings[0]
     assert "cache append seq=0" in lines
     resend = lines.index("cache resend from seq=0")
