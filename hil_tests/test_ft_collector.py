@@ -7,13 +7,16 @@ the link-cut test also on a serial rig (there the cut is the link ignoring the l
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hil_tests.rig.board import Board
-from hil_tests.rig.build import SHORT_PERIODS
+from hil_tests.rig.build import SHORT_PERIODS, build_firmware, c_string
 from hil_tests.rig.cache import scan_records
 from hil_tests.rig.link import GatewayLink
 from hil_tests.rig.scenario import ADC_MV, RTC_EPOCH, Rig, needs
+from hil_tests.rig.sim import BoardSpec
 
 SAMPLE_MS = SHORT_PERIODS["IOTGW_SAMPLE_MS"]
 DEVICE, NODE = "ft-1", "a"
@@ -145,3 +148,22 @@ def test_power_cut_mid_cache_write_loses_at_most_that_record(ft_rig: Rig, k: int
         reading = got[(DEVICE, NODE, boot, seq)]
         assert reading.ts == rec.ts and round(reading.value * 1000) == rec.val_milli, (seq, reading, rec, opened.text)
 
+
+
+def test_longest_names_acked_and_trimmed(make_harness, tmp_path) -> None:
+    """A 32-character device and a 16-character node (the longest names, protocol section 2): the widest
+    acks (15-digit ``t``) reach the board whole, trim its cache, and nothing is dropped or resent."""
+    dev, node = "d" * 30 + "-9", "n" * 15 + "b"
+    elf = build_firmware(["ft_uno"], {**SHORT_PERIODS, "IOTGW_DEVICE": c_string(dev), "IOTGW_NODE": c_string(node)})
+    h = make_harness([BoardSpec("a", elf["ft_uno"], eeprom=tmp_path / "long.eep", rtc_epoch=RTC_EPOCH)])
+    board = h.boards["a"]
+    board.set_adc(0, ADC_MV)
+    with GatewayLink(board, clock=lambda: 253402300799999) as link:
+        boot = boot_number(board)
+        wait_trimmed(board, 10, timeout=30)
+        link.wait_for(lambda lk: all((dev, node, boot, s) in lk.held for s in range(11)), 20, "seq 0..10 held")
+        acks = list(link.acks)
+    widest = max(len(json.dumps(a, separators=(",", ":"))) for a in acks)
+    assert widest >= 82 + 32 + 16 - 12, widest  # boot and upto are short here; names and t are the widest
+    assert not board.lines_matching(r"^cache resend from seq="), "an ack was lost: the board resent"
+    assert not board.lines_matching(r"^cache full"), "the cache filled up"

@@ -44,7 +44,9 @@ static PubSubClient mqtt(eth);
 static MqttLink link(mqtt, kNode);
 #else
 static SerialLink link(console);
-static AckReader<112> acks;  // the longest ack line is about 100 bytes
+// Sized by the protocol: the longest ack this node can get (section 5), whatever its names.
+static AckReader<ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE)> acks;
+static_assert(ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE) <= kMaxLine, "an ack line is at most 256 bytes");
 #endif
 
 static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS, IOTGW_PERSIST_AFTER_MS);

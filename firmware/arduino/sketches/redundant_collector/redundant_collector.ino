@@ -37,7 +37,9 @@ static RecordLog cache(eeprom, IOTGW_EEPROM_BASE + kBootCounterBytes,
                        IOTGW_EEPROM_CACHE_BYTES ? IOTGW_EEPROM_CACHE_BYTES
                                                 : E2END + 1 - IOTGW_EEPROM_BASE - kBootCounterBytes);
 static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS, IOTGW_PERSIST_AFTER_MS);
-static AckReader<96> acks;  // this node's ack lines are at most about 90 bytes
+// Sized by the protocol: the longest ack this node can get (section 5), whatever its names.
+static AckReader<ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE)> acks;
+static_assert(ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE) <= kMaxLine, "an ack line is at most 256 bytes");
 static uint32_t boot_no() { return collector.boot(); }
 static uint16_t cached() { return collector.cached(); }
 static uint32_t dropped() { return collector.dropped(); }

@@ -248,6 +248,35 @@ TEST_CASE("every ack vector parses, from the payload and from its serial line") 
   }
 }
 
+TEST_CASE("the ack buffer holds the longest legal ack for the names, one byte less does not") {
+  const std::string dev32(32, 'D'), node16(16, 'n');
+  for (auto names : {std::make_pair(std::string("ft-1"), std::string("a")), std::make_pair(dev32, node16)}) {
+    // The gateway's format (gateway/protocol.py Ack.payload) at its widest values.
+    std::string payload = "{\"v\":1,\"dev\":\"" + names.first + "\",\"node\":\"" + names.second +
+                          "\",\"boot\":4294967295,\"upto\":4294967295,\"t\":253402300799999}";
+    CHECK(payload.size() == kAckFixed + names.first.size() + names.second.size());
+    std::string body = "!A " + payload;
+    char crc[6];
+    std::snprintf(crc, sizeof crc, "%04X", crc16(body.data(), body.size()));
+    std::string line = body + "*" + crc + "\r\n";
+    NodeConfig cfg = {names.first.c_str(), names.second.c_str(), "V"};
+    const size_t cap = 3 + kAckFixed + names.first.size() + names.second.size() + 5 + 2;
+    for (size_t size : {cap, cap - 1}) {
+      std::vector<char> buf(size);
+      LineReader lines(buf.data(), size);
+      bool got = false;
+      for (char c : line) got = lines.push(c) || got;
+      Frame f;
+      Ack a;
+      bool ok = got && parse_frame(lines.line(), lines.length(), &f) == kFrameOk && f.type == 'A' &&
+                parse_ack(f.payload, f.payload_len, &a) && ack_names(a, cfg) && a.upto == 4294967295UL;
+      CHECK(ok == (size == cap));
+    }
+  }
+  static_assert(ack_line_capacity("ft-1", "a") == 3 + kAckFixed + 4 + 1 + 7, "capacity formula");
+  static_assert(ack_line_capacity("DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD", "nnnnnnnnnnnnnnnn") <= kMaxLine, "fits a line");
+}
+
 TEST_CASE("acks in any key order with spaces are accepted; malformed ones are refused") {
   Ack a;
   const char* spaced = "{ \"t\" : null , \"upto\": 5, \"boot\":2, \"node\":\"a\", \"extra\":\"x\", \"dev\":\"d\", \"v\":1 }";

@@ -59,6 +59,15 @@ constexpr bool config_ok(const char* dev, const char* node, const char* unit) {
          unit_chars_ok(unit) && kWidestFixed + text_len(dev) + text_len(node) + text_len(unit) <= kMaxPayload;
 }
 
+// The longest ack line (section 5) for a node's names: "!A " + payload + "*XXXX" + "\r" (CRLF lines), and the
+// NUL a LineReader keeps. kAckFixed: the widest payload with empty names (boot and upto 10 digits, t 15
+// digits); the host tests prove it against the gateway's ack format. The sketches size their ack buffer
+// with it, so a long device or node name can never make this node's acks too long to hold.
+const size_t kAckFixed = 82;
+constexpr size_t ack_line_capacity(const char* dev, const char* node) {
+  return 3 + kAckFixed + text_len(dev) + text_len(node) + 5 + 1 + 1;
+}
+
 void write_reading(Out& out, const NodeConfig& cfg, const Record& r, bool cached);
 size_t reading_length(const NodeConfig& cfg, const Record& r, bool cached);
 
