@@ -167,3 +167,31 @@ def test_longest_names_acked_and_trimmed(make_harness, tmp_path) -> None:
     assert widest >= 82 + 32 + 16 - 12, widest  # boot and upto are short here; names and t are the widest
     assert not board.lines_matching(r"^cache resend from seq="), "an ack was lost: the board resent"
     assert not board.lines_matching(r"^cache full"), "the cache filled up"
+
+
+def test_hung_main_loop_watchdog_resets_and_resumes_without_loss(ft_rig: Rig) -> None:
+    """The main loop hangs (as in a call stuck on a bus): the 8 s watchdog resets the board, which says
+    why, resumes under a new boot, and every reading of the hung boot still reaches the gateway."""
+    board = ft_rig.boards[0]
+    needs(board, "hang")
+    with GatewayLink(board) as link:
+        boot = boot_number(board)
+        assert board.expect(r"^reset (\w+)$", 10, start=0).match[1] == "power"
+        link.set_up(False)  # readings of this boot stay in the cache: the reset must not lose them
+        board.mark()
+        first_unacked = int(board.expect_all(r"^cache append seq=(\d+)$", 5, 3)[0].match[1])
+        board.freeze(True)
+        last = int(board.lines_matching(r"^cache append seq=(\d+)$")[-1].match[1])
+        hung_at = board.now_ms()
+        board.hang()
+        board.freeze(False)
+        new_boot = board.expect(rf"^boot {boot + 1}$", 30)
+        assert board.expect(r"^reset (\w+)$", 5).match[1] == "wdt"
+        # reset by the watchdog's 8 s, not sooner (and not much later: the AVR's oscillator is exact here)
+        assert 8000 <= new_boot.ms - hung_at <= 8000 + 500, new_boot.ms - hung_at
+        assert not [ln for ln in board.lines_matching(r"^cache append seq=") if hung_at < ln.ms < new_boot.ms]
+        opened = int(board.expect(r"^cache open records=(\d+)$", 5).match[1])
+        assert opened >= last - first_unacked + 1, (opened, first_unacked, last)  # all never acknowledged
+        link.set_up(True)
+        link.wait_for(lambda lk: held_all(lk, boot, last), 60, f"boot {boot} seq 0..{last} after the watchdog reset")
+        link.wait_for(lambda lk: (DEVICE, NODE, boot + 1, 0) in lk.held, 30, "the new boot's first reading")

@@ -269,7 +269,7 @@ class SimBoard(Board):
     """A board inside a :class:`Harness`. Its lines come from the control channel, stamped in
     simulated time, so they are seen even while the gateway holds the board's pty."""
 
-    capabilities = frozenset({"power", "freeze", "sim_time", "rtc", "adc", "i2c", "serial_cut", "eeprom"})
+    capabilities = frozenset({"power", "freeze", "sim_time", "rtc", "adc", "i2c", "serial_cut", "eeprom", "hang"})
 
     def __init__(self, name: str, harness: Harness) -> None:
         super().__init__(name)
@@ -325,6 +325,10 @@ class SimBoard(Board):
 
     def power(self, on: bool) -> None:
         self.harness.command(f"power {self.name} {'on' if on else 'off'}")
+
+    def hang(self) -> None:
+        """Hang the board's main program (a spin loop, interrupts still running): only a watchdog helps."""
+        self.harness.command(f"hang {self.name}")
 
     def freeze(self, frozen: bool) -> None:
         self.harness.command(f"{'stop' if frozen else 'resume'} {self.name}")

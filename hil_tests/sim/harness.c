@@ -26,11 +26,15 @@
  *   until MS                  -> ok ms=... once simulated time has reached MS
  *   pace RATIO                -> run at RATIO x real time (0 = as fast as possible)
  *   stop NAME | resume NAME   -> freeze / continue the core (RAM kept)
- *   reset NAME                -> reset the core (EEPROM and RTC kept)
- *   power NAME off|on         -> power cut (core stops) / power up (reset, then run)
+ *   reset NAME                -> reset the core (EEPROM and RTC kept; MCUSR says EXTRF)
+ *   power NAME off|on         -> power cut (core stops) / power up (reset, then run; MCUSR
+ *                                says PORF)
  *   eecut NAME K              -> cut power right after the K-th next EEPROM byte write
  *   eewrites NAME             -> ok n=<EEPROM byte writes since start>
  *   eeprom NAME               -> ok <hex of the whole EEPROM>
+ *   hang NAME                 -> the board's main program hangs: the CPU jumps to a spin loop
+ *                                (interrupts keep running), as a call stuck on a bus or a card
+ *                                would; only its watchdog gets it out (it then resets: MCUSR WDRF)
  *   i2c cut | i2c restore     -> cut / restore the I2C line between the two boards
  *   uart NAME cut|restore     -> unplug / replug the board's serial line (the pty);
  *                                its lines are still reported on the control channel
@@ -602,9 +606,15 @@ static void rtc_cancel_part_tick(board_t *b)
 	}
 }
 
-static void board_power_on(board_t *b)
+/* MCUSR (data address 0x54 on the ATmega328P and 2560): what the reset pin or the supply did. */
+#define MCUSR_ADDR 0x54
+#define MCUSR_PORF 0x01
+#define MCUSR_EXTRF 0x02
+
+static void board_power_on(board_t *b, uint8_t reset_flags)
 {
 	avr_reset(b->avr);
+	b->avr->data[MCUSR_ADDR] |= reset_flags;
 	rtc_cancel_part_tick(b);
 	b->bq_len = 0;
 	b->twi_handled = 1;
@@ -716,7 +726,7 @@ static void cmd_exec(char *line)
 	int needs_board = !strcmp(c, "stop") || !strcmp(c, "resume") || !strcmp(c, "reset") ||
 			  !strcmp(c, "power") || !strcmp(c, "eecut") || !strcmp(c, "eeprom") ||
 			  !strcmp(c, "eewrites") || !strcmp(c, "rtc") || !strcmp(c, "rtcget") ||
-			  !strcmp(c, "adc") || !strcmp(c, "uart");
+			  !strcmp(c, "adc") || !strcmp(c, "uart") || !strcmp(c, "hang");
 	if (needs_board && !b) {
 		reply("err unknown board %s", argc > 1 ? argv[1] : "(none)");
 		return;
@@ -749,13 +759,13 @@ static void cmd_exec(char *line)
 		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "reset")) {
 		eeprom_save(b);
-		board_power_on(b);
+		board_power_on(b, MCUSR_EXTRF);
 		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "power") && argc > 2) {
 		if (!strcmp(argv[2], "off"))
 			board_power_off(b);
 		else
-			board_power_on(b);
+			board_power_on(b, MCUSR_PORF);
 		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "eecut") && argc > 2) {
 		b->eecut_left = atol(argv[2]);
@@ -779,6 +789,13 @@ static void cmd_exec(char *line)
 		}
 		b->uart_cut = cut;
 		reply("ok uart=%s", cut ? "cut" : "connected");
+	} else if (!strcmp(c, "hang")) {
+		/* "rjmp ." (0xCFFF) in the last word of flash, which the firmware does not use */
+		uint32_t at = (b->avr->flashend - 1) & ~1u;
+		b->avr->flash[at] = 0xFF;
+		b->avr->flash[at + 1] = 0xCF;
+		b->avr->pc = at;
+		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "i2c") && argc > 1) {
 		i2c_cut = !strcmp(argv[1], "cut");
 		reply("ok i2c=%s", i2c_cut ? "cut" : "connected");
@@ -972,7 +989,7 @@ int main(int argc, char **argv)
 	setvbuf(out, NULL, _IOLBF, 0);
 
 	for (int i = 0; i < nboards; i++)
-		board_power_on(&boards[i]);
+		board_power_on(&boards[i], MCUSR_PORF);
 	clock_gettime(CLOCK_MONOTONIC, &pace_wall0);
 	pace_sim0 = 0;
 

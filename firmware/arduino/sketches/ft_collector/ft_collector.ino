@@ -6,6 +6,7 @@
 #include <Wire.h>
 
 #include "iotgw_board.h"
+#include "iotgw_watchdog.h"
 #include "ds1307_wire.h"
 #if defined(IOTGW_WITH_SD)
 #include "sd_storage.h"
@@ -82,6 +83,9 @@ void setup() {
   console.str(IOTGW_TEXT("boot "));
   console.u32(boot);
   console.nl();
+  console.str(IOTGW_TEXT("reset "));
+  console.str(reset_name(last_reset()));
+  console.nl();
 #if defined(IOTGW_WITH_SD)
   if (!cache_storage.begin(IOTGW_SD_CS_PIN, IOTGW_SD_FILE, IOTGW_SD_BYTES)) console.str(IOTGW_TEXT("sd failed\n"));
 #endif
@@ -102,6 +106,7 @@ void setup() {
   link.send_status(kNode, boot, kRoleSingle, collector.cached(), 0);
 #endif
   sampler.start(millis(), IOTGW_SAMPLE_MS, true);
+  watchdog_start();
 }
 
 void loop() {
@@ -132,4 +137,5 @@ void loop() {
     led.pulse(now, IOTGW_LED_MS);
   }
   digitalWrite(IOTGW_LED_PIN, led.update(now) ? HIGH : LOW);
+  watchdog_feed();  // this iteration finished: nothing hung
 }

@@ -12,6 +12,7 @@
 #include <Wire.h>
 
 #include "iotgw_board.h"
+#include "iotgw_watchdog.h"
 
 #ifndef IOTGW_PAIR_CACHE
 #define IOTGW_PAIR_CACHE 0
@@ -102,6 +103,9 @@ void setup() {
   console.str(IOTGW_TEXT("boot "));
   console.u32(b);
   console.nl();
+  console.str(IOTGW_TEXT("reset "));
+  console.str(reset_name(last_reset()));
+  console.nl();
   uint32_t now = millis();
 #if IOTGW_PAIR_CACHE
   collector.begin(b, now);
@@ -110,6 +114,7 @@ void setup() {
 #endif
   pair.begin(now);
   show_role(now);
+  watchdog_start();
 }
 
 void loop() {
@@ -162,4 +167,5 @@ void loop() {
   collector.poll(now);  // the standby node still drains what it cached while active
 #endif
   digitalWrite(IOTGW_LED_PIN, led.update(now) ? HIGH : LOW);
+  watchdog_feed();  // this iteration finished: nothing hung
 }

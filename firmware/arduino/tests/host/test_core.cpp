@@ -671,6 +671,18 @@ TEST_CASE("the boot counter is persisted and increments at every start") {
   }
 }
 
+TEST_CASE("reset reason from the AVR's MCUSR flags") {
+  auto name = [](ResetReason r) { return std::string(reinterpret_cast<const char*>(reset_name(r))); };
+  CHECK(name(reset_from_avr_flags(0x01)) == "power");
+  CHECK(name(reset_from_avr_flags(0x0F)) == "power");  // power-on implies the others
+  CHECK(name(reset_from_avr_flags(0x08)) == "wdt");
+  CHECK(name(reset_from_avr_flags(0x0A)) == "wdt");
+  CHECK(name(reset_from_avr_flags(0x04)) == "brownout");
+  CHECK(name(reset_from_avr_flags(0x02)) == "ext");
+  CHECK(name(reset_from_avr_flags(0x00)) == "soft");
+  CHECK(name(reset_from_avr_flags(0x00, false)) == "unknown");
+}
+
 TEST_CASE("a blank boot store starts from the seed, never again at 1") {
   RamStorage mem(64);
   uint32_t seed = fresh_boot(1700000000UL, 0);  // from the RTC's seconds

@@ -34,9 +34,9 @@ class EepromStorage : public Storage {
 // A noise word for the first boot number of a blank EEPROM (next_boot): the low bits of the ADC on a
 // pin (the sensor input moves; a floating one moves more) and the timing of those conversions.
 inline uint32_t noise_word() {
-  uint32_t w = micros();
-  for (uint8_t i = 0; i < 32; ++i) w = (w << 1 | (w >> 31)) ^ (uint32_t)analogRead(IOTGW_ADC_PIN) ^ micros();
-  return w;
+  uint32_t w = 0;
+  for (uint8_t i = 0; i < 16; ++i) w = (w << 2) ^ (uint32_t)analogRead(IOTGW_ADC_PIN);
+  return w ^ micros();
 }
 
 // Reads a serial port into lines and hands every ack frame to a callback.

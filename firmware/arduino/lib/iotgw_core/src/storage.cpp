@@ -68,7 +68,7 @@ bool SlotStore::save(const uint8_t* data) {
 
 uint32_t fresh_boot(uint32_t rtc_seconds, uint32_t noise) {
   uint32_t base = rtc_seconds ? rtc_seconds : noise;
-  return 0x10000UL + base % (0x80000000UL - 0x10000UL);
+  return 0x10000UL + (base >> 2);  // a shift, not a modulo: no 32-bit division on an 8-bit AVR
 }
 
 uint32_t next_boot(Storage& s, uint32_t addr, uint32_t fresh_seed) {
