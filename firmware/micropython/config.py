@@ -45,6 +45,8 @@ CONFIG = {
     "flash_dir": "/",
     "cache_capacity": 2000,
     "boot_file": "/boot.count",
+    # watchdog: resets the board when a loop iteration takes longer (0: off); rp2 allows at most 8388
+    "wdt_ms": 8000,
     # redundant pair heartbeat
     "hb_transport": "i2c",  # i2c | gpio
     "hb_period_ms": 1000,

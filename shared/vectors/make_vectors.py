@@ -216,6 +216,52 @@ def ack_vectors() -> dict:
     return {"acks": acks}
 
 
+STATUS_KEYS = ("boot", "state", "role", "cached", "cap", "dropped", "reset", "store_err", "clock", "period")
+
+
+def status_payload(dev: str, node: str, fields: dict) -> str:
+    """The status of protocol section 6, keys in the canonical order, no spaces."""
+    parts = [f'"v":1,"dev":"{dev}","node":"{node}"']
+    for key in STATUS_KEYS:
+        value = fields[key]
+        parts.append(f'"{key}":' + (f'"{value}"' if isinstance(value, str) else str(value)))
+    return "{" + ",".join(parts) + "}"
+
+
+def status_vectors() -> dict:
+    cases = [
+        ("active node of a pair", "pair-1", "a",
+         {"boot": 3, "state": "online", "role": "active", "cached": 12, "cap": 500, "dropped": 0, "reset": "wdt",
+          "store_err": 0, "clock": "rtc", "period": 5000}),
+        ("single collector after a cache-full episode, clock lost", "ft-1", "a",
+         {"boot": 65537, "state": "online", "role": "single", "cached": 38, "cap": 38, "dropped": 7,
+          "reset": "power", "store_err": 2, "clock": "lost", "period": 200}),
+        ("standby node without a clock", "pair-1", "b",
+         {"boot": 1, "state": "online", "role": "standby", "cached": 0, "cap": 0, "dropped": 0, "reset": "ext",
+          "store_err": 0, "clock": "none", "period": 1000}),
+        ("soft reset", "tank_3", "node-2",
+         {"boot": 0, "state": "online", "role": "single", "cached": 1, "cap": 2000, "dropped": 0, "reset": "soft",
+          "store_err": 0, "clock": "rtc", "period": 120000}),
+        ("unknown reset", "tank_3", "n", {"boot": 9, "state": "online", "role": "active", "cached": 0, "cap": 160,
+                                          "dropped": 0, "reset": "unknown", "store_err": 0, "clock": "rtc",
+                                          "period": 60000}),
+        ("widest: longest names, largest numbers", "D" * 32, "n" * 16,
+         {"boot": 4294967295, "state": "online", "role": "standby", "cached": 65535, "cap": 65535,
+          "dropped": 4294967295, "reset": "brownout", "store_err": 4294967295, "clock": "lost",
+          "period": 4294967295}),
+    ]
+    out = []
+    for name, dev, node, fields in cases:
+        payload = status_payload(dev, node, fields)
+        assert len(payload) <= 256, (name, len(payload))
+        out.append({"name": name, "dev": dev, "node": node, "fields": fields, "payload": payload,
+                    "serial_line": frame("S", payload), "topic": f"iot/site-1/{dev}/status",
+                    "will": f'{{"v":1,"dev":"{dev}","node":"{node}","state":"offline"}}'})
+    return {"max_payload_bytes": 256, "keys": ["v", "dev", "node", *STATUS_KEYS],
+            "reset": ["power", "wdt", "ext", "brownout", "soft", "unknown"], "clock": ["rtc", "lost", "none"],
+            "statuses": out}
+
+
 def watermark_vectors() -> list[dict]:
     def run(arrivals):
         held, upto, out = set(), -1, []
@@ -294,6 +340,7 @@ def main() -> None:
         "readings_invalid.json": invalid_vectors(),
         "serial_lines.json": serial_vectors(),
         "acks.json": ack_vectors(),
+        "status.json": status_vectors(),
         "ack_watermark.json": watermark_vectors(),
         "ds1307.json": ds1307_vectors(),
         "cache_records.json": cache_record_vectors(),

@@ -1,6 +1,6 @@
 """AVR builds of both sketches for Uno and Mega: the plain Makefile and PlatformIO's offline environments.
 
-Sizes must stay within the budgets of issue 6 (firmware/arduino/tools/avr_sizes.py).
+Sizes must stay within the budgets of firmware/arduino/tools/avr_sizes.py.
 """
 
 from __future__ import annotations

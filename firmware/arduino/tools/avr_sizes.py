@@ -1,15 +1,17 @@
-"""Flash and RAM of an AVR ELF, and the budgets of issue 6 (used by bench/firmware_sizes.py and the tests)."""
+"""Flash and RAM of an AVR ELF, and the size budgets (used by bench/firmware_sizes.py and the tests)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-# Budgets on an Uno (issue 6). Flash counts .text + .data (the initial values live in flash);
-# RAM counts .data + .bss (static RAM; the stack comes on top).
+# Budgets on an Uno. Flash counts .text + .data (the initial values live in flash); RAM counts .data +
+# .bss (static RAM; the stack comes on top). The pair's flash budget was 8 KB until the nodes gained
+# the watchdog, the reset reason, read-back of every EEPROM write and the full status (protocol
+# section 6: about 1 KB together); 10 KB still leaves two thirds of the Uno's 31.5 KB free.
 BUDGETS: dict[str, tuple[int, int]] = {
-    "pair_primary_uno": (8 * 1024, 768),
-    "pair_secondary_uno": (8 * 1024, 768),
+    "pair_primary_uno": (10 * 1024, 768),
+    "pair_secondary_uno": (10 * 1024, 768),
     "ft_uno": (20 * 1024, int(1.2 * 1024)),
 }
 

@@ -181,3 +181,30 @@ def test_sockets_get_a_timeout_before_connect():
     assert Module.socket.getaddrinfo("10.0.0.1", 1883)[0][-1] == ("10.0.0.1", 1883)
     board.install_socket_timeout(Module, 6)  # again: adjusts, does not wrap twice
     assert Module.socket.socket().timeout == 6 and isinstance(Module.socket.real, _FakeSocketModule)
+
+
+def test_watchdog_fed_every_loop_and_reset_reason_reported():
+    _fresh()
+    machine.RESET_CAUSE = machine.WDT_RESET
+    cfg = _config()
+    node = board.main(cfg, ManualTicks(), max_steps=25)
+    assert node.reset_reason == "wdt"
+    assert len(machine.WDTS) == 1 and machine.WDTS[0].timeout == 8000
+    assert machine.WDTS[0].feeds == 25  # once per loop iteration, from the loop only
+    _fresh()
+    cfg["wdt_ms"] = 0  # off
+    node = board.main(cfg, ManualTicks(), max_steps=3)
+    assert node.reset_reason == "power" and not machine.WDTS
+
+
+def test_boots_on_a_port_without_sdcard():
+    # rp2 (Pico W) has no machine.SDCard: the glue must fall back to the flash cache, not crash
+    _fresh()
+    saved = machine.SDCard
+    del machine.SDCard
+    try:
+        cfg = _config()
+        node = board.main(cfg, ManualTicks(), max_steps=5)
+    finally:
+        machine.SDCard = saved
+    assert node.cache.storage.path == cfg["flash_dir"] + "/cache.log"

@@ -52,6 +52,29 @@ static_assert(ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE) <= kMaxLine, "an ack l
 
 static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS, IOTGW_PERSIST_AFTER_MS);
 
+static Periodic status_timer;
+static uint8_t clock_src = kSrcNone;  // the source of the last time read from the RTC
+
+// The status of protocol section 6. store_err: the boot counter's EEPROM and the cache's storage.
+static Status status() {
+  uint32_t store_err = eeprom.errors;
+#if defined(IOTGW_WITH_SD)
+  store_err += cache_storage.errors;
+#endif
+  ClockState clock = clock_src == kSrcNone ? kClockNone : rtc.valid() ? kClockRtc : kClockLost;
+  Status st = {collector.boot(), kRoleSingle, collector.cached(), collector.capacity(), collector.dropped(),
+               last_reset(), store_err, clock, IOTGW_SAMPLE_MS};
+  return st;
+}
+
+static void send_status() {
+#if defined(IOTGW_WITH_MQTT)
+  if (mqtt.connected()) link.send_status(status());
+#else
+  link.send_status(kNode, status());
+#endif
+}
+
 static void apply_ack(const Ack& ack) {
   collector.on_ack(ack, millis());
   if (ack_names(ack, kNode) && rtc.set_if_lost(ack.t)) {
@@ -97,15 +120,13 @@ void setup() {
   link.begin();
 #endif
   int64_t ts;
-  uint8_t src;
-  rtc.now(&ts, &src);
-  console.str(src == kSrcNone ? IOTGW_TEXT("rtc missing\n") : rtc.valid() ? IOTGW_TEXT("rtc ok\n") : IOTGW_TEXT("rtc unset\n"));
+  rtc.now(&ts, &clock_src);
+  console.str(clock_src == kSrcNone ? IOTGW_TEXT("rtc missing\n") : rtc.valid() ? IOTGW_TEXT("rtc ok\n") : IOTGW_TEXT("rtc unset\n"));
   collector.begin(boot, millis());
   console.str(IOTGW_TEXT("role single\n"));
-#if !defined(IOTGW_WITH_MQTT)
-  link.send_status(kNode, boot, kRoleSingle, collector.cached(), 0);
-#endif
+  send_status();  // over MQTT: at every connect
   sampler.start(millis(), IOTGW_SAMPLE_MS, true);
+  status_timer.start(millis(), IOTGW_STATUS_MS, false);
   watchdog_start();
 }
 
@@ -115,7 +136,7 @@ void loop() {
   static Periodic reconnect;
   if (!mqtt.connected() && reconnect.due(millis())) {
     reconnect.start(millis(), 5000, false);
-    console.str(link.connect(collector.boot()) ? IOTGW_TEXT("mqtt connected\n") : IOTGW_TEXT("mqtt down\n"));
+    console.str(link.connect(status()) ? IOTGW_TEXT("mqtt connected\n") : IOTGW_TEXT("mqtt down\n"));
   }
   mqtt.loop();
 #else
@@ -125,12 +146,12 @@ void loop() {
   uint32_t now = millis();
   if (sampler.due(now)) {
     int64_t ts;
-    uint8_t src;
-    rtc.now(&ts, &src);
+    rtc.now(&ts, &clock_src);
     int32_t mv = (int32_t)analogRead(IOTGW_ADC_PIN) * IOTGW_ADC_REF_MV / 1023;
-    collector.record(now, ts, src, mv);  // millivolts are thousandths of the unit V
+    collector.record(now, ts, clock_src, mv);  // millivolts are thousandths of the unit V
   }
   collector.poll(now);
+  if (status_timer.due(now)) send_status();
   static uint32_t recorded = 0;
   if (collector.next_seq() != recorded) {  // blink once per recorded sample
     recorded = collector.next_seq();

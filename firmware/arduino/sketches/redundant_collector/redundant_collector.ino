@@ -41,16 +41,21 @@ static Collector collector(kNode, cache, link, &console, IOTGW_ACK_TIMEOUT_MS, I
 // Sized by the protocol: the longest ack this node can get (section 5), whatever its names.
 static AckReader<ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE)> acks;
 static_assert(ack_line_capacity(IOTGW_DEVICE, IOTGW_NODE) <= kMaxLine, "an ack line is at most 256 bytes");
-static uint32_t boot_no() { return collector.boot(); }
-static uint16_t cached() { return collector.cached(); }
-static uint32_t dropped() { return collector.dropped(); }
+static Status status(Role role) {
+  Status st = {collector.boot(), role,        collector.cached(), collector.capacity(), collector.dropped(),
+               last_reset(),     eeprom.errors, kClockNone,        IOTGW_SAMPLE_MS};
+  return st;
+}
 #else
 static uint32_t boot = 0;
 static uint32_t seq = 0;
-static uint32_t boot_no() { return boot; }
-static uint16_t cached() { return 0; }
-static uint32_t dropped() { return 0; }
+// No cache: nothing cached, no capacity, nothing dropped (a reading goes out at once or not at all).
+static Status status(Role role) {
+  Status st = {boot, role, 0, 0, 0, last_reset(), eeprom.errors, kClockNone, IOTGW_SAMPLE_MS};
+  return st;
+}
 #endif
+static Periodic status_timer;
 
 #if defined(IOTGW_SECONDARY)
 static SecondaryNode pair(kPairConfig);
@@ -82,7 +87,7 @@ static void show_role(uint32_t now) {
   if (role == shown_role) return;
   shown_role = role;
   console.str(role == kRoleActive ? IOTGW_TEXT("role active\n") : IOTGW_TEXT("role standby\n"));
-  link.send_status(kNode, boot_no(), role, cached(), dropped());
+  link.send_status(kNode, status(role));
   if (role == kRoleActive) sampler.start(now, IOTGW_SAMPLE_MS, true);  // first reading at once
 }
 
@@ -114,6 +119,7 @@ void setup() {
 #endif
   pair.begin(now);
   show_role(now);
+  status_timer.start(now, IOTGW_STATUS_MS, false);
   watchdog_start();
 }
 
@@ -150,6 +156,7 @@ void loop() {
   }
 #endif
   show_role(now);
+  if (status_timer.due(now)) link.send_status(kNode, status(pair.role()));
 
   if (pair.role() == kRoleActive && sampler.due(now)) {
     int32_t mv = (int32_t)analogRead(IOTGW_ADC_PIN) * IOTGW_ADC_REF_MV / 1023;

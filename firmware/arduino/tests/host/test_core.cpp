@@ -78,10 +78,42 @@ TEST_CASE("the serial link frames the vector reading and status byte for byte") 
   Record r = {1, 0, 946684800000LL, kSrcRtc, 1500};
   link.send_reading(ft, r, false);
   CHECK(out.text == v["lines"][0]["line"].str() + "\n");
-  out.text.clear();
-  NodeConfig pair = {"pair-1", "b", "V"};
-  link.send_status(pair, 3, kRoleStandby, 0, 0);
-  CHECK(out.text == v["lines"][2]["line"].str() + "\n");
+}
+
+static ResetReason reset_code(const std::string& s) {
+  for (uint8_t r = kResetUnknown; r <= kResetSoft; ++r)
+    if (s == reinterpret_cast<const char*>(reset_name((ResetReason)r))) return (ResetReason)r;
+  FAIL("unknown reset " << s);
+  return kResetUnknown;
+}
+
+TEST_CASE("status vectors: payload and serial line byte for byte, at most 256 bytes") {
+  jm::Value v = vectors("status.json");
+  CHECK(v["max_payload_bytes"].i64() == (long long)kMaxStatus);
+  for (auto& c : v["statuses"].items) {
+    CAPTURE(c["name"].str());
+    const jm::Value& f = c["fields"];
+    std::string dev = c["dev"].str(), node = c["node"].str(), role = f["role"].str(), clock = f["clock"].str();
+    NodeConfig cfg = {dev.c_str(), node.c_str(), "V"};
+    Status st = {(uint32_t)f["boot"].u64(),
+                 role == "active" ? kRoleActive : role == "standby" ? kRoleStandby : kRoleSingle,
+                 (uint16_t)f["cached"].u64(),
+                 (uint16_t)f["cap"].u64(),
+                 (uint32_t)f["dropped"].u64(),
+                 reset_code(f["reset"].str()),
+                 (uint32_t)f["store_err"].u64(),
+                 clock == "rtc" ? kClockRtc : clock == "lost" ? kClockLost : kClockNone,
+                 (uint32_t)f["period"].u64()};
+    StringOut p;
+    write_status(p, cfg, st);
+    CHECK(p.text == c["payload"].str());
+    CHECK(status_length(cfg, st) == p.text.size());
+    CHECK(p.text.size() <= kMaxStatus);
+    StringOut line;
+    SerialLink link(line);
+    link.send_status(cfg, st);
+    CHECK(line.text == c["serial_line"].str() + "\n");
+  }
 }
 
 TEST_CASE("line reader: CRLF, console text and overlong lines") {

@@ -47,6 +47,36 @@ def wlan_connect(cfg, clock=time, timeout_ms: int = 20000) -> bool:
     return True
 
 
+# machine.reset_cause() values -> the status's "reset" (protocol section 6). Ports define the constants
+# they have; a missing one simply never matches.
+_RESET_NAMES = (("PWRON_RESET", "power"), ("WDT_RESET", "wdt"), ("HARD_RESET", "ext"), ("BROWNOUT_RESET", "brownout"),
+                ("SOFT_RESET", "soft"), ("DEEPSLEEP_RESET", "soft"))
+
+
+def reset_reason() -> str:
+    """Why this board started: power, wdt, ext, brownout, soft or unknown."""
+    try:
+        cause = machine.reset_cause()
+    except (AttributeError, OSError):
+        return "unknown"
+    for const, name in _RESET_NAMES:
+        if getattr(machine, const, None) == cause:
+            return name
+    return "unknown"
+
+
+def make_watchdog(cfg):
+    """The hardware watchdog (``wdt_ms``, default 8000; 0 disables it), or None. rp2 allows at most 8388 ms."""
+    ms = cfg.get("wdt_ms", 8000)
+    if not ms:
+        return None
+    try:
+        return machine.WDT(timeout=ms)
+    except (AttributeError, ValueError, OSError) as exc:
+        log("no watchdog (%s)" % exc)
+        return None
+
+
 def make_i2c(cfg):
     return machine.I2C(cfg["i2c_id"], scl=machine.Pin(cfg["i2c_scl"]), sda=machine.Pin(cfg["i2c_sda"]),
                        freq=cfg["i2c_freq"])
@@ -76,7 +106,7 @@ def mount_sd(cfg, mount=None):
         else:
             card = machine.SDCard(slot=cfg["sd_slot"])
         (mount or os.mount)(card, cfg["sd_mount"])
-    except (OSError, ImportError) as exc:
+    except (OSError, ImportError, AttributeError) as exc:  # AttributeError: no machine.SDCard (rp2)
         log("no SD card (%s): caching in flash" % exc)
         return None
     return cfg["sd_mount"]
@@ -233,12 +263,22 @@ def main(cfg=None, clock=time, max_steps=None, mount=None):
     tests pass ``max_steps``). The loop never blocks for long, so heartbeats and the takeover timer stay on time."""
     if cfg is None:
         from config import CONFIG as cfg
+    reason = reset_reason()
+    log("reset %s" % reason)
     if cfg.get("link", "mqtt") == "mqtt":
         wlan_connect(cfg, clock)
     node = build(cfg, clock, mount=mount)
+    collector = getattr(node, "collector", node)
+    collector.reset_reason = reason
+    # Started once everything is built (joining the WLAN may take longer than the watchdog), fed once per
+    # loop iteration only: a step that hangs (a bus, a card, the network stack) resets the board, which
+    # then resumes under a new boot.
+    wdt = make_watchdog(cfg)
     steps = 0
     while max_steps is None or steps < max_steps:
         node.step()
+        if wdt is not None:
+            wdt.feed()
         clock.sleep_ms(20)
         steps += 1
     return node

@@ -59,6 +59,10 @@
 #ifndef IOTGW_PERSIST_AFTER_MS
 #define IOTGW_PERSIST_AFTER_MS 0UL
 #endif
+// Status (protocol section 6) at start, on every role change and this often.
+#ifndef IOTGW_STATUS_MS
+#define IOTGW_STATUS_MS 60000UL
+#endif
 #ifndef IOTGW_HEARTBEAT_MS
 #define IOTGW_HEARTBEAT_MS 1000UL
 #endif
@@ -99,6 +103,11 @@
 #endif
 
 // MQTT over Ethernet (registry builds with IOTGW_WITH_MQTT).
+// MQTT user name and password (the device credentials of the broker's ACL, docs/firmware.md); unset:
+// connect without.
+#if defined(IOTGW_MQTT_USER) && !defined(IOTGW_MQTT_PASSWORD)
+#define IOTGW_MQTT_PASSWORD ""
+#endif
 #ifndef IOTGW_MQTT_HOST
 #define IOTGW_MQTT_HOST 192, 168, 1, 10
 #endif

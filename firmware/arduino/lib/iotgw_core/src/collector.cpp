@@ -12,10 +12,10 @@ bool SerialLink::send_reading(const NodeConfig& cfg, const Record& r, bool cache
   return true;
 }
 
-void SerialLink::send_status(const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped) {
+void SerialLink::send_status(const NodeConfig& cfg, const Status& st) {
   FrameOut f(out_);
   f.begin('S');
-  write_status(f, cfg, boot, role, cached, dropped);
+  write_status(f, cfg, st);
   f.end();
 }
 

@@ -26,7 +26,7 @@ class SerialLink : public ReadingLink {
  public:
   explicit SerialLink(Out& out) : out_(out) {}
   bool send_reading(const NodeConfig& cfg, const Record& r, bool cached) override;
-  void send_status(const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped);
+  void send_status(const NodeConfig& cfg, const Status& st);
 
  private:
   Out& out_;
@@ -63,6 +63,9 @@ class Collector {
   uint32_t next_seq() const { return seq_; }
   uint32_t dropped() const { return dropped_; }
   uint16_t cached() const { return log_.count(); }
+  uint16_t capacity() const { return log_.capacity(); }
+  // Storage failures of the cache's storage since start (the status's store_err).
+  uint32_t store_errors() const { return log_.storage_errors(); }
 
  private:
   void say(const FlashText* what, uint32_t n);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "iotgw_out.h"
+#include "reset_reason.h"
 
 namespace iotgw {
 
@@ -73,7 +74,23 @@ size_t reading_length(const NodeConfig& cfg, const Record& r, bool cached);
 
 enum Role : uint8_t { kRoleSingle = 0, kRoleActive = 1, kRoleStandby = 2 };
 const FlashText* role_name(Role role);
-void write_status(Out& out, const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped);
+// The node's status (section 6); write_status emits the canonical form, at most kMaxStatus bytes.
+enum ClockState : uint8_t { kClockNone, kClockRtc, kClockLost };
+const FlashText* clock_name(ClockState c);
+struct Status {
+  uint32_t boot;
+  Role role;
+  uint16_t cached;
+  uint16_t cap;
+  uint32_t dropped;
+  ResetReason reset;
+  uint32_t store_err;
+  ClockState clock;
+  uint32_t period_ms;
+};
+const size_t kMaxStatus = 256;
+void write_status(Out& out, const NodeConfig& cfg, const Status& st);
+size_t status_length(const NodeConfig& cfg, const Status& st);
 
 // Serial framing (section 4).
 enum FrameResult : uint8_t { kFrameOk, kFrameConsole, kFrameBad, kFrameBadChecksum, kFrameUnknownType };
