@@ -32,6 +32,7 @@ CONFIG = {
     "adc_offset": 0.0,
     "sample_ms": 1000,
     "ack_timeout_ms": 5000,
+    "status_ms": 60000,  # status (cache fill, dropped, reset reason, storage errors) this often; 0: only on changes
     # I2C bus 0 carries the DS1307 (and, on the primary, the heartbeat to the secondary)
     "i2c_id": 0,
     "i2c_scl": 5,

@@ -254,3 +254,40 @@ def test_client_errors_of_any_type_mean_link_down():
     run(clock, [c], 3000, gateway=gw)
     assert c.supervisor.up and c.cache.count <= 1
     assert sorted(k[3] for k in gw.rows) == list(range(len(gw.rows))) and len(gw.rows) >= 6
+
+
+def test_periodic_status_tells_cache_fill_dropped_reset_and_clock():
+    # The gateway stops acknowledging (it is there, it just holds nothing): the cache fills, samples
+    # are dropped, and the periodic status says so, retained, without any role change.
+    clock = new_clock()
+    broker = simple.reset()
+    rtc, chip = make_rtc(1700000000)
+    c = make_collector(clock, rtc=rtc, capacity=5, status_ms=2000)
+    c.reset_reason = "wdt"
+    run(clock, [c], 9000, chips=[chip])
+    statuses = [json.loads(p) for p in broker.published("status")]
+    assert len(statuses) >= 4  # at connect, then every 2 s
+    last = json.loads(broker.retained["iot/site-1/ft-1/status"])
+    assert last == statuses[-1]
+    assert (last["cached"], last["cap"], last["reset"], last["clock"], last["period"], last["store_err"]) == (
+        5, 5, "wdt", "rtc", 1000, 0)
+    assert last["dropped"] == c.dropped >= 3
+    assert statuses[0]["dropped"] == 0
+    # a clock that lost its time reads "lost"
+    chip.mem[0] |= 0x80  # clock halt: the chip lost its time
+    run(clock, [c], 2100, chips=[chip])
+    assert json.loads(broker.retained["iot/site-1/ft-1/status"])["clock"] == "lost"
+
+
+def test_cache_write_error_is_counted_not_raised():
+    clock = new_clock()
+    broker = simple.reset()
+
+    class FullFlash(MemoryStorage):
+        def append(self, data):
+            raise OSError(28)  # ENOSPC
+
+    c = make_collector(clock, storage=FullFlash(), status_ms=1000)
+    run(clock, [c], 3500)
+    assert c.store_err >= 3 and c.dropped == c.store_err and c.seq == 0
+    assert json.loads(broker.retained["iot/site-1/ft-1/status"])["store_err"] == c.store_err
