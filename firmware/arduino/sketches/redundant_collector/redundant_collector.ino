@@ -59,24 +59,28 @@ static Periodic status_timer;
 
 #if defined(IOTGW_SECONDARY)
 static SecondaryNode pair(kPairConfig);
-// Filled by the I2C receive interrupt, consumed by loop().
-static volatile uint8_t rx_beat[kHeartbeatLen];
+// Filled by the I2C receive interrupt, consumed by loop(): the heartbeat write (register 0 + frame).
+static volatile uint8_t rx_beat[kHeartbeatWriteLen];
 static volatile uint8_t rx_len = 0;
 static volatile uint32_t rx_at = 0;
 static volatile bool rx_ready = false;
+static volatile uint8_t reply_role = 0;  // register 3: what a primary reading back gets (0 standby, 1 active)
 
 static void on_receive(int n) {
   uint8_t len = 0;
   while (Wire.available()) {
     uint8_t b = (uint8_t)Wire.read();
-    if (len < kHeartbeatLen) rx_beat[len] = b;
+    if (len < kHeartbeatWriteLen) rx_beat[len] = b;
     ++len;
   }
+  if (len == 1) return;  // a register pointer for the read that follows, not a beat
   rx_len = len;
   rx_at = millis();
   rx_ready = true;
   (void)n;
 }
+
+static void on_request() { Wire.write(reply_role); }
 #else
 static PrimaryNode pair(kPairConfig);
 static bool bus_ok = true;
@@ -98,6 +102,7 @@ void setup() {
   Wire.begin((uint8_t)IOTGW_I2C_ADDR);
   Wire.setWireTimeout(IOTGW_I2C_TIMEOUT_US, true);
   Wire.onReceive(on_receive);
+  Wire.onRequest(on_request);
   console.str(IOTGW_TEXT("iotgw redundant_collector secondary dev=" IOTGW_DEVICE " node=" IOTGW_NODE "\n"));
 #else
   Wire.begin();
@@ -126,29 +131,30 @@ void setup() {
 void loop() {
 #if defined(IOTGW_SECONDARY)
   if (rx_ready) {
-    uint8_t data[kHeartbeatLen];
+    uint8_t data[kHeartbeatWriteLen];
     noInterrupts();
     uint8_t len = rx_len;
     uint32_t at = rx_at;
-    for (uint8_t i = 0; i < kHeartbeatLen; ++i) data[i] = rx_beat[i];
+    for (uint8_t i = 0; i < kHeartbeatWriteLen; ++i) data[i] = rx_beat[i];
     rx_ready = false;
     interrupts();
     Heartbeat hb;
-    if (decode_heartbeat(data, len, &hb)) {
+    if (decode_heartbeat_write(data, len, &hb)) {
       pair.on_heartbeat(at, hb);
       led.pulse(at, IOTGW_LED_MS);
     }
   }
   uint32_t now = millis();  // read after the beat's timestamp, never before it
   pair.poll(now);
+  reply_role = pair.role() == kRoleActive ? 1 : 0;
 #else
   uint32_t now = millis();
   Heartbeat hb;
   if (pair.poll(now, &hb)) {
-    uint8_t data[kHeartbeatLen];
-    encode_heartbeat(hb, data);
+    uint8_t data[kHeartbeatWriteLen];
+    encode_heartbeat_write(hb, data);
     Wire.beginTransmission((uint8_t)IOTGW_I2C_ADDR);
-    Wire.write(data, kHeartbeatLen);
+    Wire.write(data, kHeartbeatWriteLen);
     bool ok = Wire.endTransmission() == 0;
     if (ok != bus_ok) console.str(ok ? IOTGW_TEXT("heartbeat acked\n") : IOTGW_TEXT("heartbeat not acked\n"));  // changes only
     bus_ok = ok;

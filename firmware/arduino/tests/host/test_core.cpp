@@ -578,6 +578,73 @@ TEST_CASE("hand-back needs consecutive heartbeats from an active primary (hyster
   CHECK_FALSE(decode_heartbeat((const uint8_t*)"hello!", 6, &back));  // the classic message is not ours
 }
 
+static std::vector<uint8_t> unhex(const std::string& h) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back((uint8_t)std::stoul(h.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+TEST_CASE("heartbeat vectors: frames, I2C writes, and the role scenarios of both nodes") {
+  jm::Value v = vectors("heartbeat.json");
+  CHECK(v["address"].i64() == 0x42);
+  CHECK(v["frame_register"].i64() == kHeartbeatRegister);
+  CHECK(v["reply_register"].i64() == kReplyRegister);
+  for (auto& f : v["frames"].items) {
+    CAPTURE(f["name"].str());
+    Heartbeat hb = {(uint8_t)f["counter"].i64(), f["state"].str() == "active"};
+    uint8_t frame[kHeartbeatLen], write[kHeartbeatWriteLen];
+    encode_heartbeat(hb, frame);
+    encode_heartbeat_write(hb, write);
+    CHECK(hex(frame, kHeartbeatLen) == f["frame_hex"].str());
+    CHECK(hex(write, kHeartbeatWriteLen) == f["i2c_write_hex"].str());
+    Heartbeat back;
+    REQUIRE(decode_heartbeat_write(write, kHeartbeatWriteLen, &back));
+    CHECK(back.active == hb.active);
+    CHECK(back.counter == hb.counter);
+  }
+  for (auto& f : v["invalid_frames"].items) {
+    std::vector<uint8_t> b = unhex(f["frame_hex"].str());
+    Heartbeat back;
+    CHECK_FALSE(decode_heartbeat(b.data(), (uint8_t)b.size(), &back));
+  }
+  for (auto& sc : v["secondary"].items) {
+    CAPTURE(sc["name"].str());
+    PairConfig cfg = {200, (uint32_t)sc["timeout_ms"].i64(), (uint8_t)sc["handback_beats"].i64()};
+    const uint32_t t0 = 0xFFFFF000UL;  // every scenario also across the 2^32 ms rollover
+    for (uint32_t base : {(uint32_t)0, t0}) {
+      SecondaryNode s(cfg);
+      s.begin(base);
+      size_t k = 0;
+      for (auto& ev : sc["events"].items) {
+        uint32_t t = base + (uint32_t)ev["t"].i64();
+        if (ev.has("beat")) {
+          Heartbeat hb = {0, ev["beat"].str() == "active"};
+          s.on_heartbeat(t, hb);
+        } else {
+          s.poll(t);
+        }
+        CHECK((s.role() == kRoleActive ? "active" : "standby") == sc["roles"][k++].str());
+      }
+    }
+  }
+  for (auto& sc : v["primary"].items) {
+    CAPTURE(sc["name"].str());
+    bool reads_nothing = true;  // this primary does not read replies: only scenarios without one apply
+    for (auto& r : sc["replies"].items) reads_nothing &= r.str() == "none";
+    if (!reads_nothing) continue;
+    PairConfig cfg = {200, 600, (uint8_t)sc["handback_beats"].i64()};
+    PrimaryNode p(cfg);
+    p.begin(0);
+    uint32_t t = 0;
+    for (auto& says : sc["says"].items) {
+      Heartbeat hb;
+      REQUIRE(p.poll(t, &hb));
+      CHECK((hb.active ? "active" : "claiming") == says.str());
+      t += 200;
+    }
+  }
+}
+
 // Two nodes on a virtual 1 ms clock. Each samples every `sample` ms while active. The primary dies at
 // `die` and restarts at `revive`; `lost` heartbeats (by number) vanish on the bus.
 struct PairRun {

@@ -67,7 +67,7 @@
 #define IOTGW_HEARTBEAT_MS 1000UL
 #endif
 #ifndef IOTGW_TIMEOUT_MS
-#define IOTGW_TIMEOUT_MS 3000UL
+#define IOTGW_TIMEOUT_MS 3500UL
 #endif
 #ifndef IOTGW_HANDBACK_BEATS
 #define IOTGW_HANDBACK_BEATS 3
@@ -75,7 +75,7 @@
 
 // I2C address the secondary listens on (the DS1307 is at 0x68).
 #ifndef IOTGW_I2C_ADDR
-#define IOTGW_I2C_ADDR 8
+#define IOTGW_I2C_ADDR 0x42
 #endif
 
 // I2C transfers give up (and reset the bus) after this long instead of hanging the loop.
