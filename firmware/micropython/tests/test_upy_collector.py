@@ -291,3 +291,36 @@ def test_cache_write_error_is_counted_not_raised():
     run(clock, [c], 3500)
     assert c.store_err >= 3 and c.dropped == c.store_err and c.seq == 0
     assert json.loads(broker.retained["iot/site-1/ft-1/status"])["store_err"] == c.store_err
+
+
+def test_standby_node_sampling_every_120_s_stays_connected_by_keepalive_pings():
+    # Mosquitto drops a client that sent nothing for 1.5 x keepalive and publishes its will: a node that
+    # publishes every 120 s with a 30 s keepalive must ping in between, from the loop.
+    from iotcollector.collector import Collector, CollectorConfig
+    from iotcollector.linksup import LinkSupervisor
+    from iotcollector.links import MqttLink
+
+    from _sim import Rand
+
+    clock = new_clock()
+    broker = simple.reset()
+    broker.clock = lambda: clock.elapsed_ms
+    link = MqttLink(lambda: simple.MQTTClient("ft-1-b", "broker", keepalive=30), "iot", "site-1", "ft-1", clock, 30)
+    cfg = CollectorConfig("ft-1", "b", "site-1", "iot", "C", 120000, 5000, status_ms=0)
+    rtc, chip = make_rtc(1700000000)
+    c = Collector(cfg, clock, rtc, lambda: 1.0, CacheLog(MemoryStorage(), 50), link,
+                  LinkSupervisor(clock, Rand(), base_ms=500, max_ms=8000), 1, "standby")
+    run(clock, [c], 10 * 60 * 1000, step_ms=20, chips=[chip])
+    assert broker.connects == 1, "the broker dropped the node: it reconnected"
+    assert not [p for p in broker.published("status") if '"offline"' in p], "the last will was published"
+    times = [ms for _, ms in broker.pings]
+    assert len(times) >= 10 * 60 // 15 - 1, len(times)
+    assert max(b - a for a, b in zip(times, times[1:])) <= 15000 + 20
+    # the same without pings: the broker drops the node and its will says offline
+    broker = simple.reset()
+    broker.clock = lambda: clock.elapsed_ms
+    link = MqttLink(lambda: simple.MQTTClient("ft-1-b", "broker", keepalive=30), "iot", "site-1", "ft-1")
+    c = Collector(cfg, clock, rtc, lambda: 1.0, CacheLog(MemoryStorage(), 50), link,
+                  LinkSupervisor(clock, Rand(), base_ms=500, max_ms=8000), 2, "standby")
+    run(clock, [c], 2 * 60 * 1000, step_ms=20, chips=[chip])
+    assert broker.connects > 1 and [p for p in broker.published("status") if '"offline"' in p]
