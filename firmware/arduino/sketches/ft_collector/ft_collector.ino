@@ -110,6 +110,13 @@ void setup() {
   console.str(reset_name(last_reset()));
   console.nl();
 #if defined(IOTGW_WITH_SD)
+  // The shield's W5100 shares the SPI bus: deselect it (pin 10 high) before the card starts, or both
+  // answer. On a Mega the hardware SS (53) must also be an output for SPI to stay master.
+  pinMode(IOTGW_W5100_CS_PIN, OUTPUT);
+  digitalWrite(IOTGW_W5100_CS_PIN, HIGH);
+#if defined(__AVR_ATmega2560__)
+  pinMode(53, OUTPUT);
+#endif
   if (!cache_storage.begin(IOTGW_SD_CS_PIN, IOTGW_SD_FILE, IOTGW_SD_BYTES)) console.str(IOTGW_TEXT("sd failed\n"));
 #endif
 #if defined(IOTGW_WITH_MQTT)

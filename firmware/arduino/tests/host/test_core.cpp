@@ -309,6 +309,16 @@ TEST_CASE("the ack buffer holds the longest legal ack for the names, one byte le
   static_assert(ack_line_capacity("DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD", "nnnnnnnnnnnnnnnn") <= kMaxLine, "fits a line");
 }
 
+TEST_CASE("a payload cut right after a backslash inside a string is refused without reading past it") {
+  // Exact-size heap copies, so a read past the end would be caught under make host-test SAN=1.
+  for (const char* text : {"{\"v\":1,\"dev\":\"ab\\", "{\"v\":1,\"dev\":\"\\", "{\"dev\\"}) {
+    std::string t(text);
+    std::vector<char> exact(t.begin(), t.end());
+    Ack a;
+    CHECK_FALSE(parse_ack(exact.data(), exact.size(), &a));
+  }
+}
+
 TEST_CASE("acks in any key order with spaces are accepted; malformed ones are refused") {
   Ack a;
   const char* spaced = "{ \"t\" : null , \"upto\": 5, \"boot\":2, \"node\":\"a\", \"extra\":\"x\", \"dev\":\"d\", \"v\":1 }";

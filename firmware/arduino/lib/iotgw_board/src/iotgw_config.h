@@ -108,6 +108,10 @@
 #if defined(IOTGW_MQTT_USER) && !defined(IOTGW_MQTT_PASSWORD)
 #define IOTGW_MQTT_PASSWORD ""
 #endif
+// The W5100's chip select on an Ethernet shield: kept high (deselected) while the SD card starts.
+#ifndef IOTGW_W5100_CS_PIN
+#define IOTGW_W5100_CS_PIN 10
+#endif
 #ifndef IOTGW_MQTT_HOST
 #define IOTGW_MQTT_HOST 192, 168, 1, 10
 #endif

@@ -73,7 +73,7 @@ class Json {
     if (!eat('"')) return false;
     const char* start = p_;
     while (p_ < end_ && *p_ != '"') {
-      if (*p_ == '\\') ++p_;
+      if (*p_ == '\\' && ++p_ == end_) return false;  // a trailing backslash: never step past the end
       ++p_;
     }
     if (p_ >= end_) return false;
