@@ -142,11 +142,11 @@ def spool_status(config_path: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 def spool_quarantine(config_path: str | None, limit: int, reason: str | None, as_json: bool) -> None:
     """List quarantined messages with their reason and raw bytes."""
-    from gateway.spool import open_db
+    from gateway.spool import open_db, printable
 
     cfg = load_config(config_path)
     conn = open_db(cfg.spool.path)
-    sql = "SELECT id, received_ms, source, topic, reason, field, detail, raw FROM quarantine"
+    sql = "SELECT id, received_ms, source, topic, reason, field, detail, raw, raw_len FROM quarantine"
     args: tuple = ()
     if reason:
         sql += " WHERE reason = ?"
@@ -154,16 +154,17 @@ def spool_quarantine(config_path: str | None, limit: int, reason: str | None, as
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
     counts = conn.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY 2 DESC").fetchall()
     conn.close()
-    if as_json:
+    if as_json:  # json.dumps escapes control characters itself
         for r in rows:
             click.echo(json.dumps({"id": r[0], "received_ms": r[1], "source": r[2], "topic": r[3], "reason": r[4],
-                                   "field": r[5], "detail": r[6], "raw": r[7].decode("utf-8", "backslashreplace")}))
+                                   "field": r[5], "detail": r[6], "raw": r[7].decode("utf-8", "backslashreplace"),
+                                   "raw_len": r[8]}))
         return
-    click.echo("by reason: " + (", ".join(f"{r} {n}" for r, n in counts) or "none"))
-    for r in rows:
-        raw = r[7].decode("utf-8", "backslashreplace")
-        click.echo(f"#{r[0]} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r[1] / 1000))} {r[2]} {r[3]}: "
-                   f"{r[6]}\n    {raw[:120]}")
+    click.echo("by reason: " + (", ".join(f"{printable(r)} {n}" for r, n in counts) or "none"))
+    for r in rows:  # device bytes never reach the terminal raw: escape sequences are shown escaped
+        cut = f" [{r[8]} bytes, first {len(r[7])} kept]" if r[8] is not None and r[8] > len(r[7]) else ""
+        click.echo(f"#{r[0]} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r[1] / 1000))} {r[2]} "
+                   f"{printable(r[3], 200)}: {printable(r[6], 200)}{cut}\n    {printable(r[7])}")
 
 
 @spool.command("replay")

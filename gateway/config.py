@@ -31,7 +31,10 @@ class MqttConfig:
     tls_cert: str = ""
     tls_key: str = ""
     session_expiry: int = 86400
-    receive_maximum: int = 400
+    # Messages the broker may have in flight to us before our PUBACKs (MQTT 5 Receive Maximum, 1..65535). Large,
+    # so a broker's queue drains into the gateway instead of overflowing its queue limit (docs/configuration.md);
+    # memory stays bounded by the spool writer's queue, and nothing is PUBACKed before the spool commit.
+    receive_maximum: int = 65535
     keepalive: int = 10
     enabled: bool = True
 
@@ -50,6 +53,7 @@ class SpoolConfig:
     group_commit_ms: int = 20
     group_max: int = 500
     quarantine_max: int = 10_000
+    quarantine_max_bytes: int = 16 * 1024 * 1024  # raw bytes, topics and details together; oldest evicted first
     resume_fraction: float = 0.9
 
 
@@ -94,6 +98,17 @@ class HttpConfig:
 
 
 @dataclass
+class HealthConfig:
+    """Worker watching and what /healthz reports (docs/operations.md)."""
+
+    check_interval_s: float = 0.2  # how often every worker thread is checked
+    linger_s: float = 1.0  # after a worker died: /healthz answers "failing" this long before the shutdown starts
+    exit_within_s: float = 10.0  # after a worker died the process has exited (non-zero) within this many seconds
+    broker_drops_degraded_s: float = 600.0  # /healthz says "degraded" this long after the broker dropped messages
+    max_device_statuses: int = 10_000  # collector nodes whose latest status is kept (least recent evicted)
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "text"
@@ -109,12 +124,13 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     failover: dict[str, Any] = field(default_factory=dict)  # validated by the failover monitor (ops)
     source: str = "<defaults>"
 
 
 _SECTIONS = {"mqtt": MqttConfig, "spool": SpoolConfig, "database": DatabaseConfig, "http": HttpConfig,
-             "log": LogConfig}
+             "log": LogConfig, "health": HealthConfig}
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -189,6 +205,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("database.servers: at least one HOST:PORT is needed when database.kind = 'mysql'")
     for i, server in enumerate(cfg.database.servers):
         split_hostport(server, f"database.servers[{i}]")
+    if not 1 <= cfg.mqtt.receive_maximum <= 65535:
+        raise ConfigError(f"mqtt.receive_maximum: must be 1..65535 (MQTT 5 Receive Maximum), got {cfg.mqtt.receive_maximum}")
+    if cfg.health.linger_s >= cfg.health.exit_within_s:
+        raise ConfigError("health.linger_s: must be below health.exit_within_s")
     if cfg.spool.group_max < 1:
         raise ConfigError("spool.group_max: must be at least 1")
     if cfg.spool.max_readings < cfg.spool.group_max:

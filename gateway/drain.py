@@ -40,7 +40,8 @@ class DrainWorker(threading.Thread):
 
     def __init__(self, spool: Spool, sink: Sink, *, batch_size: int = 1000, retry_max_s: float = 5.0,
                  idle_s: float = 0.02, on_write: Callable[[int, float], None] | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, statuses=None,  # noqa: ANN001 - StatusBook
+                 status_interval_s: float = 1.0) -> None:
         super().__init__(name="drain", daemon=True)
         self.spool, self.sink = spool, sink
         self.batch_size = batch_size
@@ -54,6 +55,11 @@ class DrainWorker(threading.Thread):
         # Tokens written and not yet confirmed, kept in memory so a step does not re-read the spool for them
         # (None: read them from the spool, as at start-up).
         self._unconfirmed: list[str] | None = None
+        # Collector statuses (gateway.device_status.StatusBook): changed ones are upserted at most every
+        # status_interval_s, between reading batches, so they never slow the reading path.
+        self.statuses = statuses
+        self.status_interval_s = status_interval_s
+        self._status_due = 0.0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -62,14 +68,31 @@ class DrainWorker(threading.Thread):
         conn = self.spool.drain_connection()
         try:
             while not self._stop_event.is_set():
+                crashpoints.fault("drain.step")
+                self._write_statuses()
                 if not self._step(conn):
                     self._stop_event.wait(self.idle_s)
+            self._status_due = 0.0
+            self._write_statuses()  # the last changes before a clean stop
         except BaseException as exc:
             log.exception("drain worker failed")
             self.error = exc
         finally:
             conn.close()
             self.sink.close()
+
+    def _write_statuses(self) -> None:
+        if self.statuses is None or time.monotonic() < self._status_due:
+            return
+        self._status_due = time.monotonic() + self.status_interval_s
+        changed = self.statuses.take_changed()
+        if not changed:
+            return
+        try:
+            self.sink.write_statuses(changed)
+        except SinkUnavailable as exc:  # offered again next time; readings have their own retry path
+            self.statuses.put_back(changed)
+            log.debug("device statuses not written yet: %s", exc)
 
     def _step(self, conn) -> bool:
         """One unit of work; False when there was nothing to do."""

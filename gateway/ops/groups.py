@@ -254,49 +254,63 @@ class GroupService:
 def add_group_routes(http: Any, service: GroupService, token: str | None = None) -> None:
     """Serve `/groups` (list) and `/groups/lookup?name=G[&fresh=1]` on the gateway's HTTP server.
 
-    The handler sees only the query string, so the token travels as `token=…` (compared in constant time).
-    A server bound beyond loopback must have a token: group lookups name every database server.
+    The token travels in an `Authorization: Bearer <token>` header (compared in constant time), never in the URL,
+    so it stays out of access logs and error texts; a token in the query string is refused. A server bound
+    beyond loopback must have a token: group lookups name every database server.
     """
+    from gateway.metrics import bearer_token
+
     host = str(http.server.server_address[0])
     if token is None and host not in ("127.0.0.1", "::1", "localhost"):
         raise GroupError(f"the HTTP server is bound to {host}: group lookups need a token there")
 
-    def allowed(q: dict[str, list[str]]) -> bool:
-        return token is None or hmac.compare_digest(q.get("token", [""])[0].encode(), token.encode())
-
     def answer(status: int, doc: dict[str, Any]) -> tuple[int, str, bytes]:
         return status, "application/json", (json.dumps(doc) + "\n").encode()
 
-    def lookup(query: str) -> tuple[int, str, bytes]:
-        q = urllib.parse.parse_qs(query)
-        if not allowed(q):
+    def refused(q: dict[str, list[str]], headers: Any) -> tuple[int, str, bytes] | None:
+        if "token" in q:
+            return answer(400, {"error": "send the token in an 'Authorization: Bearer' header, not in the URL"})
+        if token is not None and not hmac.compare_digest(bearer_token(headers).encode(), token.encode()):
             return answer(403, {"error": "missing or wrong token"})
+        return None
+
+    def lookup(query: str, headers: Any) -> tuple[int, str, bytes]:
+        q = urllib.parse.parse_qs(query)
+        if (no := refused(q, headers)) is not None:
+            return no
         name = q.get("name", [""])[0]
         try:
             return answer(200, service.lookup(name, fresh=q.get("fresh", ["0"])[0] == "1"))
         except GroupError as exc:
             return answer(404, {"error": str(exc)})
 
-    def listing(query: str) -> tuple[int, str, bytes]:
-        if not allowed(urllib.parse.parse_qs(query)):
-            return answer(403, {"error": "missing or wrong token"})
+    def listing(query: str, headers: Any) -> tuple[int, str, bytes]:
+        if (no := refused(urllib.parse.parse_qs(query), headers)) is not None:
+            return no
         return answer(200, {"groups": [g.to_dict() for g in service.registry.list()]})
 
-    http.routes["/groups/lookup"] = lookup
-    http.routes["/groups"] = listing
+    http.add_route("/groups/lookup", lookup, headers=True)
+    http.add_route("/groups", listing, headers=True)
 
 
 def http_lookup(base_url: str, token: str | None = None, timeout: float = 2.0) -> Callable[[str, bool], dict[str, Any]]:
-    """A lookup function for `GroupClient` that asks a gateway's HTTP API."""
+    """A lookup function for `GroupClient` that asks a gateway's HTTP API (token in the Authorization header).
+
+    Errors name the URL without any secret: the token is never part of it.
+    """
 
     def ask(name: str, fresh: bool) -> dict[str, Any]:
-        params = {"name": name, **({"fresh": "1"} if fresh else {}), **({"token": token} if token else {})}
+        params = {"name": name, **({"fresh": "1"} if fresh else {})}
         url = f"{base_url.rstrip('/')}/groups/lookup?{urllib.parse.urlencode(params)}"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own URL
+            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - our own URL
                 return json.loads(resp.read())
         except OSError as exc:  # URLError, HTTPError, timeouts: the lookup is a dependency like a server
-            raise pymysql.err.OperationalError(2003, f"group lookup {url} failed: {exc}") from exc
+            from gateway.metrics import redact
+
+            detail = redact(str(exc)).replace(token, "<redacted>") if token else str(exc)
+            raise pymysql.err.OperationalError(2003, f"group lookup {url} failed: {detail}") from None
 
     return ask
 

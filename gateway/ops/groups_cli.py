@@ -112,13 +112,18 @@ def list_groups(servers: str | None, config_path: str | None, sandbox_dir: str |
 @registry_options
 @click.argument("name")
 @click.option("--url", default=None, help="Ask a gateway's HTTP API (http://HOST:PORT) instead of looking here.")
-@click.option("--token", envvar="IOTGW_HTTP_TOKEN", default=None, help="The HTTP API token (or IOTGW_HTTP_TOKEN).")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="File holding the HTTP API token (or set IOTGW_HTTP_TOKEN); never on the command line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 def lookup(servers: str | None, config_path: str | None, sandbox_dir: str | None, registry: str | None, name: str,
-           url: str | None, token: str | None, as_json: bool) -> None:
+           url: str | None, token_file: str | None, as_json: bool) -> None:
     """What a client of group NAME is told: the primary, the readers with weights, the TTL."""
+    import os
+    from pathlib import Path
+
     from gateway.ops.groups import GroupService, http_lookup
 
+    token = Path(token_file).read_text().strip() if token_file else os.environ.get("IOTGW_HTTP_TOKEN") or None
     if url:
         view = http_lookup(url, token)(name, True)
         target = None

@@ -89,6 +89,19 @@ def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> No
         conn.commit()
 
 
+def upsert_statuses(conn: pymysql.connections.Connection, statuses: Sequence) -> None:
+    """Upsert the latest status per (site, device, node) in one transaction (parameters escaped by PyMySQL)."""
+    from gateway.sinks.base import status_params
+    from gateway.sinks.schema import STATUS_COLUMNS
+
+    names = [c.strip() for c in STATUS_COLUMNS.split(",")]
+    update = ", ".join(f"{c} = VALUES({c})" for c in names[3:])
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO device_status ({STATUS_COLUMNS}) VALUES ({', '.join(['%s'] * len(names))}) "
+                        f"ON DUPLICATE KEY UPDATE {update}", status_params(statuses))
+        conn.commit()
+
+
 # A DDL statement that already took effect: table exists, duplicate column, duplicate key name.
 _REPEATED_DDL_ERRORS = (1050, 1060, 1061)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import pymysql
 
 from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
-from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows, risky_grants
+from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows, risky_grants, upsert_statuses
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA, dialect_for
@@ -147,6 +147,28 @@ class ReplicatedSink(Sink):
                 self._target = pos if self._target is None else self._target.merged(pos)  # type: ignore[arg-type]
         self._wake.set()
         return WriteOutcome(make_token(p, position))
+
+    def write_statuses(self, statuses: Sequence) -> None:
+        """Upsert collector statuses on the verified primary (small, rare: not confirmed on a replica)."""
+        if not statuses:
+            return
+        self._start_thread()
+        if self._stale or self._conn is None:
+            self._resolve()
+        p, conn = self._primary, self._conn
+        assert p is not None and conn is not None
+        try:
+            with conn.cursor() as cur:
+                cur.execute(_CHECK_SQL)
+                read_only, server_id, epoch = cur.fetchone()
+                if read_only or server_id != p.server_id or int(epoch or 0) != p.epoch:
+                    conn.rollback()
+                    self._invalidate()
+                    raise SinkUnavailable(f"{p.endpoint} is no longer the primary of epoch {p.epoch}")
+            upsert_statuses(conn, statuses)
+        except pymysql.MySQLError as exc:
+            self._invalidate()
+            raise SinkUnavailable(f"{p.endpoint}: {exc}") from exc
 
     def confirmed(self, tokens: Sequence[str]) -> list[str]:
         """Tokens of the current primary whose position a replica has applied (never blocks)."""

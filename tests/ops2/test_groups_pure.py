@@ -47,12 +47,16 @@ def test_group_view_on_a_stored_snapshot() -> None:
 
 
 def test_routes_need_a_token_beyond_loopback() -> None:
-    fake = SimpleNamespace(server=SimpleNamespace(server_address=("10.1.2.3", 8080)), routes={})
+    routes: dict = {}
+    fake = SimpleNamespace(server=SimpleNamespace(server_address=("10.1.2.3", 8080)), routes=routes,
+                           add_route=lambda path, handler, headers=False: routes.__setitem__(path, handler))
     with pytest.raises(g.GroupError, match="need a token"):
         g.add_group_routes(fake, service=None)  # type: ignore[arg-type]
     g.add_group_routes(fake, service=None, token="s3cret")  # type: ignore[arg-type]
-    status, _, body = fake.routes["/groups/lookup"]("name=x&token=wrong")
+    status, _, body = routes["/groups/lookup"]("name=x", {"Authorization": "Bearer wrong"})
     assert status == 403 and b"token" in body
+    status, _, body = routes["/groups/lookup"]("name=x&token=s3cret", {})  # never in the URL (access logs)
+    assert status == 400 and b"Authorization" in body
 
 
 def test_client_caches_for_the_ttl_and_retries_a_bounded_number_of_times() -> None:
