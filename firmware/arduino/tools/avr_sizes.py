@@ -21,6 +21,8 @@ BUDGETS: dict[str, tuple[int, int]] = {
     "ft_mqtt_mega": (64 * 1024, 4096),
     "ft_sd_mqtt_mega": (64 * 1024, 4096),
 }
+BUDGETS["ft_uno_sd"] = BUDGETS["ft_sd_uno"]  # the PlatformIO names of the same builds
+BUDGETS["ft_mega_sd_mqtt"] = BUDGETS["ft_sd_mqtt_mega"]
 
 
 def budget_for(env: str) -> tuple[int, int] | None:
