@@ -123,6 +123,10 @@ void setup() {
   static const uint8_t kMac[] = {IOTGW_MAC};
   Ethernet.begin(const_cast<uint8_t*>(kMac));
   mqtt.setServer(IPAddress(IOTGW_MQTT_HOST), IOTGW_MQTT_PORT);
+  // Well inside the 8 s watchdog: PubSubClient waits 15 s for a broker's answer by default, which would
+  // reset the board on a slow or silent broker instead of reporting "mqtt down".
+  mqtt.setSocketTimeout(4);
+  eth.setConnectionTimeout(2000);
   mqtt.setCallback(on_mqtt);
   link.begin();
 #endif
