@@ -122,7 +122,10 @@ def test_trim_file_storage_survives_restart():
     # the trim is lazy: a restart replays the acknowledged records too (harmless, protocol section 8)
     log = CacheLog(FileStorage(path, os), 20)
     assert [r.seq for r in log.records()] == [0, 1, 2, 3]
-    log.trim({1: 3})  # everything acknowledged: the file is emptied
+    log.trim({1: 3})  # everything acknowledged, still lazily: fewer than one mark's worth
+    assert [r.seq for r in CacheLog(FileStorage(path, os), 20).records()] == [0, 1, 2, 3]
+    log = CacheLog(FileStorage(path, os), 20, mark_every=2)
+    log.trim({1: 3})  # with a mark every 2 records: saved, so a restart replays nothing
     assert CacheLog(FileStorage(path, os), 20).count == 0
 
 
@@ -227,8 +230,8 @@ def test_scan_and_trim_across_read_chunks():
     assert [r.seq for r in log.records()] == list(range(70))
     assert log.trim({1: 40}, 50) == 9
     assert [r.seq for r in log.records()] == list(range(41, 70))
-    # lazily trimmed: a restart replays the acknowledged ones too, whole and in order
-    assert [r.seq for r in CacheLog(FileStorage(path, os), 200).records()] == list(range(70))
+    # the trim moved the start by 41 >= one mark (32): saved, so a restart starts there
+    assert [r.seq for r in CacheLog(FileStorage(path, os), 200).records()] == list(range(41, 70))
     # a corrupt record in the second chunk ends the log there
     path = tmpdir() + "/cache.log"
     log = CacheLog(FileStorage(path, os), 200)
@@ -240,3 +243,21 @@ def test_scan_and_trim_across_read_chunks():
     with open(path, "wb") as f:
         f.write(data)
     assert CacheLog(FileStorage(path, os), 200).count == 40
+
+
+def test_a_restart_replays_fewer_than_one_mark_and_a_cut_compaction_never_skips():
+    storage = MemoryStorage()
+    log = CacheLog(storage, 10, mark_every=4)
+    for i in range(9):
+        log.append(_rec(i))
+    log.trim({1: 6})  # start 7: marked
+    assert storage.mark == 7
+    assert [r.seq for r in CacheLog(storage, 10, mark_every=4).records()] == [7, 8]
+    # never full after a restart because of acknowledged records: at most mark_every - 1 of them come back
+    for i in range(9, 12):
+        log.append(_rec(i))
+    log.trim({1: 9})  # start 10 >= capacity: compaction, the mark goes to 0 first
+    assert storage.mark == 0 and [r.seq for r in CacheLog(storage, 10).records()] == [10, 11]
+    # a power cut between the mark's reset and the new file: the old file with mark 0 replays, skips nothing
+    old = MemoryStorage(b"".join(encode_record(_rec(i)) for i in range(12)), mark=0)
+    assert [r.seq for r in CacheLog(old, 20).records()] == list(range(12))

@@ -910,7 +910,7 @@ TEST_CASE("record log: many laps of the ring never resurrect stale records") {
     RecordLog reopened(mem, 0, mem.size());
     uint16_t found = reopened.open();
     CHECK(found >= next - acked);
-    CHECK(found <= reopened.capacity());
+    CHECK(found <= next - acked + reopened.capacity() / 2);  // at most half a ring of acked ones replayed
     Record r;
     if (reopened.oldest(&r)) CHECK(r.seq == next - found);
     if (reopened.newest(&r)) CHECK(r.seq == next - 1);
@@ -919,8 +919,8 @@ TEST_CASE("record log: many laps of the ring never resurrect stale records") {
     CHECK(expect == next);
     CHECK_FALSE(reopened.torn_at_open());
   }
-  // The trim state is saved about once per lap (at most once per 7 - 3 appends here), not per ack.
-  CHECK(log.meta_saves() <= next / 4);
+  // The trim state is saved about twice per lap (a 7-record ring here), not per ack.
+  CHECK(log.meta_saves() <= next / 3);
   CHECK(log.meta_saves() < trims);
   CHECK(next > 100);  // several laps
   }
@@ -1041,8 +1041,8 @@ TEST_CASE("a worn cell is read back, counted and stepped over; the scan at start
 TEST_CASE("EEPROM wear: the trim state is saved about once per ring lap and the ring is the hottest part") {
   WearResult w = simulate_wear(200000);
   const long laps = 200000 / ((1024 - kBootCounterBytes - RecordLog::kMetaBytes) / kRecordSize);
-  CHECK(w.meta_saves <= laps + 1);                      // not once per ack
-  CHECK(w.meta_hottest <= w.hottest_writes / RecordLog::kMetaSlots + 1);  // spread over the copies
+  CHECK(w.meta_saves <= 2 * laps + 2);                  // about twice per lap, not once per ack
+  CHECK(w.meta_hottest * RecordLog::kMetaSlots <= 2 * w.hottest_writes + 8);  // spread over the copies
   CHECK(w.hottest_writes <= laps + 1);                  // a ring cell: at most once per lap
   CHECK(w.hottest_cell >= kBootCounterBytes + RecordLog::kMetaBytes);
   MESSAGE("writes of the hottest cell per 200000 readings: " << w.hottest_writes << ", years at 5 s: " << wear_years(w));

@@ -9,14 +9,17 @@ the first broken one, and cuts the torn tail off (otherwise the next append woul
 be unreadable).
 
 Trimming is lazy, to spare the flash and the RAM: an ack only moves ``start`` (the first live record of
-the file) in RAM. The file is compacted, by copying the live records chunk by chunk into a new file that
-replaces the old one, only when the dead records in front reach ``capacity`` (so the file never holds
-more than twice the capacity) or when an ack covers records behind one it does not (an older boot's
-records still waiting). A restart therefore may replay acknowledged records; that is harmless, the
-gateway keeps one row per identity (protocol section 8). Memory stays bounded by one read chunk.
+the file) in RAM, and saves it in a small mark (``mark_every`` records at a time). The file is compacted,
+by copying the live records chunk by chunk into a new file that replaces the old one, only when the dead
+records in front reach ``capacity`` (so the file never holds more than twice the capacity) or when an ack
+covers records behind one it does not (an older boot's records still waiting). A restart therefore may
+replay up to ``mark_every - 1`` acknowledged records; that is harmless, the gateway keeps one row per
+identity (protocol section 8), and too few to fill the cache. The mark is set to 0 before a compaction,
+so a power cut between the two replays more, never skips a record. Memory stays bounded by one read chunk.
 
-Storage objects have ``size()``, ``read(offset, n)``, ``append(data)``, ``replace(data)`` and
-``rewrite(chunks)`` (``replace`` with the content given as an iterable of byte strings):
+Storage objects have ``size()``, ``read(offset, n)``, ``append(data)``, ``replace(data)``,
+``rewrite(chunks)`` (``replace`` with the content given as an iterable of byte strings), ``read_mark()``
+and ``write_mark(n)`` (the saved ``start``; 0 when there is none):
 ``MemoryStorage`` (tests; can simulate a power cut after any byte) and ``FileStorage`` (flash or SD card).
 """
 
@@ -78,8 +81,9 @@ class PowerCut(Exception):
 class MemoryStorage:
     """Storage in RAM. ``cut_after`` (bytes) makes the next append write only that many bytes, then fail."""
 
-    def __init__(self, data=b"") -> None:
+    def __init__(self, data=b"", mark: int = 0) -> None:
         self.data = bytearray(data)
+        self.mark = mark
         self.cut_after = None
 
     def size(self) -> int:
@@ -103,6 +107,12 @@ class MemoryStorage:
         for chunk in chunks:
             data.extend(chunk)
         self.data = data
+
+    def read_mark(self) -> int:
+        return self.mark
+
+    def write_mark(self, n: int) -> None:
+        self.mark = n
 
 
 def rename_over(fs, tmp: str, path: str) -> None:
@@ -166,6 +176,21 @@ class FileStorage:
             f.flush()
         rename_over(self.fs, tmp, self.path)
 
+    def read_mark(self) -> int:
+        recover_tmp(self.fs, self.path + ".start")
+        try:
+            with open(self.path + ".start") as f:
+                return max(0, int(f.read().strip()))
+        except (OSError, ValueError):
+            return 0
+
+    def write_mark(self, n: int) -> None:
+        tmp = self.path + ".start.tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % n)
+            f.flush()
+        rename_over(self.fs, tmp, self.path + ".start")
+
 
 class CacheLog:
     """The records waiting for an ack, oldest first, addressed by index (all records have one length).
@@ -174,11 +199,13 @@ class CacheLog:
     collector stops recording (protocol section 1: never evict an unacknowledged record).
     """
 
-    def __init__(self, storage, capacity: int) -> None:
+    def __init__(self, storage, capacity: int, mark_every: int = CHUNK_RECORDS) -> None:
         self.storage = storage
         self.capacity = capacity
+        self.mark_every = mark_every
         self.count = 0   # live records: from ``start`` to the end of the file
         self.start = 0   # file index of the oldest live record; the ones before it are acknowledged
+        self._marked = 0  # the start saved in the mark
         self.compactions = 0
         self.torn_bytes = 0  # how much a repair at open cut off (0 when the log was whole)
         self._scan()
@@ -211,12 +238,12 @@ class CacheLog:
             if decode_record(raw) is None:
                 break
             count += 1
-        self.start = 0
-        self.count = count
         end = count * RECORD_LEN
         if end < size:
             self.torn_bytes = size - end
-            self.storage.rewrite(self._chunks(0, count))
+            self.storage.rewrite(self._chunks(0, count))  # keeps the indices: the mark stays right
+        self.start = self._marked = min(self.storage.read_mark(), count)
+        self.count = count - self.start
 
     def is_full(self) -> bool:
         return self.count >= self.capacity
@@ -263,11 +290,21 @@ class CacheLog:
         cursor = max(0, cursor - dropped)
         if behind:
             return self._compact_covered(acked, cursor)
-        if self.start >= self.capacity or (self.count == 0 and self.start):
+        if self.start >= self.capacity:
+            self._before_compaction()
             self.storage.rewrite(self._chunks(self.start, self.start + self.count))
             self.start = 0
             self.compactions += 1
+        elif self.start - self._marked >= self.mark_every:
+            self.storage.write_mark(self.start)
+            self._marked = self.start
         return min(cursor, self.count)
+
+    def _before_compaction(self) -> None:
+        """The mark goes to 0 first: a cut before the new file is in place replays, never skips."""
+        if self._marked:
+            self.storage.write_mark(0)
+            self._marked = 0
 
     def _compact_covered(self, acked, cursor: int) -> int:
         """Rewrite the file with only the records ``acked`` does not cover, chunk by chunk."""
@@ -287,6 +324,7 @@ class CacheLog:
                         kept[1] += 1
                 yield out
 
+        self._before_compaction()
         self.storage.rewrite(live_chunks())
         self.start = 0
         self.count = kept[0]

@@ -195,6 +195,9 @@ uint16_t RecordLog::trim(uint32_t boot, uint32_t upto) {
     has_floor_ = true;
   }
   if (!count_) tail_holes_ = 0;
+  // Never let the persisted head lag more than half the ring: a restart replays at most that many
+  // acknowledged records, so they cannot fill the cache and make the first samples after a start dropped.
+  if (dirty_ && ring_pos(head_ + ring_len_ - saved_head_) / kRecordSize >= (uint32_t)(capacity() / 2)) save_meta();
   return n;
 }
 

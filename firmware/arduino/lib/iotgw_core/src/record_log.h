@@ -12,8 +12,9 @@
 //
 // Why it lasts (an EEPROM cell wears out after about 100 000 writes):
 // - the trim state is persisted lazily: an ack only moves the head in RAM; the state is saved when an
-//   append is about to overwrite the ring behind the persisted head, i.e. at most once per lap of the
-//   ring. A restart may therefore replay acknowledged records (harmless, see above);
+//   append is about to overwrite the ring behind the persisted head, or when the head has moved half
+//   the ring past it: about twice per lap. A restart may therefore replay up to half a ring of
+//   acknowledged records (harmless, see above), and they never fill the cache;
 // - every byte is read back after it is written; an append that does not read back leaves a "hole"
 //   (an undecodable slot) and goes to the next slot, so a worn cell is skipped rather than trusted.
 //   The scan at start steps over up to kMaxHoles consecutive holes when the record after them
