@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.protocol import Reading
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.simulator import SimOptions, Simulator
 from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows
 from gateway.sinks.replicated import ReplicatedSink

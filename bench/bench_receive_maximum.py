@@ -22,8 +22,8 @@ from replication_common import write_results  # noqa: E402
 
 from gateway import protocol  # noqa: E402
 from gateway.config import MqttConfig  # noqa: E402
-from gateway.launch import GatewayProcess, wait_for  # noqa: E402
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client  # noqa: E402
+from gateway.sandbox.launch import GatewayProcess, wait_for  # noqa: E402
 from gateway.sandbox.mosquitto import start_standalone, stock_config  # noqa: E402
 from gateway.sandbox.ports import free_port  # noqa: E402
 

@@ -32,7 +32,7 @@ from gateway.spool import Entry, Quarantined  # noqa: E402
 from gateway.status.model import build_status  # noqa: E402
 from gateway.status.page import render_view  # noqa: E402
 from gateway.status.service import ParsedStatus  # noqa: E402
-from gateway.topology.model import load_snapshot  # noqa: E402
+from gateway.topology.snapshots import load_snapshot  # noqa: E402
 
 TARGET_MS = 100.0
 SNAPSHOT = Path(__file__).resolve().parents[1] / "tests" / "topology" / "snapshots" / "mariadb_1p3r_epoch.json"

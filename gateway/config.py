@@ -18,18 +18,25 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class MqttConfig:
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = "iotgw"
-    topic_prefix: str = "iot"
-    username: str = ""
-    password: str = ""
+class AccountConfig:
+    """The keys every account section has: its password (literal only for local tests, else from a file or an
+    environment variable; `resolve_secret` picks) and its TLS files (a certificate needs the CA too)."""
+
+    password: str = field(default="", repr=False)  # repr never shows a secret
     password_file: str = ""
     password_env: str = ""
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+
+
+@dataclass
+class MqttConfig(AccountConfig):
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = "iotgw"
+    topic_prefix: str = "iot"
+    username: str = ""
     session_expiry: int = 86400
     # Messages the broker may have in flight to us before our PUBACKs (MQTT 5 Receive Maximum, 1..65535). Large,
     # so a broker's queue drains into the gateway instead of overflowing its queue limit (docs/configuration.md);
@@ -58,26 +65,20 @@ class SpoolConfig:
 
 
 @dataclass
-class DatabaseConfig:
+class DatabaseConfig(AccountConfig):
     kind: str = "sqlite"
     servers: list[str] = field(default_factory=list)
     user: str = "iotgw"
-    password: str = ""
-    password_file: str = ""
-    password_env: str = ""
     database: str = "iot"
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
     sqlite_path: str = "iotgw-readings.db"
     batch_size: int = 1000
     connect_timeout: float = 3.0
     retry_max_s: float = 5.0
     confirm_replica: bool = True
-    # Replication-aware writer and reads (gateway.topology, gateway.reads): see docs/configuration.md.
+    # Replication-aware writer and reads (gateway.topology, gateway.client): see docs/configuration.md.
     io_timeout_s: float = 10.0  # read/write timeout per statement: a hung (frozen) server fails after this
     admin_user: str = "root"  # promotions write the epoch while the server is still read-only: needs admin
-    admin_password: str = ""
+    admin_password: str = field(default="", repr=False)
     admin_password_file: str = ""
     admin_password_env: str = ""
     read_strategy: str = "round_robin"  # round_robin | weighted | least_lag
@@ -91,7 +92,7 @@ class DatabaseConfig:
 @dataclass
 class HttpConfig:
     listen: str = "127.0.0.1:9108"
-    token: str = ""
+    token: str = field(default="", repr=False)
     token_file: str = ""
     token_env: str = ""
     enabled: bool = True
@@ -221,6 +222,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"log.format: must be 'text' or 'json', got {cfg.log.format!r}")
     if (cfg.mqtt.tls_cert == "") != (cfg.mqtt.tls_key == ""):
         raise ConfigError("mqtt.tls_cert and mqtt.tls_key: give both or neither")
+    for section in ("mqtt", "database"):  # a client certificate without a CA would silently connect in plaintext
+        tls: AccountConfig = getattr(cfg, section)
+        for key in ("tls_cert", "tls_key"):
+            if getattr(tls, key) and not tls.tls_ca:
+                raise ConfigError(f"{section}.{key}: set {section}.tls_ca as well (TLS is used only with a CA; "
+                                  "without it the connection would be plaintext)")
     for i, port in enumerate(cfg.serial):
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")

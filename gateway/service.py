@@ -17,9 +17,15 @@ from gateway.ingest.mqtt import MqttIngest
 from gateway.ingest.serial import SerialIngest
 from gateway.metrics import HttpServer, Metrics, metrics_route
 from gateway.mqttconn import BrokerSettings
+from gateway.ops.groups import GroupError, GroupService, Registry, add_group_routes
+from gateway.ops.monitor import from_config_table, start_in_background
 from gateway.sinks.base import Sink
+from gateway.sinks.replicated import from_config
+from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import Spool, SpoolWriter
+from gateway.status.http import add_status_routes
 from gateway.status.service import StatusService
+from gateway.topology.conn import credentials_from_config
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +41,7 @@ def make_sink(cfg: Config) -> Sink:
     """The sink the configuration asks for: local SQLite (default) or MySQL/MariaDB."""
     db = cfg.database
     if db.kind == "sqlite":
-        from gateway.sinks.sqlite import SQLiteSink
-
         return SQLiteSink(db.sqlite_path)
-    from gateway.sinks.replicated import from_config
 
     # Always the replication-aware writer: with one server it is that server once verified as primary.
     return from_config(db)
@@ -89,13 +92,8 @@ class Gateway:
             self.http = HttpServer(host, port)
             self.http.routes["/metrics"] = metrics_route(self.metrics)
             self.http.add_json_route("/healthz", lambda: (200 if self.healthy() else 503, self.health()))
-            from gateway.status.http import add_status_routes
-
             add_status_routes(self.http, self.status.document, token=resolve_secret("http", cfg.http, "token") or None)
             if cfg.database.kind == "mysql":  # HA group lookups for clients (gateway.connect(group=...))
-                from gateway.ops.groups import GroupError, GroupService, Registry, add_group_routes
-                from gateway.topology.conn import credentials_from_config
-
                 creds = credentials_from_config(cfg.database)
                 try:
                     add_group_routes(self.http, GroupService(Registry(list(cfg.database.servers), creds), creds),
@@ -106,8 +104,6 @@ class Gateway:
         self.monitor = None  # the automatic failover monitor, with [failover] auto = true
         self._monitor_config = None
         if cfg.failover:
-            from gateway.ops.monitor import from_config_table
-
             self._monitor_config = from_config_table(cfg.failover)
             if self._monitor_config and cfg.database.kind != "mysql":
                 raise ConfigError("failover.auto: needs [database] kind = \"mysql\" with the topology's servers")
@@ -154,8 +150,6 @@ class Gateway:
         self.drain.start()
         self.status.start()
         if self._monitor_config:
-            from gateway.ops.monitor import start_in_background
-            from gateway.topology.conn import credentials_from_config
             # The monitor logs its own events; the writer learns the new primary from the epoch it writes.
             self.monitor, self._monitor_thread = start_in_background(list(self.cfg.database.servers),
                                                         credentials_from_config(self.cfg.database, admin=True),

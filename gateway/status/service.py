@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.client.reads import TopologySource
 from gateway.status.activity import ActivityTracker, PairTracker
 from gateway.status.history import History
 from gateway.status.model import GatewayFacts, ReadsFacts, StatusInputs, Thresholds, build_status
 from gateway.topology import analysis
+from gateway.topology.conn import credentials_from_config
 from gateway.topology.model import Snapshot
 
 log = logging.getLogger(__name__)
@@ -164,9 +166,6 @@ class StatusService:
             return self._snapshot
         now = time.monotonic()
         if self._snapshot is None or now - self._snapshot_at >= 2.0:
-            from gateway.reads import TopologySource
-            from gateway.topology.conn import credentials_from_config
-
             if self._source is None:
                 creds = credentials_from_config(gw.cfg.database).with_timeouts(connect=1.0, io=2.0)
                 self._source = TopologySource(gw.cfg.database.servers, creds, refresh_s=0.0)

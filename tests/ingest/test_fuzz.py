@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gateway import protocol
-from gateway.launch import GatewayProcess, http_json, wait_for
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
+from gateway.sandbox.launch import GatewayProcess, http_json, wait_for
 from gateway.sandbox.mosquitto import start_standalone, stock_config
 from gateway.sandbox.ports import free_port
 from tests.ingest.hostile import HostileGen

@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway import protocol
-from gateway.launch import GatewayProcess, sandbox_config, wait_for
 from gateway.mqttconn import connect_blocking, make_client
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, wait_for
 from tests.ingest.helpers import broker_of, start_gateway, unique
 from tests.service.test_service import http_port
 

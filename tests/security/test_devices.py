@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from gateway import protocol
 from gateway.cli import main
 from gateway.devices import DeviceFiles, check_password, hash_password
-from gateway.launch import GatewayProcess, wait_for
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
+from gateway.sandbox.launch import GatewayProcess, wait_for
 from gateway.sandbox.mosquitto import start_standalone, stock_config
 from gateway.sandbox.ports import free_port
 

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.client import groups as gc
 from gateway.metrics import HttpServer
 from gateway.ops import groups as g
 from gateway.protocol import Rejected
@@ -44,11 +45,11 @@ def test_failed_lookups_never_show_the_token(server, caplog):
     errors = []
     for token in (TOKEN, "wrong-" + TOKEN, None):  # right token (the route fails), wrong token, none
         with pytest.raises(pymysql.err.OperationalError) as exc:
-            g.http_lookup(url, token)("sensors", True)
+            gc.http_lookup(url, token)("sensors", True)
         errors.append(str(exc.value))
     assert "404" in errors[0] and "403" in errors[1] and "403" in errors[2]  # 404: no registry reachable
     with pytest.raises(pymysql.err.OperationalError) as exc:  # the gateway is down: connection refused
-        g.http_lookup(f"http://127.0.0.1:{free_port()}", TOKEN)("sensors", True)
+        gc.http_lookup(f"http://127.0.0.1:{free_port()}", TOKEN)("sensors", True)
     errors.append(str(exc.value))
     # A route failing with a secret in its exception: a generic 500 body, the log line redacted.
     def boom(_query: str) -> tuple[int, str, bytes]:

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from gateway import protocol
 from gateway.cli import main
-from gateway.launch import GatewayProcess, wait_for
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
+from gateway.sandbox.launch import GatewayProcess, wait_for
 from gateway.sandbox.mosquitto import start_standalone
 from gateway.sandbox.ports import free_port
 from tests.security.test_devices import sqlite_count

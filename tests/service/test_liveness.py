@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from gateway.launch import GatewayProcess, http_json, sandbox_config, wait_for
+from gateway.sandbox.launch import GatewayProcess, http_json, sandbox_config, wait_for
 from gateway.sandbox.process import _children  # the Popen of a child we started: for its exit code
 from tests.ingest.helpers import start_gateway, unique
 from tests.service.test_service import http_port

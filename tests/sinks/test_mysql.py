@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.launch import dump_toml
+from gateway.sandbox.launch import dump_toml
 from gateway.sinks.replicated import ReplicatedSink
 from gateway.topology.conn import Credentials
 

@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from gateway.launch import wait_for
 from gateway.protocol import encode_reading
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import wait_for
 from tests.ingest.helpers import Background, sim_for
 from tests.status.helpers import Collectors, api_status, chromium, endpoint_of, start_gateway_with_monitor
 

@@ -17,7 +17,7 @@ from gateway.status.model import (
     build_status,
 )
 from gateway.status.service import ParsedStatus, parse_raw_status
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 TESTS = Path(__file__).resolve().parents[1]
 HEALTHY = TESTS / "topology" / "snapshots" / "mariadb_1p3r_epoch.json"
