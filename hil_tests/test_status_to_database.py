@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sandbox.launch import GatewayProcess, wait_for
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import GatewayProcess, wait_for
 from hil_tests.rig.build import SHORT_PERIODS, build_firmware
 from hil_tests.rig.scenario import ADC_MV, RTC_EPOCH
 from hil_tests.rig.sim import BoardSpec
