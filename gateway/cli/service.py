@@ -55,8 +55,14 @@ def check_config(config_path: str | None) -> None:
     click.echo(f"  mqtt      {'mqtts' if mqtt.tls_ca else 'mqtt'}://{mqtt.host}:{mqtt.port} prefix {mqtt.topic_prefix!r}"
                f" client id {mqtt.client_id!r}{' user ' + mqtt.username if mqtt.username else ''}"
                f"{'' if mqtt.enabled else ' (disabled)'}")
+    if mqtt.brokers:
+        click.echo(f"  brokers   {', '.join(mqtt.brokers)} (connected to every one; acks on the broker a reading came from)")
+    if mqtt.share_group:
+        click.echo(f"  group     $share/{mqtt.share_group}/... (no persistent session: see docs/deployment.md)")
     for p in cfg.serial:
         click.echo(f"  serial    {p.port} at {p.baud} baud, site {p.site!r}")
+    click.echo(f"  ack       after the {cfg.ack.after} commit" if cfg.ack.after != "replica"
+               else "  ack       after a replica applied the reading")
     click.echo(f"  spool     {cfg.spool.path} (max {cfg.spool.max_readings} readings, group commit "
                f"{cfg.spool.group_commit_ms} ms / {cfg.spool.group_max})")
     if db.kind == "sqlite":
