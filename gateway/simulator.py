@@ -1,7 +1,9 @@
 """Simulated collectors: protocol-correct readings over MQTT that honour end-to-end acks like real firmware.
 
-Each simulated node keeps every reading until an ack covers it, and resends what is unacknowledged after an
-ack timeout and after a reconnect (acks can be lost with the broker). Faults can be injected: duplicates,
+Each simulated node keeps every reading until an ack covers it and resends by the congestion-control rules of
+shared/protocol.md ("Resend timer and window"): a per-stream resend timer that backs off exponentially with
+jitter and is reset by progress, resending a bounded window of the oldest unacknowledged readings (and, while
+recovering, the next window as soon as an ack covers the previous one). Faults can be injected: duplicates,
 malformed and oversized messages, out-of-order replays.
 """
 
@@ -42,7 +44,9 @@ class SimOptions:
     device_prefix: str = "sim"
     node: str = "a"
     boot: int | None = None  # None: derived from the clock, like a fresh boot counter
-    ack_timeout: float = 5.0
+    ack_timeout: float = 5.0  # the resend timer's base (no progress for this long: resend a window)
+    ack_timeout_max: float = 60.0  # the backed-off timer never exceeds this
+    resend_window: int = 100  # readings resent per timer expiry (and per ack while recovering)
     duplicate_rate: float = 0.0
     malformed: int = 0
     oversized: int = 0
@@ -86,6 +90,7 @@ class Simulator:
         # per device: seq -> (payload, last_sent_monotonic); the collector's "cache" of unacked readings
         self.unacked: dict[str, dict[int, list]] = {d: {} for d in self.devices}
         self.upto: dict[str, int] = dict.fromkeys(self.devices, -1)
+        self.timers = {d: ResendTimer(options.ack_timeout, options.ack_timeout_max, self.rng) for d in self.devices}
         self.report = SimReport()
         self._reconnected = threading.Event()
         self._halt = threading.Event()
@@ -118,11 +123,37 @@ class Simulator:
         with self.lock:
             if ack.upto <= self.upto[ack.device]:
                 return
-            self.upto[ack.device] = ack.upto
+            previous, self.upto[ack.device] = self.upto[ack.device], ack.upto
             pending = self.unacked[ack.device]
-            for seq in [s for s in pending if s <= ack.upto]:
-                del pending[seq]
-                self.report.acked += 1
+            for seq in range(previous + 1, ack.upto + 1):  # cumulative: exactly the newly covered sequences
+                if pending.pop(seq, None) is not None:
+                    self.report.acked += 1
+            due = self._window(ack.device, self.timers[ack.device].progress(time.monotonic(), ack.upto, pending))
+        self._resend(due)
+
+    def _window(self, device: str, take: int) -> list[tuple[str, bytes]]:
+        """The `take` oldest unacknowledged readings of a device, stamped as sent now (under the lock)."""
+        if not take:
+            return []
+        pending = self.unacked[device]
+        now = time.monotonic()
+        out = []
+        oldest = sorted(pending)[:take]
+        for seq in oldest:
+            entry = pending[seq]
+            entry[1] = now
+            out.append((device, entry[0]))
+        if oldest:
+            self.timers[device].window_top = oldest[-1]
+        return out
+
+    def _resend(self, due: list[tuple[str, bytes]]) -> None:
+        if self.opt.out_of_order:
+            self.rng.shuffle(due)
+        for device, payload in due:
+            self._publish(device, payload)
+        with self.lock:
+            self.report.resent += len(due)
 
     # --- sending --------------------------------------------------------------------------------
     def _publish(self, device: str, payload: bytes) -> None:
@@ -152,21 +183,14 @@ class Simulator:
             self.report.malformed_sent += 1
 
     def resend_due(self, force: bool = False) -> int:
-        """Resend every unacked reading whose ack timed out (all of them after a reconnect)."""
+        """Resend a window of each stream whose resend timer expired (of every stream after a reconnect)."""
         now = time.monotonic()
         due = []
         with self.lock:
             for device, pending in self.unacked.items():
-                for seq in sorted(pending):
-                    entry = pending[seq]
-                    if force or now - entry[1] >= self.opt.ack_timeout:
-                        entry[1] = now
-                        due.append((device, entry[0]))
-        if self.opt.out_of_order:
-            self.rng.shuffle(due)
-        for device, payload in due:
-            self._publish(device, payload)
-        self.report.resent += len(due)
+                take = self.timers[device].check(now, pending, force, self.opt.resend_window)
+                due += self._window(device, take)
+        self._resend(due)
         return len(due)
 
     def outstanding(self) -> int:
@@ -231,6 +255,58 @@ class Simulator:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class ResendTimer:
+    """One stream's resend timer (shared/protocol.md, "Resend timer and window").
+
+    No progress (no ack raising `upto`) for the timeout while readings are unacknowledged: resend the oldest
+    window, double the timeout (up to `cap`), and recover: each ack that covers the resent window sends the
+    next one at once, until everything sent before the recovery began is acknowledged. Progress resets the
+    timeout to its base. Every wait is jittered (uniform between half and all of the timeout) so collectors
+    that lost the gateway together do not resend together.
+    """
+
+    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
+        self.base, self.cap, self.rng = base, max(cap, base), rng
+        self.timeout = base
+        self.deadline: float | None = None
+        self.recover_upto = -1  # while recovering: the highest seq sent before the recovery began
+        self.window_top = -1  # the highest seq of the last resent window
+        self.window = 0
+
+    def _arm(self, now: float) -> None:
+        self.deadline = now + self.rng.uniform(self.timeout / 2, self.timeout)
+
+    def check(self, now: float, pending: dict[int, list], force: bool, window: int) -> int:
+        """How many of the oldest readings to resend now (0: none); `force` after a reconnect."""
+        self.window = window
+        if not pending:
+            self.deadline, self.recover_upto = None, -1
+            return 0
+        if force or (self.deadline is not None and now >= self.deadline):
+            if not force:
+                self.timeout = min(self.cap, self.timeout * 2)
+            self.recover_upto = max(self.recover_upto, max(pending))
+            self._arm(now)
+            return window
+        if self.deadline is None:
+            self._arm(now)
+        return 0
+
+    def progress(self, now: float, upto: int, pending: dict[int, list]) -> int:
+        """An ack raised `upto`: reset the timeout; while recovering, the next window once this one is acked."""
+        self.timeout = self.base
+        self._arm(now)
+        if self.recover_upto < 0:
+            return 0
+        if not pending or upto >= self.recover_upto or upto > self.window_top:
+            # Everything sent before the recovery is acknowledged, or the gateway holds readings beyond the
+            # resent window (the originals are arriving: it was slow, not losing): stop recovering.
+            self.recover_upto = -1
+            return 0
+        # The ack stopped exactly at the top of the resent window: what follows was probably lost too.
+        return self.window if upto == self.window_top else 0
 
 
 def simulate(settings: BrokerSettings, options: SimOptions, *, deadline_s: float = 600.0,

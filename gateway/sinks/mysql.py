@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pymysql
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import CLIENT, SERVER_STATUS
 from pymysql.converters import escape_string
 
 from gateway.sinks.base import Row, ms_to_datetime
@@ -41,8 +41,11 @@ class ServerAddress:
 
 
 def connect(addr: ServerAddress, *, database: str | None = None, autocommit: bool = False,
-            read_timeout: float | None = 30.0) -> pymysql.connections.Connection:
-    """Open a PyMySQL connection (UTC session time zone, TLS when a CA is given)."""
+            read_timeout: float | None = 30.0, multi_statements: bool = False) -> pymysql.connections.Connection:
+    """Open a PyMySQL connection (UTC session time zone, TLS when a CA is given).
+
+    `multi_statements`: several statements in one query, one round trip (the writer's batch path).
+    """
     ssl = None
     if addr.tls_ca:
         ssl = {"ca": addr.tls_ca}
@@ -52,7 +55,7 @@ def connect(addr: ServerAddress, *, database: str | None = None, autocommit: boo
                            database=database if database is not None else addr.database, autocommit=autocommit,
                            connect_timeout=addr.connect_timeout, read_timeout=read_timeout,
                            write_timeout=read_timeout, ssl=ssl, init_command="SET time_zone = '+00:00'",
-                           charset="utf8mb4")
+                           charset="utf8mb4", client_flag=CLIENT.MULTI_STATEMENTS if multi_statements else 0)
 
 
 def values_sql(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str:
@@ -62,7 +65,17 @@ def values_sql(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str
     (profiled): numbers are formatted directly and every string goes through the connection's own escaping
     rule (backslash escapes, or quote doubling under NO_BACKSLASH_ESCAPES), so nothing reaches the SQL raw.
     """
-    if conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+    return build_values_sql(rows, no_backslash_escapes=no_backslash_escapes(conn))
+
+
+def no_backslash_escapes(conn: pymysql.connections.Connection) -> bool:
+    """True if the session runs with NO_BACKSLASH_ESCAPES (strings then escape quotes by doubling)."""
+    return bool(conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+
+
+def build_values_sql(rows: Sequence[Row], *, no_backslash_escapes: bool) -> str:
+    """`values_sql` without a connection, for a given escaping rule (built ahead of the write)."""
+    if no_backslash_escapes:
         def esc(text: str) -> str:
             return text.replace("'", "''")
     else:
