@@ -125,10 +125,14 @@ class Simulator:
                 return
             previous, self.upto[ack.device] = self.upto[ack.device], ack.upto
             pending = self.unacked[ack.device]
+            newest = pending.get(ack.upto)
+            now = time.monotonic()
+            if newest is not None and not newest[2]:  # a round-trip sample (never from a resent record)
+                self.timers[ack.device].sample(now - newest[1])
             for seq in range(previous + 1, ack.upto + 1):  # cumulative: exactly the newly covered sequences
                 if pending.pop(seq, None) is not None:
                     self.report.acked += 1
-            due = self._window(ack.device, self.timers[ack.device].progress(time.monotonic(), ack.upto, pending))
+            due = self._window(ack.device, self.timers[ack.device].progress(now, ack.upto, pending))
         self._resend(due)
 
     def _window(self, device: str, take: int) -> list[tuple[str, bytes]]:
@@ -141,7 +145,7 @@ class Simulator:
         oldest = sorted(pending)[:take]
         for seq in oldest:
             entry = pending[seq]
-            entry[1] = now
+            entry[1], entry[2] = now, True
             out.append((device, entry[0]))
         if oldest:
             self.timers[device].window_top = oldest[-1]
@@ -165,7 +169,7 @@ class Simulator:
         value = round(self.rng.uniform(-20, 40), 3)
         payload = encode_reading(device, self.opt.node, self.boot, seq, ts, "rtc", value, "C").encode()
         with self.lock:
-            self.unacked[device][seq] = [payload, time.monotonic()]
+            self.unacked[device][seq] = [payload, time.monotonic(), False]  # payload, last sent, resent
             self.report.readings[(device, self.opt.node, self.boot, seq)] = (ts, value)
             self.report.sent += 1
         self._publish(device, payload)
@@ -258,55 +262,84 @@ class Simulator:
 
 
 class ResendTimer:
-    """One stream's resend timer (shared/protocol.md, "Resend timer and window").
+    """One stream's resend timer (shared/protocol.md section 10, "Resend timer and window").
 
     No progress (no ack raising `upto`) for the timeout while readings are unacknowledged: resend the oldest
-    window, double the timeout (up to `cap`), and recover: each ack that covers the resent window sends the
-    next one at once, until everything sent before the recovery began is acknowledged. Progress resets the
-    timeout to its base. Every wait is jittered (uniform between half and all of the timeout) so collectors
-    that lost the gateway together do not resend together.
+    window, double the timeout (up to `cap`) and recover. While recovering, a window acknowledged exactly up to
+    its top (the gateway holds nothing beyond it) means the records after it were probably lost too: the next
+    expiry resends a window twice as large without backing off (slow start), so a long loss is recovered in a
+    few timeouts. An ack beyond the resent window ends the recovery (the gateway has the originals: it was
+    only slow). Progress resets the timeout to the base, or to the smoothed ack round trip plus four times its
+    variation if that is longer (samples from records sent once only), so a gateway that is merely far behind
+    is not mistaken for a lost one. Every wait is jittered so collectors that lost the gateway together do not
+    resend together.
     """
 
-    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
+    def __init__(self, base: float, cap: float, rng: random.Random, window_cap: int = 1600) -> None:
         self.base, self.cap, self.rng = base, max(cap, base), rng
         self.timeout = base
         self.deadline: float | None = None
         self.recover_upto = -1  # while recovering: the highest seq sent before the recovery began
         self.window_top = -1  # the highest seq of the last resent window
-        self.window = 0
+        self.scale = 1  # window multiplier while recovering (doubles per window acked up to its top)
+        self.window_cap = window_cap
+        self.probing = False  # recovering and acked exactly up to the window's top
+        self.srtt: float | None = None  # smoothed ack round trip and its variation (as TCP estimates them)
+        self.rttvar = 0.0
+
+    def sample(self, rtt: float) -> None:
+        """A round trip: from a record's only send to the ack that first covered it."""
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar += (abs(self.srtt - rtt) - self.rttvar) / 4
+            self.srtt += (rtt - self.srtt) / 8
+
+    def rest_timeout(self) -> float:
+        """The timeout after progress: the base, or longer when acks are known to take longer."""
+        if self.srtt is None:
+            return self.base
+        return min(self.cap, max(self.base, self.srtt + 4 * self.rttvar))
 
     def _arm(self, now: float) -> None:
         self.deadline = now + self.rng.uniform(self.timeout / 2, self.timeout)
 
     def check(self, now: float, pending: dict[int, list], force: bool, window: int) -> int:
         """How many of the oldest readings to resend now (0: none); `force` after a reconnect."""
-        self.window = window
         if not pending:
-            self.deadline, self.recover_upto = None, -1
+            self.deadline, self.recover_upto, self.probing, self.scale = None, -1, False, 1
             return 0
-        if force or (self.deadline is not None and now >= self.deadline):
-            if not force:
-                self.timeout = min(self.cap, self.timeout * 2)
+        if force:
             self.recover_upto = max(self.recover_upto, max(pending))
+            self.probing = False
             self._arm(now)
-            return window
+            return window * self.scale
         if self.deadline is None:
             self._arm(now)
-        return 0
+            return 0
+        if now < self.deadline:
+            return 0
+        if self.probing:  # the last window was acked to its top, then silence: a larger one, no backoff
+            self.probing = False
+            self.scale = min(self.scale * 2, max(1, self.window_cap // max(1, window)))
+        else:
+            self.timeout = min(self.cap, self.timeout * 2)
+            self.recover_upto = max(self.recover_upto, max(pending))
+        self._arm(now)
+        return window * self.scale
 
     def progress(self, now: float, upto: int, pending: dict[int, list]) -> int:
-        """An ack raised `upto`: reset the timeout; while recovering, the next window once this one is acked."""
-        self.timeout = self.base
+        """An ack raised `upto`: reset the timeout and re-arm; track the recovery. Returns the readings to
+        resend at once (always 0: resends happen on expiry, found by `check`)."""
+        self.timeout = self.rest_timeout()
+        self.probing = False
+        if self.recover_upto >= 0:
+            if not pending or upto >= self.recover_upto or upto > self.window_top:
+                self.recover_upto, self.scale = -1, 1  # all acknowledged, or the gateway holds more than we resent
+            elif upto == self.window_top:
+                self.probing = True
         self._arm(now)
-        if self.recover_upto < 0:
-            return 0
-        if not pending or upto >= self.recover_upto or upto > self.window_top:
-            # Everything sent before the recovery is acknowledged, or the gateway holds readings beyond the
-            # resent window (the originals are arriving: it was slow, not losing): stop recovering.
-            self.recover_upto = -1
-            return 0
-        # The ack stopped exactly at the top of the resent window: what follows was probably lost too.
-        return self.window if upto == self.window_top else 0
+        return 0
 
 
 def simulate(settings: BrokerSettings, options: SimOptions, *, deadline_s: float = 600.0,

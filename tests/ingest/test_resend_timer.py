@@ -41,13 +41,20 @@ def test_expiry_resends_one_window_and_backs_off_with_jitter_up_to_the_cap():
     assert any(abs(a - b) > 0.5 for a, b in zip(gaps, unjittered, strict=True))  # jitter
 
 
-def test_recovery_is_ack_clocked_and_ends_when_the_gateway_is_ahead():
+def test_recovery_grows_the_window_while_losses_continue_and_ends_when_the_gateway_is_ahead():
     t = ResendTimer(5.0, 60.0, random.Random(3))
-    p = pending(*range(50))
+    p = pending(*range(500))
     assert t.check(0.0, p, True, W) == W  # after a reconnect: one window at once
     t.window_top = 9
-    assert t.progress(1.0, 9, pending(*range(10, 50))) == W  # ack stopped at the window's top: the next window
-    t.window_top = 19
-    assert t.progress(2.0, 14, pending(*range(15, 50))) == 0  # partial: wait for the rest of the window
-    assert t.progress(3.0, 30, pending(*range(31, 50))) == 0  # beyond the window: originals arrive, recovery ends
-    assert t.progress(4.0, 39, pending(*range(40, 50))) == 0
+    p = pending(*range(10, 500))
+    assert t.progress(1.0, 9, p) == 0  # acked exactly to the window's top: the records after it were lost
+    assert t.check(1.0 + 2.4, p, False, W) == 0  # no resend before the (jittered) timeout
+    assert t.check(1.0 + 5.1, p, False, W) == 2 * W  # silence: a window twice as large, without backing off
+    assert t.timeout == 5.0
+    t.window_top = 29
+    t.progress(7.0, 29, pending(*range(30, 500)))
+    assert t.check(12.1, pending(*range(30, 500)), False, W) == 4 * W  # slow start
+    t.window_top = 69
+    t.progress(13.0, 80, pending(*range(81, 500)))  # beyond the window: the gateway has the originals
+    assert t.recover_upto == -1 and t.scale == 1
+    assert t.check(18.1, pending(*range(81, 500)), False, W) == W  # a later stall: back to one window
