@@ -17,9 +17,10 @@ def _register_subcommands() -> None:
     from gateway.ops import cli as _ops_cli  # noqa: F401 - attaches setup/switchover/failover/monitor, sandbox rebuild
     from gateway.ops.groups_cli import group  # also attaches topology errant|relay|clone and sandbox add-replica
     from gateway.sandbox.cli import sandbox
+    from gateway.status.cli import status  # the status page's model in the terminal
     from gateway.topology.cli import query, topology
 
-    for command in (check_config, db, demo, group, query, run, sandbox, simulate, spool, topology):
+    for command in (check_config, db, demo, group, query, run, sandbox, simulate, spool, status, topology):
         main.add_command(command)
 
 

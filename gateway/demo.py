@@ -260,40 +260,38 @@ class Demo:
 
 
 def render(demo: Demo):
-    """The live view: servers, gateway, collectors, events (a rich renderable)."""
+    """The live view: the gateway's status (the same model and terminal view as `iotgw status`), then what only
+    the demo knows: the collectors' side of the flow, the pair's power, the scripted events (a rich renderable)."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    servers = Table(title="servers", expand=True)
-    for col in ("node", "role", "port", "readings"):
-        servers.add_column(col)
-    counts = demo.counts() if demo.sb else {}
-    if demo.sb:
-        for row in demo.sb.status():
-            n = counts.get(row["name"])
-            servers.add_row(row["name"], row.get("role", "?"), str(row["port"]),
-                            "-" if row["kind"] != "mariadb" else ("down" if n is None else str(n[0])))
-    flow = Table(title="flow", expand=True)
-    for col in ("sent", "acked", "unacked", "resent", "spool depth", "database", "quarantined"):
-        flow.add_column(col)
+    from gateway.status.term import render as render_status
+
+    parts = []
     gw, sim = demo.gateway, demo.sim
-    if gw and sim:
-        flow.add_row(str(sim.report.sent), str(sim.report.acked), str(sim.outstanding()), str(sim.report.resent),
-                     str(gw.spool.depth), "up" if gw.drain.available else "DOWN (spooling)",
-                     str(int(sum(s.value for m in gw.metrics.quarantined.collect() for s in m.samples
-                                 if s.name.endswith("_total")))))
+    if gw is not None:
+        parts.append(render_status(gw.status.document(), max_devices=12))
+    if sim is not None:
+        flow = Table(title="collectors (simulated)", title_justify="left", expand=True)
+        for col in ("sent", "acked", "unacked", "resent"):
+            flow.add_column(col)
+        flow.add_row(str(sim.report.sent), str(sim.report.acked), str(sim.outstanding()), str(sim.report.resent))
+        parts.append(flow)
     if demo.pair:
-        pair = Table(title="collector pair pair-1 (MicroPython port)", expand=True)
+        pair = Table(title="collector pair pair-1 (MicroPython port)", title_justify="left", expand=True)
         for col in ("node", "power", "role", "boot", "seq", "cached", "link"):
             pair.add_column(col)
         for node, n in demo.pair.snapshot().items():
             pair.add_row(node, "on" if n["alive"] else "OFF", str(n["role"]), str(n["boot"]), str(n["seq"]),
                          str(n["cached"]), "up" if n["link"] else "down")
-    events = Table(title="events", expand=True, show_header=False)
+        parts.append(pair)
+    events = Table(title="demo events", title_justify="left", expand=True, show_header=False)
     events.add_column("event")
     for line in demo.report.events[-8:]:
-        events.add_row(line)
-    return Group(servers, flow, *([pair] if demo.pair else []), events)
+        events.add_row(Text(line))
+    parts.append(events)
+    return Group(*parts)
 
 
 def run_demo(duration: float, rate: float, devices: int, directory: str | None, live: bool,

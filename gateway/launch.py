@@ -131,6 +131,47 @@ class GatewayProcess:
         self.terminate()
 
 
+def launch_gateways(sb: Sandbox, n: int, workdir: str | os.PathLike[str], *, brokers: list[str] | None = None,
+                    client_id_prefix: str = "iotgw", database: bool = True, env: dict[str, str] | None = None,
+                    start: bool = True, **overrides: dict[str, Any]) -> list[GatewayProcess]:
+    """Start ``n`` gateways on a sandbox, each in its own folder ``workdir/gw1``, ``gw2``, ... with its own spool.
+
+    Gateway ``i`` (from 1) has client id ``<client_id_prefix>-<i>``, its HTTP server on a free port, and
+    connects to broker ``brokers[(i - 1) % len(brokers)]`` (default: every broker of the sandbox, in
+    order), so two gateways on a two-broker sandbox use one broker each. With ``database`` every gateway
+    writes to the sandbox's primary through the replication-aware writer (idempotent: one row per reading
+    identity); without, each writes its own SQLite file in its folder. ``overrides`` are config sections
+    applied to every gateway (as in :func:`sandbox_config`). With ``start`` the gateways are started
+    (not waited for); if one fails to start, those already started are stopped. Stop them with
+    ``terminate()`` or ``kill()`` each.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    endpoints = {b["name"]: b for b in sb.endpoints()["brokers"]}
+    names = list(brokers) if brokers is not None else list(endpoints)
+    unknown = [name for name in names if name not in endpoints]
+    if not names or unknown:
+        raise ValueError(f"brokers {unknown or names} not in the sandbox (it has: {', '.join(endpoints) or 'none'})")
+    gateways: list[GatewayProcess] = []
+    for i in range(1, n + 1):
+        folder = Path(workdir).resolve() / f"gw{i}"  # absolute: each gateway runs in its own folder
+        folder.mkdir(parents=True, exist_ok=True)
+        broker = endpoints[names[(i - 1) % len(names)]]
+        sections = {key: dict(value) for key, value in overrides.items()}
+        sections["mqtt"] = {"host": broker["host"], "port": broker["port"], **sections.get("mqtt", {})}
+        config = sandbox_config(sb, folder, client_id=f"{client_id_prefix}-{i}", database=database, **sections)
+        gateways.append(GatewayProcess(folder, config, env=env))
+    if start:
+        try:
+            for gateway in gateways:
+                gateway.start()
+        except BaseException:
+            for gateway in gateways:
+                gateway.terminate()
+            raise
+    return gateways
+
+
 def spool_depth(spool_path: str | os.PathLike[str]) -> int:
     """Readings still in a gateway's spool (read from its file)."""
     from gateway.spool import read_stats
@@ -148,4 +189,4 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     return wait_until(predicate, timeout, interval, what)
 
 
-__all__ = ["GatewayProcess", "dump_toml", "http_json", "sandbox_config", "spool_depth", "wait_for"]
+__all__ = ["GatewayProcess", "dump_toml", "http_json", "launch_gateways", "sandbox_config", "spool_depth", "wait_for"]

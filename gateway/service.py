@@ -17,6 +17,7 @@ from gateway.metrics import HttpServer, Metrics, metrics_route
 from gateway.mqttconn import BrokerSettings
 from gateway.sinks.base import Sink
 from gateway.spool import Spool, SpoolWriter
+from gateway.status.service import StatusService
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,13 @@ class Gateway:
         self.drain = DrainWorker(self.spool, self.sink, batch_size=cfg.database.batch_size,
                                  retry_max_s=cfg.database.retry_max_s, on_write=self._on_write,
                                  on_error=lambda _m: self.metrics.write_errors.inc())
+        self.status = StatusService(self)  # the status page's model; its tracker sees each reading ingested
+        ingest_writer = self.status.activity.wrap(self.writer)
         self.mqtt: MqttIngest | None = None
         if cfg.mqtt.enabled:
             self.mqtt = MqttIngest(broker_settings(cfg), client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
-                                   spool=self.spool, writer=self.writer, on_message=self._on_message)
-        self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=self.writer,
+                                   spool=self.spool, writer=ingest_writer, on_message=self._on_message)
+        self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
                                     on_message=self._on_message) for p in cfg.serial]
         self.http: HttpServer | None = None
         if cfg.http.enabled:
@@ -68,6 +71,9 @@ class Gateway:
             self.http = HttpServer(host, port)
             self.http.routes["/metrics"] = metrics_route(self.metrics)
             self.http.add_json_route("/healthz", lambda: (200 if self.healthy() else 503, self.health()))
+            from gateway.status.http import add_status_routes
+
+            add_status_routes(self.http, self.status.document, token=resolve_secret("http", cfg.http, "token") or None)
             if cfg.database.kind == "mysql":  # HA group lookups for clients (gateway.connect(group=...))
                 from gateway.ops.groups import GroupError, GroupService, Registry, add_group_routes
                 from gateway.topology.conn import credentials_from_config
@@ -110,6 +116,7 @@ class Gateway:
             log.info("http: /metrics and /healthz on %s:%d", self.http.server.server_address[0], self.http.port)
         self.writer.start()
         self.drain.start()
+        self.status.start()
         if self._monitor_config:
             from gateway.ops.monitor import start_in_background
             from gateway.topology.conn import credentials_from_config
@@ -141,6 +148,7 @@ class Gateway:
             time.sleep(0.05)
         self.drain.stop()
         self.drain.join(timeout=10)
+        self.status.stop()
         if self.http:
             self.http.stop()
         left = self.spool.depth
@@ -177,6 +185,7 @@ class Gateway:
             "mqtt_connected": self.mqtt.connected if self.mqtt else None,
             "mqtt_error": self.mqtt.last_error if self.mqtt else None,
             "serial": {s.port_name: s.connected for s in self.serial},
+            "alerts": self.status.alerts(),
         }
 
 

@@ -10,6 +10,8 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients openssl
   gcc-avr avr-libc binutils-avr arduino-core-avr
   simavr libsimavr-dev libelf-dev pkg-config doctest-dev
+  systemd shellcheck  # systemd-analyze verify and shellcheck: the installer's tests (tests/deploy)
+  chromium chromium-driver tmux  # the status page in a real browser, `iotgw status --watch` in a pane (tests/status)
 )
 command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 

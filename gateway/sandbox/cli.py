@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .core import Sandbox, SandboxError
+from .core import MAX_BROKERS, Sandbox, SandboxError
 
 _DIR_HELP = "Sandbox folder [default: ./sandbox, or $IOTGW_SANDBOX if set]."
 
@@ -39,10 +39,11 @@ def _print_json(data: Any) -> None:
 
 @click.group()
 def sandbox() -> None:
-    """Local test servers: MariaDB (one primary, GTID replicas) and a Mosquitto broker.
+    """Local test servers: MariaDB (one primary, GTID replicas) and Mosquitto brokers.
 
     Every server runs on a free 127.0.0.1 port with its data in one folder (--dir, default ./sandbox,
-    or $IOTGW_SANDBOX). The same code serves tests, benchmarks and the demo.
+    or $IOTGW_SANDBOX). The same code serves tests, benchmarks and the demo. Faults (kill, freeze, stop,
+    restart, ...) name a node as `status` shows it: db1, db2, ..., broker, broker2, ...
     """
 
 
@@ -52,9 +53,17 @@ def sandbox() -> None:
 @click.option("--no-replication", is_flag=True, help="Independent read-only servers, no replication set up.")
 @click.option("--tls", "use_tls", is_flag=True, help="Broker on TLS only, with a password; MariaDB servers offer TLS too (one CA, in DIR/tls).")
 @click.option("--no-broker", is_flag=True, help="Do not start Mosquitto.")
+@click.option("--brokers", type=click.IntRange(1, MAX_BROKERS), default=1, show_default=True,
+              help="Independent Mosquitto brokers to start: broker, broker2, ... (redundant brokers).")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON (and nothing else).")
-def up(directory: Path, replicas: int, no_replication: bool, use_tls: bool, no_broker: bool, as_json: bool) -> None:
-    """Start the servers and wait until they are ready (replicas caught up)."""
+def up(directory: Path, replicas: int, no_replication: bool, use_tls: bool, no_broker: bool, brokers: int,
+       as_json: bool) -> None:
+    """Start the servers and wait until they are ready (replicas caught up).
+
+    The JSON has "broker" (the first broker, as before) and "brokers" (every broker, with its name).
+    """
+    if no_broker and brokers != 1:
+        raise click.UsageError("--brokers and --no-broker contradict each other")
     progress = None if as_json else click.echo
     try:
         sb = Sandbox.up(
@@ -64,6 +73,7 @@ def up(directory: Path, replicas: int, no_replication: bool, use_tls: bool, no_b
             replication=not no_replication,
             tls=use_tls,
             progress=progress,
+            brokers=brokers,
         )
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from None

@@ -25,7 +25,8 @@ from .ports import accepts_connections, free_port
 
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
-BROKER = "broker"
+BROKER = "broker"  # the first broker's name; more brokers are broker2, broker3, ...
+MAX_BROKERS = 9
 _PORT_ATTEMPTS = 5  # a free port can be taken by someone else before our server binds it: try again
 _SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes
 
@@ -58,8 +59,13 @@ class Sandbox:
         tls: bool = False,
         mariadb_servers: bool = True,
         progress: Callable[[str], None] | None = None,
+        brokers: int = 1,
     ) -> Sandbox:
         """Start a primary ``db1`` with ``replicas`` replicas (``db2``...) and a broker; return when ready.
+
+        ``brokers`` Mosquitto brokers are started (with ``broker``): ``broker``, ``broker2``, ... each on its
+        own port with its own persistence, independent of each other (no bridging), as redundant brokers
+        are in production; see :meth:`broker_names`.
 
         Ready means: every server answers, the writer and replication accounts exist everywhere, and
         (with ``replication``) every replica is replicating and has applied the primary's binlog.
@@ -82,6 +88,8 @@ class Sandbox:
                     shutil.rmtree(node.dir, ignore_errors=True)
         if replicas < 0:
             raise SandboxError("replicas must be 0 or more")
+        if not 1 <= brokers <= MAX_BROKERS:
+            raise SandboxError(f"brokers must be between 1 and {MAX_BROKERS}, got {brokers}")
         state: dict[str, Any] = {
             "version": STATE_VERSION,
             # server ids keep counting up across re-creations in the same folder: never reuse one
@@ -92,13 +100,14 @@ class Sandbox:
                 "replication": replication,
                 "tls": tls,
                 "mariadb_servers": mariadb_servers,
+                "brokers": brokers,
             },
             "tls": tls,
             "socket_dir": None,
         }
         sandbox = cls(directory, {}, state)
         try:
-            sandbox._create(replicas if mariadb_servers else -1, broker, replication, tls, progress)
+            sandbox._create(replicas if mariadb_servers else -1, brokers if broker else 0, replication, tls, progress)
         except BaseException:
             sandbox.down()
             raise
@@ -138,7 +147,7 @@ class Sandbox:
     def _create(
         self,
         replicas: int,
-        broker: bool,
+        brokers: int,
         replication: bool,
         use_tls: bool,
         progress: Callable[[str], None] | None,
@@ -167,10 +176,10 @@ class Sandbox:
             for name in names:
                 self.nodes[name].extra["tls"] = {"ca": str(tls_files.ca_cert), "cert": str(tls_files.server_cert),
                                                  "key": str(tls_files.server_key)}
-        if broker:
-            node = Node(name=BROKER, kind=MOSQUITTO, port=0, dir=self.directory / BROKER, up_role="broker")
+        for name in broker_names(brokers):
+            node = Node(name=name, kind=MOSQUITTO, port=0, dir=self.directory / name, up_role="broker")
             node.last_role = "broker"
-            self.nodes[BROKER] = node
+            self.nodes[name] = node
         # Start everything at once, then wait: the servers initialise in parallel.
         self._assign_ports(list(self.nodes.values()))
         for node in self.nodes.values():
@@ -292,6 +301,10 @@ class Sandbox:
         """Names of the MariaDB nodes (db1, db2, ...)."""
         return [n.name for n in self.nodes.values() if n.kind == MARIADB]
 
+    def broker_names(self) -> list[str]:
+        """Names of the Mosquitto brokers in start order (broker, broker2, ...); empty without brokers."""
+        return [n.name for n in self.nodes.values() if n.kind == MOSQUITTO]
+
     def is_alive(self, name: str) -> bool:
         """True if the node's process is running (or frozen) and is the one we started."""
         node = self.node(name)
@@ -410,27 +423,31 @@ class Sandbox:
             if node.kind == MARIADB:
                 entry.update(server_id=node.server_id, socket=str(node.socket), role_at_up=node.up_role)
             result["nodes"][node.name] = entry
-        broker = self.nodes.get(BROKER)
-        if broker is not None:
-            use_tls = bool(self._state.get("tls"))
-            info: dict[str, Any] = {
-                "host": broker.host,
-                "port": broker.port,
-                "url": f"{'mqtts' if use_tls else 'mqtt'}://{broker.host}:{broker.port}",
-                "tls": use_tls,
-            }
-            if use_tls:
-                files = tls.files(self.directory / "tls")
-                info.update(
-                    tls_port=broker.tls_port,
-                    ca=str(files.ca_cert),
-                    client_cert=str(files.client_cert),
-                    client_key=str(files.client_key),
-                    username=mosquitto.USERNAME,
-                    password=mosquitto.PASSWORD,
-                )
-            result["broker"] = info
+        # "broker" stays the first broker (what single-broker callers use); "brokers" lists all of them.
+        result["brokers"] = [dict(self._broker_info(self.nodes[name]), name=name) for name in self.broker_names()]
+        if result["brokers"]:
+            result["broker"] = self._broker_info(self.nodes[self.broker_names()[0]])
         return result
+
+    def _broker_info(self, broker: Node) -> dict[str, Any]:
+        use_tls = bool(self._state.get("tls"))
+        info: dict[str, Any] = {
+            "host": broker.host,
+            "port": broker.port,
+            "url": f"{'mqtts' if use_tls else 'mqtt'}://{broker.host}:{broker.port}",
+            "tls": use_tls,
+        }
+        if use_tls:
+            files = tls.files(self.directory / "tls")
+            info.update(
+                tls_port=broker.tls_port,
+                ca=str(files.ca_cert),
+                client_cert=str(files.client_cert),
+                client_key=str(files.client_key),
+                username=mosquitto.USERNAME,
+                password=mosquitto.PASSWORD,
+            )
+        return info
 
     def connect(self, name: str, user: str = "root", database: str | None = None, **kw: Any) -> pymysql.Connection:
         """A PyMySQL connection to a MariaDB node (autocommit, short connect timeout; password looked up)."""
@@ -614,6 +631,11 @@ class Sandbox:
             shutil.rmtree(socket_dir, ignore_errors=True)
         if self.directory.exists():
             self.save()
+
+
+def broker_names(count: int) -> list[str]:
+    """The names of ``count`` brokers: ``broker`` (kept for single-broker callers), ``broker2``, ..."""
+    return [BROKER if i == 1 else f"{BROKER}{i}" for i in range(1, count + 1)]
 
 
 def _user_databases(cur: Any) -> list[str]:

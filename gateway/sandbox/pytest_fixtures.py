@@ -3,7 +3,7 @@
 - ``shared_sandbox`` (session, one per xdist worker): db1 primary, db2 and db3 replicas, a broker.
 - ``sandbox``: the shared one, reset (no user databases, replicas caught up) before each test;
   rebuilt first if an earlier test left it broken (a node down, replication stopped).
-- ``make_sandbox(replicas=..., broker=..., replication=..., tls=..., mariadb_servers=...)``: a private
+- ``make_sandbox(replicas=..., broker=..., replication=..., tls=..., mariadb_servers=..., brokers=...)``: a private
   sandbox under tmp_path for tests that break the topology; always stopped afterwards.
 
 When a test that used a sandbox fails, the last 30 lines of each server's log are added to its report.
@@ -81,6 +81,7 @@ def make_sandbox(
         replication: bool = True,
         tls: bool = False,
         mariadb_servers: bool = True,
+        brokers: int = 1,
     ) -> Sandbox:
         # mktemp gives short paths (the test name is not in them), which keeps socket paths short too.
         sb = Sandbox.up(
@@ -90,6 +91,7 @@ def make_sandbox(
             replication=replication,
             tls=tls,
             mariadb_servers=mariadb_servers,
+            brokers=brokers,
         )
         made.append(sb)
         _use(request, sb)
