@@ -122,6 +122,8 @@ class Simulator:
             return
         with self.lock:
             if ack.upto <= self.upto[ack.device]:
+                if ack.upto == self.upto[ack.device]:
+                    self.timers[ack.device].duplicate(ack.upto)
                 return
             previous, self.upto[ack.device] = self.upto[ack.device], ack.upto
             pending = self.unacked[ack.device]
@@ -265,8 +267,9 @@ class ResendTimer:
     """One stream's resend timer (shared/protocol.md section 10, "Resend timer and window").
 
     No progress (no ack raising `upto`) for the timeout while readings are unacknowledged: resend the oldest
-    window, double the timeout (up to `cap`) and recover. While recovering, a window acknowledged exactly up to
-    its top (the gateway holds nothing beyond it) means the records after it were probably lost too: the next
+    window, double the timeout (up to `cap`) and recover. While recovering, an ack exactly at the top of the
+    resent window that the gateway then repeats (it answered our resent duplicates and holds nothing beyond
+    them) means the records after it were probably lost too: the next
     expiry resends a window twice as large without backing off (slow start), so a long loss is recovered in a
     few timeouts. An ack beyond the resent window ends the recovery (the gateway has the originals: it was
     only slow). Progress resets the timeout to the base, or to the smoothed ack round trip plus four times its
@@ -336,10 +339,14 @@ class ResendTimer:
         if self.recover_upto >= 0:
             if not pending or upto >= self.recover_upto or upto > self.window_top:
                 self.recover_upto, self.scale = -1, 1  # all acknowledged, or the gateway holds more than we resent
-            elif upto == self.window_top:
-                self.probing = True
         self._arm(now)
         return 0
+
+    def duplicate(self, upto: int) -> None:
+        """An ack that repeats `upto` (the gateway answering a duplicate). Repeated exactly at the top of the
+        resent window while recovering: the gateway had our window and nothing beyond it."""
+        if self.recover_upto >= 0 and upto == self.window_top:
+            self.probing = True
 
 
 def simulate(settings: BrokerSettings, options: SimOptions, *, deadline_s: float = 600.0,

@@ -47,14 +47,19 @@ def test_recovery_grows_the_window_while_losses_continue_and_ends_when_the_gatew
     assert t.check(0.0, p, True, W) == W  # after a reconnect: one window at once
     t.window_top = 9
     p = pending(*range(10, 500))
-    assert t.progress(1.0, 9, p) == 0  # acked exactly to the window's top: the records after it were lost
+    assert t.progress(1.0, 9, p) == 0  # acked exactly to the window's top...
+    t.duplicate(9)  # ...and repeated (our duplicates answered): the records after it were lost
     assert t.check(1.0 + 2.4, p, False, W) == 0  # no resend before the (jittered) timeout
     assert t.check(1.0 + 5.1, p, False, W) == 2 * W  # silence: a window twice as large, without backing off
     assert t.timeout == 5.0
     t.window_top = 29
     t.progress(7.0, 29, pending(*range(30, 500)))
+    t.duplicate(29)
     assert t.check(12.1, pending(*range(30, 500)), False, W) == 4 * W  # slow start
     t.window_top = 69
     t.progress(13.0, 80, pending(*range(81, 500)))  # beyond the window: the gateway has the originals
     assert t.recover_upto == -1 and t.scale == 1
     assert t.check(18.1, pending(*range(81, 500)), False, W) == W  # a later stall: back to one window
+    t.window_top = 180
+    t.progress(19.0, 180, pending(*range(181, 500)))  # acked to the top but never repeated: a stall, not a loss
+    assert t.check(30.0, pending(*range(181, 500)), False, W) == W and t.timeout == 10.0  # backs off, no growth
