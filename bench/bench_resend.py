@@ -49,10 +49,11 @@ def storm(settings: BrokerSettings, site: str, devices: int, per_device: int, ac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a tenth of the readings (a smoke test)")
+    parser.add_argument("--readings", type=int, default=200_000, help="readings in the storm (default 200,000)")
     parser.add_argument("--out", default="resend", help="result file stem in bench/results (default: resend)")
     args = parser.parse_args()
-    scale = 0.1 if args.quick else 1.0
-    devices, per_device = 20, int(10_000 * scale)
+    devices = 20
+    per_device = args.readings // devices // (10 if args.quick else 1)
     with tempfile.TemporaryDirectory(prefix="iotgw-bench-") as tmp:
         work = Path(tmp)
         with Sandbox.up(work / "sb", replicas=0, broker=True, mariadb_servers=False) as sb:

@@ -51,12 +51,8 @@ class Gateway:
         Path(cfg.spool.path).parent.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(cfg.spool.path, max_readings=cfg.spool.max_readings,
                            quarantine_max=cfg.spool.quarantine_max, resume_fraction=cfg.spool.resume_fraction)
-        # A group is full once it holds as many messages as the broker may send before our acks: waiting
-        # longer for more would only add the group-commit interval to every ack of a burst.
-        group_max = min(cfg.spool.group_max, cfg.mqtt.receive_maximum or cfg.spool.group_max) \
-            if cfg.mqtt.enabled else cfg.spool.group_max
         self.writer = SpoolWriter(self.spool, group_commit_ms=cfg.spool.group_commit_ms,
-                                  group_max=group_max, on_commit=self._on_commit)
+                                  group_max=cfg.spool.group_max, on_commit=self._on_commit)
         self.sink = sink if sink is not None else make_sink(cfg)
         self.drain = DrainWorker(self.spool, self.sink, batch_size=cfg.database.batch_size,
                                  retry_max_s=cfg.database.retry_max_s, on_write=self._on_write,
