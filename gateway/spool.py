@@ -425,11 +425,17 @@ class GroupQueue:
     """The writer's inbox: wakes the writer only for a group's first entry, a full group or a stop.
 
     A plain queue wakes the consumer thread on every entry: at a steady few hundred readings per second that is
-    a thread switch per reading, most of the gateway's CPU at such rates. Bounded: `put` blocks when full.
+    a thread switch per reading. Bounded: `put` blocks when full.
+
+    A group also ends early when arrivals pause (`idle_gap_s`) after at least `early_min` entries: in a burst the
+    broker stops sending until our acks (its receive maximum), so waiting out the window would only delay every
+    ack; at low and steady rates arrivals keep coming (or the group stays small) and the window runs its course.
     """
 
-    def __init__(self, maxsize: int, group_max: int) -> None:
+    def __init__(self, maxsize: int, group_max: int, idle_gap_s: float = 0.02, early_min: int = 100) -> None:
         self.maxsize, self.group_max = maxsize, group_max
+        self.idle_gap_s, self.early_min = idle_gap_s, early_min
+        self._last_put = 0.0
         self._items: collections.deque[Entry] = collections.deque()
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -441,6 +447,7 @@ class GroupQueue:
             while len(self._items) >= self.maxsize:
                 self._room.wait()
             self._items.append(entry)
+            self._last_put = time.monotonic()
             n = len(self._items)
             if n == 1 or n >= self.group_max:
                 self._ready.notify()
@@ -460,10 +467,13 @@ class GroupQueue:
                 self._ready.wait()
             deadline = time.monotonic() + window_s
             while len(self._items) < self.group_max and not self.closed:
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     break
-                self._ready.wait(left)
+                if len(self._items) >= self.early_min and now - self._last_put >= self.idle_gap_s:
+                    break  # a large group and the sources have paused: they wait for our acks
+                self._ready.wait(min(left, self.idle_gap_s) if len(self._items) >= self.early_min else left)
             n = min(len(self._items), self.group_max)
             group = [self._items.popleft() for _ in range(n)]
             self._room.notify_all()
