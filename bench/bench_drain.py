@@ -23,9 +23,9 @@ from delayproxy import DelayProxy  # noqa: E402
 from loadgen import load_average  # noqa: E402
 
 from gateway.drain import DrainWorker  # noqa: E402
-from gateway.launch import wait_for  # noqa: E402
 from gateway.protocol import Reading  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
+from gateway.sandbox.launch import wait_for  # noqa: E402
 from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows  # noqa: E402
 from gateway.sinks.replicated import ReplicatedSink  # noqa: E402
 from gateway.spool import Entry, Spool  # noqa: E402

@@ -27,8 +27,8 @@ from replication_common import ADMIN, WRITER, Producer, summary, wait_for, write
 
 from gateway.drain import DrainWorker  # noqa: E402
 from gateway.ops.monitor import Monitor, MonitorConfig  # noqa: E402
-from gateway.ops.sandbox_rebuild import rebuild_node  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
+from gateway.sandbox.rebuild import rebuild_node  # noqa: E402
 from gateway.sinks.replicated import ReplicatedSink  # noqa: E402
 from gateway.spool import Spool  # noqa: E402
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from replication_common import ADMIN, WRITER, write_results  # noqa: E402
 
+from gateway.client import groups as gc  # noqa: E402
 from gateway.metrics import HttpServer  # noqa: E402
 from gateway.ops import groups as g  # noqa: E402
 from gateway.ops.clone import DUMP, clone  # noqa: E402
@@ -57,8 +58,8 @@ def lookups(sb: Sandbox) -> dict[str, dict[str, float]]:
     g.add_group_routes(http, g.GroupService(reg, WRITER))
     http.start()
     try:
-        ask = g.http_lookup(f"http://127.0.0.1:{http.port}")
-        client = g.GroupClient(ask, WRITER, ttl_s=3600)
+        ask = gc.http_lookup(f"http://127.0.0.1:{http.port}")
+        client = gc.GroupClient(ask, WRITER, ttl_s=3600)
         client.view("bench", fresh=True)  # first contact (connections, imports)
         cold = timed(lambda: client.view("bench", fresh=True), 40)
         ask("bench", False)

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import CountingSubscriber, Publishers, load_average, percentile, proc_sample  # noqa: E402
 
-from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for  # noqa: E402
 from gateway.mqttconn import BrokerSettings  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for  # noqa: E402
 from gateway.sinks.mysql import ServerAddress, connect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pymysql  # noqa: E402
 from replication_common import ADMIN, WRITER, write_results  # noqa: E402
 
-from gateway.reads import ReadSelector, SharedRotation, TopologySource  # noqa: E402
+from gateway.client.reads import ReadSelector, SharedRotation, TopologySource  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 
 

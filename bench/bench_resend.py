@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import load_average, proc_sample  # noqa: E402
 
-from gateway.launch import GatewayProcess, sandbox_config, wait_for  # noqa: E402
 from gateway.mqttconn import BrokerSettings  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, wait_for  # noqa: E402
 from gateway.sandbox.ports import free_port  # noqa: E402
 from gateway.simulator import SimOptions, Simulator  # noqa: E402
 

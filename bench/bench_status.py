@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replication_common import write_results  # noqa: E402
 
 from gateway import config as config_mod  # noqa: E402
+from gateway.device_status import DeviceStatus  # noqa: E402
 from gateway.protocol import Reading  # noqa: E402
 from gateway.service import Gateway  # noqa: E402
 from gateway.spool import Entry, Quarantined  # noqa: E402
 from gateway.status.model import build_status  # noqa: E402
 from gateway.status.page import render_view  # noqa: E402
-from gateway.status.service import ParsedStatus  # noqa: E402
-from gateway.topology.model import load_snapshot  # noqa: E402
+from gateway.topology.snapshots import load_snapshot  # noqa: E402
 
 TARGET_MS = 100.0
 SNAPSHOT = Path(__file__).resolve().parents[1] / "tests" / "topology" / "snapshots" / "mariadb_1p3r_epoch.json"
@@ -41,10 +41,10 @@ SNAPSHOT = Path(__file__).resolve().parents[1] / "tests" / "topology" / "snapsho
 class Book:
     """Statuses for the gateway's status service (the shape of the gateway's status book)."""
 
-    def __init__(self, statuses: list[ParsedStatus]) -> None:
+    def __init__(self, statuses: list[DeviceStatus]) -> None:
         self.statuses = statuses
 
-    def snapshot(self) -> list[ParsedStatus]:
+    def snapshot(self) -> list[DeviceStatus]:
         return list(self.statuses)
 
 
@@ -54,7 +54,7 @@ def fill(gw: Gateway, devices: int) -> None:
     statuses = []
     for d in range(devices):
         dev = f"greenhouse-{d:04d}"
-        statuses.append(ParsedStatus("site", dev, "a", 3, "online", "single", 0, 500, 0, "power", 0, "rtc", 10_000,
+        statuses.append(DeviceStatus("site", dev, "a", 3, "online", "single", 0, 500, 0, "power", 0, "rtc", 10_000,
                                      int(now * 1000)))
         for seq in range(30):
             at = int((now - 3000 + seq * 100) * 1000)

@@ -18,20 +18,30 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class MqttConfig:
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = "iotgw"
-    topic_prefix: str = "iot"
-    username: str = ""
-    password: str = ""
+class AccountConfig:
+    """The keys every account section has: its password (literal only for local tests, else from a file or an
+    environment variable; `resolve_secret` picks) and its TLS files (a certificate needs the CA too)."""
+
+    password: str = field(default="", repr=False)  # repr never shows a secret
     password_file: str = ""
     password_env: str = ""
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+
+
+@dataclass
+class MqttConfig(AccountConfig):
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = "iotgw"
+    topic_prefix: str = "iot"
+    username: str = ""
     session_expiry: int = 86400
-    receive_maximum: int = 400
+    # Messages the broker may have in flight to us before our PUBACKs (MQTT 5 Receive Maximum, 1..65535). Large,
+    # so a broker's queue drains into the gateway instead of overflowing its queue limit (docs/configuration.md);
+    # memory stays bounded by the spool writer's queue, and nothing is PUBACKed before the spool commit.
+    receive_maximum: int = 65535
     keepalive: int = 10
     enabled: bool = True
 
@@ -50,30 +60,25 @@ class SpoolConfig:
     group_commit_ms: int = 250  # the longest a reading waits for its group commit (and its ack)
     group_max: int = 500
     quarantine_max: int = 10_000
+    quarantine_max_bytes: int = 16 * 1024 * 1024  # raw bytes, topics and details together; oldest evicted first
     resume_fraction: float = 0.9
 
 
 @dataclass
-class DatabaseConfig:
+class DatabaseConfig(AccountConfig):
     kind: str = "sqlite"
     servers: list[str] = field(default_factory=list)
     user: str = "iotgw"
-    password: str = ""
-    password_file: str = ""
-    password_env: str = ""
     database: str = "iot"
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
     sqlite_path: str = "iotgw-readings.db"
     batch_size: int = 1000
     connect_timeout: float = 3.0
     retry_max_s: float = 5.0
     confirm_replica: bool = True
-    # Replication-aware writer and reads (gateway.topology, gateway.reads): see docs/configuration.md.
+    # Replication-aware writer and reads (gateway.topology, gateway.client): see docs/configuration.md.
     io_timeout_s: float = 10.0  # read/write timeout per statement: a hung (frozen) server fails after this
     admin_user: str = "root"  # promotions write the epoch while the server is still read-only: needs admin
-    admin_password: str = ""
+    admin_password: str = field(default="", repr=False)
     admin_password_file: str = ""
     admin_password_env: str = ""
     read_strategy: str = "round_robin"  # round_robin | weighted | least_lag
@@ -87,10 +92,21 @@ class DatabaseConfig:
 @dataclass
 class HttpConfig:
     listen: str = "127.0.0.1:9108"
-    token: str = ""
+    token: str = field(default="", repr=False)
     token_file: str = ""
     token_env: str = ""
     enabled: bool = True
+
+
+@dataclass
+class HealthConfig:
+    """Worker watching and what /healthz reports (docs/operations.md)."""
+
+    check_interval_s: float = 0.2  # how often every worker thread is checked
+    linger_s: float = 1.0  # after a worker died: /healthz answers "failing" this long before the shutdown starts
+    exit_within_s: float = 10.0  # after a worker died the process has exited (non-zero) within this many seconds
+    broker_drops_degraded_s: float = 600.0  # /healthz says "degraded" this long after the broker dropped messages
+    max_device_statuses: int = 10_000  # collector nodes whose latest status is kept (least recent evicted)
 
 
 @dataclass
@@ -109,12 +125,13 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     failover: dict[str, Any] = field(default_factory=dict)  # validated by the failover monitor (ops)
     source: str = "<defaults>"
 
 
 _SECTIONS = {"mqtt": MqttConfig, "spool": SpoolConfig, "database": DatabaseConfig, "http": HttpConfig,
-             "log": LogConfig}
+             "log": LogConfig, "health": HealthConfig}
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -189,6 +206,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("database.servers: at least one HOST:PORT is needed when database.kind = 'mysql'")
     for i, server in enumerate(cfg.database.servers):
         split_hostport(server, f"database.servers[{i}]")
+    if not 1 <= cfg.mqtt.receive_maximum <= 65535:
+        raise ConfigError(f"mqtt.receive_maximum: must be 1..65535 (MQTT 5 Receive Maximum), got {cfg.mqtt.receive_maximum}")
+    if cfg.health.linger_s >= cfg.health.exit_within_s:
+        raise ConfigError("health.linger_s: must be below health.exit_within_s")
     if cfg.spool.group_max < 1:
         raise ConfigError("spool.group_max: must be at least 1")
     if cfg.spool.max_readings < cfg.spool.group_max:
@@ -201,6 +222,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"log.format: must be 'text' or 'json', got {cfg.log.format!r}")
     if (cfg.mqtt.tls_cert == "") != (cfg.mqtt.tls_key == ""):
         raise ConfigError("mqtt.tls_cert and mqtt.tls_key: give both or neither")
+    for section in ("mqtt", "database"):  # a client certificate without a CA would silently connect in plaintext
+        tls: AccountConfig = getattr(cfg, section)
+        for key in ("tls_cert", "tls_key"):
+            if getattr(tls, key) and not tls.tls_ca:
+                raise ConfigError(f"{section}.{key}: set {section}.tls_ca as well (TLS is used only with a CA; "
+                                  "without it the connection would be plaintext)")
     for i, port in enumerate(cfg.serial):
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")

@@ -21,8 +21,10 @@ from pathlib import Path
 from gateway import config as config_mod
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox
+from gateway.sandbox.rebuild import rebuild_node
 from gateway.service import Gateway
 from gateway.simulator import SimOptions, Simulator
+from gateway.status.term import render as render_status
 
 
 @dataclass
@@ -182,8 +184,6 @@ class Demo:
     def _bring_back(self, name: str) -> None:
         """Restart the killed old primary; the monitor fences it and rejoins it as a replica, or, if it
         diverged (a commit no replica received), it is rebuilt from a replica."""
-        from gateway.ops.sandbox_rebuild import rebuild_node
-
         assert self.sb is not None
         sb = self.sb
         sb.restart(name)
@@ -266,7 +266,6 @@ def render(demo: Demo):
     from rich.table import Table
     from rich.text import Text
 
-    from gateway.status.term import render as render_status
 
     parts = []
     gw, sim = demo.gateway, demo.sim

@@ -57,13 +57,21 @@ class _Batch:
     seconds: float = 0.0
 
 
+@dataclass
+class _StatusJob:
+    """Changed collector statuses to upsert (offered again on failure; readings have their own retry path)."""
+
+    changed: object
+    book: object
+
+
 class _Sender(threading.Thread):
     """Writes handed-over batches to the sink, in order, one at a time."""
 
     def __init__(self, sink: Sink, done: queue.Queue[_Batch]) -> None:
         super().__init__(name="drain-sender", daemon=True)
         self.sink, self.done = sink, done
-        self.todo: queue.Queue[_Batch | None] = queue.Queue()
+        self.todo: queue.Queue[_Batch | _StatusJob | None] = queue.Queue()
         self._failed = False  # after a failure every batch behind it is skipped until `resume()`
         self._lock = threading.Lock()
 
@@ -76,6 +84,13 @@ class _Sender(threading.Thread):
             batch = self.todo.get()
             if batch is None:
                 return
+            if isinstance(batch, _StatusJob):
+                try:
+                    self.sink.write_statuses(batch.changed)
+                except SinkUnavailable as exc:
+                    batch.book.put_back(batch.changed)  # type: ignore[attr-defined]
+                    log.debug("device statuses not written yet: %s", exc)
+                continue
             with self._lock:
                 skip = self._failed
             if skip:
@@ -102,7 +117,8 @@ class DrainWorker(threading.Thread):
     def __init__(self, spool: Spool, sink: Sink, *, batch_size: int = 1000, retry_max_s: float = 5.0,
                  idle_s: float = 0.02, linger_s: float = 1.0, in_flight: int = 2, batch_max: int = 10_000,
                  target_write_s: float = 0.25, on_write: Callable[[int, float], None] | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, statuses=None,  # noqa: ANN001 - StatusBook
+                 status_interval_s: float = 1.0) -> None:
         super().__init__(name="drain", daemon=True)
         self.spool, self.sink = spool, sink
         self.batch_size = batch_size  # a backlog of this many is written at once, without lingering
@@ -122,6 +138,11 @@ class DrainWorker(threading.Thread):
         self._sender = _Sender(sink, self._done)
         self._flying: list[_Batch] = []
         self._pending_since: float | None = None
+        # Collector statuses (gateway.device_status.StatusBook): changed ones are upserted at most every
+        # status_interval_s, by the sender thread between batches (it owns the sink's connection).
+        self.statuses = statuses
+        self.status_interval_s = status_interval_s
+        self._status_due = 0.0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -132,8 +153,12 @@ class DrainWorker(threading.Thread):
         self._sender.start()
         try:
             while not self._stop_event.is_set():
+                crashpoints.fault("drain.step")
+                self._write_statuses()
                 if not self._step(conn):
                     self._idle(conn)
+            self._status_due = 0.0
+            self._write_statuses()  # the last changes before a clean stop
         except BaseException as exc:
             log.exception("drain worker failed")
             self.error = exc
@@ -142,6 +167,14 @@ class DrainWorker(threading.Thread):
             self._sender.join(timeout=30)
             conn.close()
             self.sink.close()
+
+    def _write_statuses(self) -> None:
+        if self.statuses is None or time.monotonic() < self._status_due:
+            return
+        self._status_due = time.monotonic() + self.status_interval_s
+        changed = self.statuses.take_changed()
+        if changed:
+            self._sender.todo.put(_StatusJob(changed, self.statuses))
 
     def _idle(self, conn) -> None:
         """Nothing to do now: wait for new rows (or, with batches to confirm, poll for confirmations)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -19,7 +19,7 @@ class BrokerSettings:
     host: str = "localhost"
     port: int = 1883
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # repr never shows a secret
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 VERSION = 1
 MAX_PAYLOAD = 192
+MAX_STATUS = 256
 MAX_LINE = 256
+MAX_DEPTH = 4  # a reading is one flat object; a status too: anything deeper is hostile
 U32_MAX = 4294967295
 TS_MAX = 253402300799999
 CLOCK_VALID_FROM_MS = 978307200000  # 2001-01-01: a DS1307 that lost its time restarts at 2000-01-01
@@ -99,6 +101,60 @@ def classify_clock(ts: int | None, received_ms: int) -> str:
     return "ok"
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _v in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise Rejected("not_json", detail=f"not_json: duplicate key {dup!r}")
+    return obj
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in `text`, brackets inside strings not counted (linear scan)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads_bounded(payload: bytes, max_bytes: int, *, max_depth: int = MAX_DEPTH) -> object:
+    """Decode untrusted JSON with its size checked first and its nesting depth checked before parsing.
+
+    Never raises anything but Rejected: `too_large` (over `max_bytes`, nothing else looked at), `not_utf8`,
+    `not_json` (syntax, nesting deeper than `max_depth`, duplicate keys, numbers Python refuses).
+    NaN/Infinity are returned as floats: the field checks reject them as `bad_type`.
+    """
+    if len(payload) > max_bytes:
+        raise Rejected("too_large", detail=f"too_large: {len(payload)} bytes > {max_bytes}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected("not_utf8") from None
+    if _depth(text) > max_depth:
+        raise Rejected("not_json", detail=f"not_json: nested deeper than {max_depth}")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except Rejected:
+        raise
+    except (ValueError, RecursionError) as exc:  # RecursionError cannot happen after the depth check
+        raise Rejected("not_json", detail=f"not_json: {str(exc)[:80]}") from None
+
+
 def _int_field(obj: dict, key: str, lo: int, hi: int) -> int:
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -117,6 +173,11 @@ def _name_field(obj: dict, key: str) -> str:
     return value
 
 
+# The field checks, shared with the status parser (gateway.device_status) so both apply the same rules.
+int_field = _int_field
+name_field = _name_field
+
+
 def _unit_ok(unit: str) -> bool:
     return 1 <= len(unit) <= 16 and all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in unit)
 
@@ -126,16 +187,7 @@ def parse_reading(payload: bytes, *, site: str, received_ms: int, topic_device: 
 
     `topic_device` is the device named by the MQTT topic (None on serial). Raises Rejected.
     """
-    if len(payload) > MAX_PAYLOAD:
-        raise Rejected("too_large", detail=f"too_large: {len(payload)} bytes > {MAX_PAYLOAD}")
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Rejected("not_utf8") from None
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise Rejected("not_json", detail=f"not_json: {exc}") from None
+    obj = loads_bounded(payload, MAX_PAYLOAD)
     if not isinstance(obj, dict):
         raise Rejected("not_object")
     for key in ("v", "dev", "node", "boot", "seq", "ts", "src", "val", "unit"):
@@ -147,6 +199,8 @@ def parse_reading(payload: bytes, *, site: str, received_ms: int, topic_device: 
     if v != VERSION:
         raise Rejected("bad_version", detail=f"bad_version: {v}")
     device = _name_field(obj, "dev")
+    if topic_device is not None and device != topic_device:  # before any other field: see identity_of
+        raise Rejected("topic_mismatch", detail=f"topic_mismatch: payload dev {device!r}, topic {topic_device!r}")
     node = _name_field(obj, "node")
     boot = _int_field(obj, "boot", 0, U32_MAX)
     seq = _int_field(obj, "seq", 0, U32_MAX)
@@ -169,23 +223,27 @@ def parse_reading(payload: bytes, *, site: str, received_ms: int, topic_device: 
         raise Rejected("bad_type", "cached")
     if src not in SOURCES or (src == "none") != (ts is None):
         raise Rejected("bad_clock", detail=f"bad_clock: src={src!r} ts={ts!r}")
-    if topic_device is not None and device != topic_device:
-        raise Rejected("topic_mismatch", detail=f"topic_mismatch: payload dev {device!r}, topic {topic_device!r}")
     return Reading(device, node, boot, seq, site, ts, src, float(value), unit, cached,
                    classify_clock(ts, received_ms), received_ms)
 
 
-def identity_of(payload: bytes) -> tuple[str, str, int, int] | None:
+def identity_of(payload: bytes, topic_device: str | None = None) -> tuple[str, str, int, int] | None:
     """Best-effort (device, node, boot, seq) of a rejected reading, or None when it has no valid identity.
 
     A quarantined reading is durably held too, so its identity advances the end-to-end ack: otherwise one
-    bad reading (say a broken sensor's value) would stop its collector's acks for good.
+    bad reading (say a broken sensor's value) would stop its collector's acks for good. On MQTT the identity
+    counts only when the topic's device (`topic_device`) is the payload's `dev`: a client must not move
+    another device's ack by naming it (shared/protocol.md section 5). Size is checked before any parsing.
     """
     try:
-        obj = json.loads(payload)
+        obj = loads_bounded(payload, MAX_PAYLOAD)
+        if not isinstance(obj, dict):
+            return None
         ident = (_name_field(obj, "dev"), _name_field(obj, "node"), _int_field(obj, "boot", 0, U32_MAX),
                  _int_field(obj, "seq", 0, U32_MAX))
-    except (ValueError, TypeError, KeyError, Rejected):
+    except (KeyError, Rejected):
+        return None
+    if topic_device is not None and ident[0] != topic_device:
         return None
     return ident
 

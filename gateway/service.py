@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
 from pathlib import Path
 
 from gateway.config import Config, ConfigError, resolve_secret, split_hostport
+from gateway.device_status import StatusBook
 from gateway.drain import DrainWorker
 from gateway.ingest.mqtt import MqttIngest
 from gateway.ingest.serial import SerialIngest
 from gateway.metrics import HttpServer, Metrics, metrics_route
 from gateway.mqttconn import BrokerSettings
+from gateway.ops.groups import GroupError, GroupService, Registry, add_group_routes
+from gateway.ops.monitor import from_config_table, start_in_background
 from gateway.sinks.base import Sink
+from gateway.sinks.replicated import from_config
+from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import Spool, SpoolWriter
+from gateway.status.http import add_status_routes
 from gateway.status.service import StatusService
+from gateway.topology.conn import credentials_from_config
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +41,7 @@ def make_sink(cfg: Config) -> Sink:
     """The sink the configuration asks for: local SQLite (default) or MySQL/MariaDB."""
     db = cfg.database
     if db.kind == "sqlite":
-        from gateway.sinks.sqlite import SQLiteSink
-
         return SQLiteSink(db.sqlite_path)
-    from gateway.sinks.replicated import from_config
 
     # Always the replication-aware writer: with one server it is that server once verified as primary.
     return from_config(db)
@@ -50,34 +55,45 @@ class Gateway:
         self.metrics = Metrics()
         Path(cfg.spool.path).parent.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(cfg.spool.path, max_readings=cfg.spool.max_readings,
-                           quarantine_max=cfg.spool.quarantine_max, resume_fraction=cfg.spool.resume_fraction)
+                           quarantine_max=cfg.spool.quarantine_max,
+                           quarantine_max_bytes=cfg.spool.quarantine_max_bytes,
+                           resume_fraction=cfg.spool.resume_fraction)
+        # The latest status of every collector node (MQTT and serial); read by /metrics, the status page
+        # and the drain, which upserts changes into the database's device_status table.
+        self.statuses = StatusBook(cfg.health.max_device_statuses)
+        self.metrics.add_device_statuses(self.statuses.snapshot)
         self.writer = SpoolWriter(self.spool, group_commit_ms=cfg.spool.group_commit_ms,
                                   group_max=cfg.spool.group_max, on_commit=self._on_commit)
         self.sink = sink if sink is not None else make_sink(cfg)
         self.drain = DrainWorker(self.spool, self.sink, batch_size=cfg.database.batch_size,
                                  retry_max_s=cfg.database.retry_max_s, on_write=self._on_write,
-                                 on_error=lambda _m: self.metrics.write_errors.inc())
+                                 on_error=lambda _m: self.metrics.write_errors.inc(), statuses=self.statuses)
         self.status = StatusService(self)  # the status page's model; its tracker sees each reading ingested
         ingest_writer = self.status.activity.wrap(self.writer)
         self.mqtt: MqttIngest | None = None
         if cfg.mqtt.enabled:
             self.mqtt = MqttIngest(broker_settings(cfg), client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
-                                   spool=self.spool, writer=ingest_writer, on_message=self._on_message)
+                                   spool=self.spool, writer=ingest_writer, on_message=self._on_message,
+                                   statuses=self.statuses, on_broker_dropped=self._on_broker_dropped)
         self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
-                                    on_message=self._on_message) for p in cfg.serial]
+                                    on_message=self._on_message, statuses=self.statuses) for p in cfg.serial]
+        # The broker's dropped-messages count as last seen (kept in the spool, so drops while this gateway was
+        # down are noticed after a restart too); growth makes /healthz "degraded" for a while.
+        self._dropped_seen: int | None = None
+        self._dropped_at: float | None = None
+        self._dropped_growth = 0
+        self._failures: dict[str, str] = {}  # worker name -> why it is considered dead
+        self._failures_lock = threading.Lock()  # the watchdog loop and the HTTP threads both check
+        self._stopping = False
+        self._monitor_thread: threading.Thread | None = None
         self.http: HttpServer | None = None
         if cfg.http.enabled:
             host, port = split_hostport(cfg.http.listen, "http.listen")
             self.http = HttpServer(host, port)
             self.http.routes["/metrics"] = metrics_route(self.metrics)
             self.http.add_json_route("/healthz", lambda: (200 if self.healthy() else 503, self.health()))
-            from gateway.status.http import add_status_routes
-
             add_status_routes(self.http, self.status.document, token=resolve_secret("http", cfg.http, "token") or None)
             if cfg.database.kind == "mysql":  # HA group lookups for clients (gateway.connect(group=...))
-                from gateway.ops.groups import GroupError, GroupService, Registry, add_group_routes
-                from gateway.topology.conn import credentials_from_config
-
                 creds = credentials_from_config(cfg.database)
                 try:
                     add_group_routes(self.http, GroupService(Registry(list(cfg.database.servers), creds), creds),
@@ -88,8 +104,6 @@ class Gateway:
         self.monitor = None  # the automatic failover monitor, with [failover] auto = true
         self._monitor_config = None
         if cfg.failover:
-            from gateway.ops.monitor import from_config_table
-
             self._monitor_config = from_config_table(cfg.failover)
             if self._monitor_config and cfg.database.kind != "mysql":
                 raise ConfigError("failover.auto: needs [database] kind = \"mysql\" with the topology's servers")
@@ -109,6 +123,24 @@ class Gateway:
         self.metrics.written.inc(rows)
         self.metrics.write_latency.observe(seconds)
 
+    def _on_broker_dropped(self, value: int) -> None:
+        """The broker published its dropped-messages count (every sys_interval)."""
+        if self._dropped_seen is None:
+            self._dropped_seen = self.spool.read_counter("broker_dropped_seen") or 0
+        last = self._dropped_seen
+        growth = value - last if value >= last else value  # a smaller count: the broker restarted from 0
+        self.metrics.broker_dropped.set(value)
+        if growth > 0:
+            self.metrics.broker_dropped_seen.inc(growth)
+            self._dropped_growth += growth
+            self._dropped_at = time.monotonic()
+            log.warning("broker dropped %d messages (%d since it started): messages published to this gateway "
+                        "were lost before it could take them; set max_queued_messages 0 (and persistence true) in "
+                        "mosquitto.conf, see docs/operations.md", growth, value)
+        if value != last:
+            self._dropped_seen = value
+            self.spool.write_counter("broker_dropped_seen", value)
+
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         if self.http:
@@ -118,10 +150,8 @@ class Gateway:
         self.drain.start()
         self.status.start()
         if self._monitor_config:
-            from gateway.ops.monitor import start_in_background
-            from gateway.topology.conn import credentials_from_config
             # The monitor logs its own events; the writer learns the new primary from the epoch it writes.
-            self.monitor, _thread = start_in_background(list(self.cfg.database.servers),
+            self.monitor, self._monitor_thread = start_in_background(list(self.cfg.database.servers),
                                                         credentials_from_config(self.cfg.database, admin=True),
                                                         self._monitor_config)
             log.info("failover monitor running inside the gateway (interval %.1f s, failcount %d)",
@@ -135,6 +165,7 @@ class Gateway:
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking messages, commit what was received, drain the spool for up to `drain_timeout` s."""
+        self._stopping = True
         if self.monitor is not None:
             self.monitor.stop()
         for ingest in self._ingests():
@@ -157,34 +188,92 @@ class Gateway:
         self.stopped.set()
 
     def run_forever(self) -> int:
-        """Run until SIGTERM/SIGINT; exit code 0 on a clean stop, 1 if a worker failed."""
+        """Run until SIGTERM/SIGINT; exit code 0 on a clean stop, 1 if a worker failed.
+
+        Every worker is checked every `health.check_interval_s`. When one died, /healthz answers "failing" with
+        the reason for `health.linger_s`, then the service stops; a backstop ends the process with exit code 1
+        after `health.exit_within_s` even if the shutdown hangs, so systemd restarts it in bounded time.
+        """
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         self.start()
-        failed = None
-        while not stop.wait(0.5):
-            failed = self.writer.error or self.drain.error
+        h = self.cfg.health
+        failed: dict[str, str] = {}
+        while not stop.wait(h.check_interval_s):
+            failed = self.failures()
             if failed:
-                log.error("stopping: a worker failed: %s", failed)
                 break
-        self.stop()
-        return 1 if failed else 0
+        if not failed:
+            self.stop()
+            return 0
+        backstop = threading.Timer(h.exit_within_s, lambda: os._exit(1))
+        backstop.daemon = True
+        backstop.start()
+        log.error("stopping: worker failed: %s", "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        stop.wait(max(0.0, h.linger_s))
+        self.stop(drain_timeout=min(1.0, h.exit_within_s / 4))
+        return 1
 
     # --- health ---------------------------------------------------------------------------------
+    def _workers(self) -> list[tuple[str, threading.Thread, BaseException | None]]:
+        workers: list[tuple[str, threading.Thread, BaseException | None]] = [
+            ("spool-writer", self.writer, self.writer.error), ("drain", self.drain, self.drain.error)]
+        if self.mqtt:
+            workers.append(("mqtt-ingest", self.mqtt, self.mqtt.error))
+        workers += [(f"serial {s.port_name}", s, s.error) for s in self.serial]
+        if self._monitor_thread is not None:
+            workers.append(("failover-monitor", self._monitor_thread, None))
+        return workers
+
+    def failures(self) -> dict[str, str]:
+        """Workers that died or failed (empty while all are well); each newly found one counts in /metrics."""
+        with self._failures_lock:
+            if not self._stopping:
+                self._find_failures()
+            return dict(self._failures)
+
+    def _find_failures(self) -> None:
+        for name, thread, error in self._workers():
+            if name in self._failures:
+                continue
+            why = None
+            if error is not None:
+                why = f"failed: {type(error).__name__}: {error}"
+            elif thread.ident is not None and not thread.is_alive():
+                why = "thread ended"
+            if why:
+                self._failures[name] = why[:300]
+                self.metrics.worker_failures.labels(name).inc()
+                log.error("worker %s %s", name, why)
+
+    def degraded(self) -> list[str]:
+        """Problems that lose nothing here but need an operator (the broker dropped messages recently)."""
+        problems = []
+        if self._dropped_at is not None and time.monotonic() - self._dropped_at < self.cfg.health.broker_drops_degraded_s:
+            problems.append(f"the broker dropped {self._dropped_growth} messages (set max_queued_messages 0 in "
+                            "mosquitto.conf)")
+        return problems
+
     def healthy(self) -> bool:
-        return self.writer.is_alive() and self.drain.is_alive() and self.writer.error is None
+        return not self.failures()
 
     def health(self) -> dict:
+        failures = self.failures()
+        degraded = self.degraded()
         return {
-            "status": "ok" if self.healthy() else "failing",
+            "status": "failing" if failures else "degraded" if degraded else "ok",
+            "failures": failures,
+            "degraded": degraded,
             "spool_depth": self.spool.depth,
             "spool_full": self.spool.full,
             "database_available": self.drain.available,
             "database_error": self.drain.last_error,
             "mqtt_connected": self.mqtt.connected if self.mqtt else None,
             "mqtt_error": self.mqtt.last_error if self.mqtt else None,
+            "broker_dropped": self._dropped_seen,
             "serial": {s.port_name: s.connected for s in self.serial},
+            "devices": len(self.statuses),
             "alerts": self.status.alerts(),
         }
 

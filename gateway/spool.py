@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway import crashpoints
-from gateway.protocol import Ack, Reading
+from gateway.protocol import Ack, Reading, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS held (  -- sequences held above a stream's contiguous
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, source TEXT NOT NULL, topic TEXT NOT NULL,
-    site TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, field TEXT, detail TEXT NOT NULL, raw BLOB NOT NULL
+    site TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL, field TEXT, detail TEXT NOT NULL, raw BLOB NOT NULL,
+    raw_len INTEGER  -- the message's length before `raw` was cut to QUARANTINE_RAW_MAX bytes
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
@@ -66,6 +67,12 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(SCHEMA)
+    if "raw_len" not in {row[1] for row in conn.execute("PRAGMA table_info(quarantine)")}:
+        try:  # a spool made before raw_len existed
+            conn.execute("ALTER TABLE quarantine ADD COLUMN raw_len INTEGER")
+        except sqlite3.OperationalError as exc:  # another connection added it just now
+            if "duplicate column" not in str(exc):
+                raise
     return conn
 
 
@@ -82,6 +89,30 @@ class Quarantined:
     raw: bytes
     received_ms: int
     ident: tuple[str, str, int, int] | None = None  # identity, when the payload has a valid one
+    raw_len: int | None = None  # the original length when `raw` was cut (see quarantined())
+
+
+QUARANTINE_RAW_MAX = 1024  # bytes of a rejected message kept: enough to see what it was, bounded per entry
+QUARANTINE_TEXT_MAX = 256  # topic and detail are cut too (an MQTT topic may be 64 KiB)
+
+
+def quarantined(source: str, topic: str, site: str, rej: Rejected, raw: bytes, received_ms: int,
+                ident: tuple[str, str, int, int] | None = None) -> Quarantined:
+    """A quarantine entry with everything from the message cut to a bounded size (raw to 1 KiB, its length kept),
+    so a flood of large hostile messages costs the writer queue and the spool little memory and disk."""
+    raw = bytes(raw)
+    return Quarantined(source, topic[:QUARANTINE_TEXT_MAX], site[:64], rej.reason, rej.field,
+                       rej.detail[:QUARANTINE_TEXT_MAX], raw[:QUARANTINE_RAW_MAX], received_ms, ident, len(raw))
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+
+
+def printable(raw: bytes | str, limit: int = 120) -> str:
+    """Untrusted bytes for a terminal: invalid UTF-8 and control characters (escape sequences) as \\xNN."""
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    text = text[:limit].translate(_CONTROL)
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
 class Source(Protocol):
@@ -156,10 +187,12 @@ class Spool:
     """The spool database: ingest commits (through SpoolWriter), drain access, inspection."""
 
     def __init__(self, path: str | Path, *, max_readings: int = 1_000_000, quarantine_max: int = 10_000,
-                 resume_fraction: float = 0.9, clock: Callable[[], float] = time.time) -> None:
+                 quarantine_max_bytes: int = 16 * 1024 * 1024, resume_fraction: float = 0.9,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.max_readings = max_readings
         self.quarantine_max = quarantine_max
+        self.quarantine_max_bytes = quarantine_max_bytes
         self.resume_fraction = resume_fraction
         self.clock = clock
         self.conn = open_db(self.path)  # the ingest (writer thread) connection
@@ -303,15 +336,48 @@ class Spool:
         self.new_rows.set()
 
     def _quarantine(self, conn: sqlite3.Connection, items: Sequence[Quarantined]) -> None:
+        """Insert quarantine entries, then evict the oldest until both bounds (rows and bytes) hold again."""
         conn.executemany(
-            "INSERT INTO quarantine (received_ms, source, topic, site, reason, field, detail, raw) VALUES (?,?,?,?,?,?,?,?)",
-            [(q.received_ms, q.source, q.topic, q.site, q.reason, q.field, q.detail, q.raw) for q in items])
-        total = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-        if total > self.quarantine_max:
-            evict = total - self.quarantine_max
-            conn.execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)", (evict,))
-            conn.execute("INSERT INTO counters (name, value) VALUES ('quarantine_evicted', ?) "
-                         "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", (evict,))
+            "INSERT INTO quarantine (received_ms, source, topic, site, reason, field, detail, raw, raw_len) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [(q.received_ms, q.source, q.topic, q.site, q.reason, q.field, q.detail, q.raw[:QUARANTINE_RAW_MAX],
+              q.raw_len if q.raw_len is not None else len(q.raw)) for q in items])
+        total, size = conn.execute(
+            "SELECT count(*), coalesce(sum(length(raw) + length(topic) + length(detail)), 0) FROM quarantine").fetchone()
+        if total <= self.quarantine_max and size <= self.quarantine_max_bytes:
+            return
+        evict = max(0, total - self.quarantine_max)
+        excess = size - self.quarantine_max_bytes
+        if excess > 0:  # walk the oldest entries until enough bytes are freed
+            freed, n = 0, 0
+            for (entry_size,) in conn.execute(
+                    "SELECT length(raw) + length(topic) + length(detail) FROM quarantine ORDER BY id"):
+                if freed >= excess:
+                    break
+                freed, n = freed + entry_size, n + 1
+            evict = max(evict, n)
+        conn.execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)", (evict,))
+        conn.execute("INSERT INTO counters (name, value) VALUES ('quarantine_evicted', ?) "
+                     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", (evict,))
+
+    # --- small persistent counters (outside the reading path) -----------------------------------
+    def read_counter(self, name: str) -> int | None:
+        """A value kept in the spool's counters table (own short-lived connection: any thread)."""
+        conn = open_db(self.path)
+        try:
+            row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        finally:
+            conn.close()
+        return row[0] if row else None
+
+    def write_counter(self, name: str, value: int) -> None:
+        """Set a value in the counters table (own short-lived connection: any thread)."""
+        conn = open_db(self.path)
+        try:
+            conn.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+        finally:
+            conn.close()
 
     # --- drain side (own connection, called from the drain thread) ------------------------------
     def drain_connection(self) -> sqlite3.Connection:
@@ -519,6 +585,7 @@ class SpoolWriter(threading.Thread):
             self.error = exc
 
     def _commit(self, group: list[Entry]) -> None:
+        crashpoints.fault("writer.commit")
         started = time.monotonic()
         result = self.spool.commit_group(group)
         marks = result.marks

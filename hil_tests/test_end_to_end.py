@@ -14,9 +14,9 @@ import json
 
 import pytest
 
-from gateway.launch import GatewayProcess, wait_for
 from gateway.protocol import parse_frame
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import GatewayProcess, wait_for
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials
 from gateway.topology.discovery import discover

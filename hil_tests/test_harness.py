@@ -8,6 +8,7 @@ k-th EEPROM byte, the I2C bridge between two boards (stop, resume, cut), and the
 from __future__ import annotations
 
 import calendar
+import time
 
 import pytest
 
@@ -128,5 +129,55 @@ def test_serial_rig_board_on_a_simulated_port(make_harness, testfw):
         line = board.expect(r"^echo from the serial rig$", 10)
         assert line.ms <= board.now_ms()
         assert board.capabilities == frozenset()  # no --power-cmd: no power control, tests skip on it
+    finally:
+        board.close()
+
+
+def test_serial_board_reopens_its_port_after_a_power_cycle(tmp_path):
+    """A USB board's port vanishes when its power is cut and comes back when it boots: SerialBoard waits for
+    it and reopens it (a pty behind a stable symlink, as /dev/serial/by-id/... is for a real board)."""
+    import os
+
+    from hil_tests.rig.serial_rig import SerialBoard
+
+    link = tmp_path / "ttyACM-by-id"
+
+    def plug() -> int:
+        master, slave = os.openpty()
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(os.ttyname(slave))
+        os.close(slave)
+        return master
+
+    master = plug()
+    board = SerialBoard("a", str(link), reopen_timeout=10)
+    try:
+        os.write(master, b"boot 7\n")
+        board.expect(r"^boot 7$", 5)
+        os.close(master)  # power off: the device (and its node) is gone
+        link.unlink()
+        deadline = time.monotonic() + 5
+        while board._port is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert board._port is None, "the board did not notice that its port went away"
+        master = plug()  # power on: the device is back
+        deadline = time.monotonic() + 5
+        while board.reopened < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert board.reopened == 1
+        os.write(master, b"boot 8\n")
+        board.expect(r"^boot 8$", 5)
+        board.send_line("ack")
+        got = b""
+        while not got.endswith(b"ack\n"):
+            got += os.read(master, 64)
+        board.reopen_timeout = 0.3  # before the cut: the reader takes the timeout when it notices
+        os.close(master)  # and a port that never comes back ends the board's output with the reason
+        link.unlink()
+        deadline = time.monotonic() + 5
+        while board.lines.closed_reason is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "did not come back" in (board.lines.closed_reason or ""), board.lines.closed_reason
     finally:
         board.close()

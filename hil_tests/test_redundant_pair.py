@@ -55,7 +55,8 @@ def test_takeover_and_handback(pair_rig: Rig) -> None:
             beats = [w for w in h.i2c_log if w.src == "a" and w.dst == "b"]
             gaps = [y.ms - x.ms for x, y in zip(beats[1:], beats[2:], strict=False)]
             assert len(gaps) >= 3 and all(abs(g - HEARTBEAT_MS) <= 0.05 * HEARTBEAT_MS for g in gaps), gaps
-            assert all(w.data[:1] == b"H" and len(w.data) == 3 for w in beats), beats
+            # protocol section 9: register 0, then B7 | state | counter
+            assert all(w.data[:2] == b"\x00\xb7" and len(w.data) == 4 for w in beats), beats
 
         # stop the primary: the secondary takes over after the timeout, not earlier, not much later
         b.mark()

@@ -114,7 +114,7 @@ if [ -z "$PYTHON" ]; then
     # python, which points at this interpreter.
     if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 fi
-for file in pyproject.toml gateway/cli.py deploy/iotgw.service deploy/mosquitto.conf; do
+for file in pyproject.toml gateway/cli/__init__.py deploy/iotgw.service deploy/mosquitto.conf; do
     [ -f "$SOURCE/$file" ] || die "--source $SOURCE: not an iotgw checkout ($file missing)"
 done
 

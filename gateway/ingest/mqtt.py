@@ -6,7 +6,6 @@ full we disconnect and stay away; the broker keeps our session's messages until 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -16,9 +15,12 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from gateway import crashpoints
+from gateway.device_status import StatusBook, parse_status
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
 from gateway.protocol import Ack, Rejected, identity_of, parse_reading, parse_topic
-from gateway.spool import Entry, Quarantined, Spool, SpoolWriter
+from gateway.spool import Entry, Spool, SpoolWriter, quarantined
+
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,9 @@ class MqttIngest(threading.Thread):
 
     def __init__(self, settings: BrokerSettings, *, client_id: str, prefix: str, spool: Spool,
                  writer: SpoolWriter, on_message: Callable[[str, str | None], None] | None = None,
-                 clock: Callable[[], float] = time.time, ack_interval_s: float = 0.05) -> None:
+                 clock: Callable[[], float] = time.time, ack_interval_s: float = 0.05,
+                 statuses: StatusBook | None = None,
+                 on_broker_dropped: Callable[[int], None] | None = None) -> None:
         super().__init__(name="mqtt-ingest", daemon=True)
         self.settings, self.prefix = settings, prefix
         self.spool, self.writer = spool, writer
@@ -40,7 +44,12 @@ class MqttIngest(threading.Thread):
         self._halt = threading.Event()
         self.connected = False
         self.last_error = ""
-        self.statuses: dict[tuple[str, str], str] = {}  # (device, node) -> last status payload
+        self.statuses = statuses if statuses is not None else StatusBook()
+        # `$SYS/broker/publish/messages/dropped`: the broker's count of messages it threw away (queue limits);
+        # on_broker_dropped(value) is told every value (see gateway.service for what follows).
+        self.on_broker_dropped = on_broker_dropped
+        self.error: BaseException | None = None  # set when the thread died of an unexpected exception
+        self._internal_errors_logged: set[str] = set()
         # End-to-end acks are cumulative, so per stream only the newest matters: they are sent at most every
         # ack_interval_s (far below a collector's ack timeout), which spares the broker and the collectors
         # one ack per group commit per stream under load.
@@ -51,8 +60,17 @@ class MqttIngest(threading.Thread):
 
     # --- network loop ---------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # the service's watchdog sees the dead thread and this reason
+            log.exception("MQTT ingest failed")
+            self.error = exc
+            raise
+
+    def _run(self) -> None:
         delay = 0.2
         while not self._halt.is_set():
+            crashpoints.fault("mqtt.loop")
             if self.spool.full:
                 self._pause_for_backpressure()
                 continue
@@ -69,7 +87,7 @@ class MqttIngest(threading.Thread):
                 delay = 0.2
                 self.connected, self.last_error = True, ""
                 topics = [(f"{self.prefix}/+/+/reading", 1), (f"{self.prefix}/+/+/status", 1)]
-                self.client.subscribe(topics)
+                self.client.subscribe([*topics, (DROPPED_TOPIC, 0)])
                 log.info("MQTT: connected to %s, subscribed to %s", self.settings.url, ", ".join(t for t, _ in topics))
             rc = self.client.loop(0.05)
             if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
@@ -106,38 +124,62 @@ class MqttIngest(threading.Thread):
 
     # --- messages -------------------------------------------------------------------------------
     def _on_message(self, client: mqtt.Client, _userdata, msg: mqtt.MQTTMessage) -> None:
+        """Every message ends stored, quarantined or refused: nothing raised here may reach paho's loop."""
+        try:
+            if msg.topic == DROPPED_TOPIC:
+                self._broker_dropped(msg.payload)
+                return
+            self._handle(client, msg)
+        except Exception as exc:  # a bug met by one message: quarantine it, never stop ingest
+            self._internal_error(client, msg, exc)
+
+    def _handle(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        crashpoints.fault("mqtt.message")
         received_ms = int(self.clock() * 1000)
         ref = (msg.mid, msg.qos)
+        device = None
         try:
             site, device, kind = parse_topic(msg.topic, self.prefix)
             if kind == "status":
-                self._status(device, msg.payload)
+                status = parse_status(msg.payload, site=site, received_ms=received_ms, topic_device=device)
+                if self.statuses.update(status):
+                    log.info("status %s/%s/%s: %s", site, device, status.node, status.state)
                 client.ack(msg.mid, msg.qos)
                 return
             if kind != "reading":
-                raise Rejected("bad_topic", detail=f"bad_topic: {msg.topic!r}")
+                raise Rejected("bad_topic", detail=f"bad_topic: {msg.topic[:200]!r}")
             item = parse_reading(msg.payload, site=site, received_ms=received_ms, topic_device=device)
             reason = None
         except Rejected as rej:
             site = msg.topic.split("/")[-3] if msg.topic.count("/") >= 3 else ""
-            ident = None if rej.reason in ("topic_mismatch", "bad_topic") else identity_of(msg.payload)
-            item = Quarantined("mqtt", msg.topic, site, rej.reason, rej.field, rej.detail, bytes(msg.payload),
-                               received_ms, ident)
+            # The identity moves the ack only when the topic's device is the payload's dev (checked inside).
+            ident = None if rej.reason in ("topic_mismatch", "bad_topic") or device is None \
+                else identity_of(msg.payload, topic_device=device)
+            item = quarantined("mqtt", msg.topic, site, rej, msg.payload, received_ms, ident)
             reason = rej.reason
         if self.on_message_hook:
             self.on_message_hook("mqtt", reason)
         self.writer.submit(Entry(item, self, ref))
 
-    def _status(self, device: str, payload: bytes) -> None:
-        text = payload.decode("utf-8", "replace")[:256]
-        node = "?"
+    def _internal_error(self, client: mqtt.Client, msg: mqtt.MQTTMessage, exc: Exception) -> None:
+        kind = type(exc).__name__
+        if kind not in self._internal_errors_logged:  # once per kind of failure: a flood must not flood the log
+            self._internal_errors_logged.add(kind)
+            log.exception("MQTT: internal error on a message on %r; quarantined as internal_error", msg.topic[:200])
         try:
-            node = str(json.loads(text).get("node", "?"))
-        except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
-            pass
-        if self.statuses.get((device, node)) != text:
-            log.info("status %s/%s: %s", device, node, text)
-        self.statuses[(device, node)] = text
+            rej = Rejected("internal_error", detail=f"internal_error: {kind}: {str(exc)[:120]}")
+            item = quarantined("mqtt", msg.topic, "", rej, msg.payload, int(self.clock() * 1000))
+            if self.on_message_hook:
+                self.on_message_hook("mqtt", "internal_error")
+            self.writer.submit(Entry(item, self, (msg.mid, msg.qos)))
+        except Exception:  # not even quarantinable: acknowledge it so the broker does not hand it over forever
+            log.exception("MQTT: could not quarantine a message on %r; acknowledged and dropped", msg.topic[:200])
+            client.ack(msg.mid, msg.qos)
+
+    def _broker_dropped(self, payload: bytes) -> None:
+        text = payload[:32].decode("ascii", "replace").strip()
+        if text.isdigit() and self.on_broker_dropped:
+            self.on_broker_dropped(int(text))
 
     def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:
         """Called by the spool writer after the group commit: PUBACK, then the end-to-end acks."""

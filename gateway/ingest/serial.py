@@ -14,8 +14,12 @@ from collections.abc import Callable
 
 import serial
 
-from gateway.protocol import Ack, Rejected, frame, identity_of, parse_frame, parse_reading
-from gateway.spool import Entry, Quarantined, Spool, SpoolWriter
+from gateway import crashpoints
+from gateway.device_status import StatusBook, parse_status
+from gateway.protocol import MAX_LINE, Ack, Rejected, frame, identity_of, parse_frame, parse_reading
+from gateway.spool import Entry, Spool, SpoolWriter, quarantined
+
+LINE_BUFFER_MAX = 4 * MAX_LINE  # bytes without a newline kept at most: the rest of such a line is skipped
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ class SerialIngest(threading.Thread):
 
     def __init__(self, port: str, *, baud: int = 115200, site: str, spool: Spool, writer: SpoolWriter,
                  on_message: Callable[[str, str | None], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, statuses: StatusBook | None = None) -> None:
         super().__init__(name=f"serial-ingest {port}", daemon=True)
         self.port_name, self.baud, self.site = port, baud, site
         self.spool, self.writer = spool, writer
@@ -37,13 +41,27 @@ class SerialIngest(threading.Thread):
         self.console: collections.deque[str] = collections.deque(maxlen=50)
         self.connected = False
         self.last_error = ""
+        self.statuses = statuses if statuses is not None else StatusBook()
+        self.error: BaseException | None = None  # set when the thread died of an unexpected exception
+        self._buffer = bytearray()
+        self._skipping = False  # inside an over-long line: drop bytes up to its newline
+        self._internal_errors_logged: set[str] = set()
 
     def stop(self) -> None:
         self._halt.set()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # the service's watchdog sees the dead thread and this reason
+            log.exception("serial %s: ingest failed", self.port_name)
+            self.error = exc
+            raise
+
+    def _run(self) -> None:
         delay = 0.2
         while not self._halt.is_set():
+            crashpoints.fault("serial.loop")
             if self.port is None:
                 try:
                     self.port = serial.serial_for_url(self.port_name, baudrate=self.baud, timeout=0.1)
@@ -61,14 +79,38 @@ class SerialIngest(threading.Thread):
                     self.spool.full_changed.wait_for(lambda: not self.spool.full or self._halt.is_set(), timeout=1.0)
                 continue
             try:
-                raw = self.port.readline()
+                chunk = self.port.read(max(1, min(self.port.in_waiting, 4096)))
             except (serial.SerialException, OSError) as exc:
                 log.warning("serial %s: read failed (%s); reopening", self.port_name, exc)
                 self._close()
                 continue
-            if raw:
-                self.handle_line(raw)
+            for line in self.feed(chunk):
+                self.handle_line(line)
         self._close()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Split received bytes into lines with bounded memory: a line longer than LINE_BUFFER_MAX is quarantined
+        (its first bytes) as `bad_frame` and skipped up to its newline."""
+        lines = []
+        self._buffer += chunk
+        while True:
+            cut = self._buffer.find(b"\n")
+            if cut < 0:
+                break
+            line = bytes(self._buffer[:cut + 1])
+            del self._buffer[:cut + 1]
+            if self._skipping:
+                self._skipping = False
+                continue
+            lines.append(line)
+        if len(self._buffer) > LINE_BUFFER_MAX:
+            if not self._skipping:
+                self._quarantine(bytes(self._buffer), Rejected(
+                    "bad_frame", detail=f"bad_frame: line over {LINE_BUFFER_MAX} bytes without a newline"),
+                    int(self.clock() * 1000))
+            self._skipping = True
+            self._buffer.clear()
+        return lines
 
     def _close(self) -> None:
         self.connected = False
@@ -80,8 +122,27 @@ class SerialIngest(threading.Thread):
             self.port = None
 
     def handle_line(self, raw: bytes) -> None:
-        """Validate one line and queue it for the spool (console text is only logged)."""
+        """Validate one line and queue it for the spool (console text is only logged); never raises."""
+        try:
+            self._handle_line(raw)
+        except Exception as exc:  # a bug met by one line: quarantine it, never stop this port
+            kind = type(exc).__name__
+            if kind not in self._internal_errors_logged:
+                self._internal_errors_logged.add(kind)
+                log.exception("serial %s: internal error on a line; quarantined as internal_error", self.port_name)
+            try:
+                self._quarantine(raw, Rejected("internal_error", detail=f"internal_error: {kind}"),
+                                 int(self.clock() * 1000))
+            except Exception:
+                log.exception("serial %s: could not quarantine a line; dropped", self.port_name)
+
+    def _handle_line(self, raw: bytes) -> None:
+        crashpoints.fault("serial.line")
         received_ms = int(self.clock() * 1000)
+        if len(raw) > MAX_LINE + 2:  # checked before decoding: an over-long line is never parsed
+            self._quarantine(raw, Rejected("bad_frame", detail=f"bad_frame: line of {len(raw)} bytes > {MAX_LINE}"),
+                             received_ms)
+            return
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -97,7 +158,9 @@ class SerialIngest(threading.Thread):
                 return
             kind, payload = parsed
             if kind == "S":
-                log.info("serial %s status: %s", self.port_name, payload)
+                status = parse_status(payload.encode(), site=self.site, received_ms=received_ms)
+                if self.statuses.update(status):
+                    log.info("serial %s status %s/%s: %s", self.port_name, status.device, status.node, status.state)
                 return
             if kind != "R":
                 raise Rejected("unknown_type", detail=f"unknown_type: {kind!r} from a collector")
@@ -116,8 +179,7 @@ class SerialIngest(threading.Thread):
     def _quarantine(self, raw: bytes, rej: Rejected, received_ms: int, ident=None) -> None:
         if self.on_message_hook:
             self.on_message_hook("serial", rej.reason)
-        item = Quarantined("serial", self.port_name, self.site, rej.reason, rej.field, rej.detail,
-                           raw.rstrip(b"\r\n"), received_ms, ident)
+        item = quarantined("serial", self.port_name, self.site, rej, raw.rstrip(b"\r\n"), received_ms, ident)
         self.writer.submit(Entry(item, self, None))
 
     def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:

@@ -13,8 +13,6 @@ would be the physical alternative for large data sets.
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -23,16 +21,16 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.ops.plan import diverged
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
+from gateway.topology.dialect import MARIADB, quote_ident  # the logical dump and its GTID comment are MariaDB's
 from gateway.topology.model import split_endpoint
+from gateway.topology.operation import OpError, Steps
+from gateway.topology.tools import CLIENT, DUMP, tool_command
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
-_GTID_IN_DUMP = re.compile(r"^-- SET GLOBAL gtid_slave_pos='([0-9,\-]*)';", re.MULTILINE)
-DUMP = shutil.which("mariadb-dump") or "mariadb-dump"
-CLIENT = shutil.which("mariadb") or "mariadb"
 
 
-class CloneError(RuntimeError):
+class CloneError(OpError):
     """A rejoin or clone step failed; the message names it."""
 
 
@@ -51,42 +49,29 @@ def _one(cur: pymysql.cursors.Cursor, sql: str) -> str:
 def rejoin(ep: str, primary: str, admin: Credentials, repl: tuple[str, str], *, fence_first: bool = True,
            progress: Callable[[str], None] | None = None) -> RejoinResult:
     """Fence `ep`, then make it a replica of `primary` if it has not diverged (MariaDB)."""
-    say = progress or (lambda _m: None)
     result = RejoinResult(False)
 
-    def step(m: str) -> None:
-        result.steps.append(m)
-        say(m)
+    step = Steps(progress, result.steps)
 
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
         if fence_first:
-            cur.execute("SET GLOBAL read_only=ON")
+            set_read_only(cur, True, MARIADB)
             step(f"{ep}: fenced (read_only=ON)")
-        own = _one(cur, "SELECT @@gtid_binlog_pos")
+        own = _one(cur, MARIADB.binlog_position_sql)
     with open_connection(primary, admin) as conn, conn.cursor() as cur:
-        state = _one(cur, "SELECT @@gtid_binlog_state")
+        state = _one(cur, MARIADB.binlog_state_sql)
     result.diverged = diverged(own, state)
     if result.diverged:
         step(f"{ep}: DIVERGED: holds {', '.join(result.diverged)} that {primary} never had: needs a rebuild")
         return result
     host, port = split_endpoint(primary)
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
-        cur.execute("STOP SLAVE")
-        cur.execute("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
-                    "MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-                    (host, port, repl[0], repl[1]))
-        cur.execute("START SLAVE")
+        cur.execute(MARIADB.stop_replica_sql)
+        cur.execute(*MARIADB.change_source_sql(host, port, repl[0], repl[1], gtid_mode="current_pos"))
+        cur.execute(MARIADB.start_replica_sql)
     result.rejoined = True
     step(f"{ep}: not diverged ({own or 'empty binlog'}): replicates from {primary} (current_pos)")
     return result
-
-
-def _client_args(ep: str, admin: Credentials) -> list[str]:
-    host, port = split_endpoint(ep)
-    args = [f"--host={host}", f"--port={port}", f"--user={admin.user}", "--protocol=TCP"]
-    if admin.password:
-        args.append(f"--password={admin.password}")
-    return args
 
 
 def user_databases(ep: str, admin: Credentials) -> list[str]:
@@ -102,43 +87,39 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
 
     `target` must hold no data of its own: its binlog and replication settings are reset first.
     """
-    say = progress or (lambda _m: None)
     steps: list[str] = []
 
-    def step(m: str) -> None:
-        steps.append(m)
-        say(m)
+    step = Steps(progress, steps)
 
     started = time.monotonic()
     with open_connection(target, admin) as conn, conn.cursor() as cur:
-        cur.execute("SET GLOBAL read_only=ON")
-        cur.execute("STOP SLAVE")
-        cur.execute("RESET SLAVE ALL")
+        set_read_only(cur, True, MARIADB)
+        cur.execute(MARIADB.stop_replica_sql)
+        cur.execute(MARIADB.reset_replica_all_sql)
         cur.execute("RESET MASTER")  # an empty binlog: nothing on it can be errant
         cur.execute("SET SESSION sql_log_bin=0")
         for db in user_databases(target, admin):
-            cur.execute(f"DROP DATABASE `{db}`")
+            cur.execute(f"DROP DATABASE {quote_ident(db)}")
     step(f"{target}: fenced, replication and binlog reset, emptied")
     databases = user_databases(donor, admin)
     if databases:
         position = _dump_and_load(donor, target, databases, admin, timeout, step)
     else:  # nothing to copy: the donor's position is all the new replica needs
         with open_connection(donor, admin) as conn, conn.cursor() as cur:
-            position = _one(cur, "SELECT @@gtid_binlog_pos")
+            position = _one(cur, MARIADB.binlog_position_sql)
         step(f"{donor}: no user databases; starting from its position {position or 'empty'}")
     host, port = split_endpoint(primary)
     with open_connection(target, admin, io_timeout=timeout) as conn, conn.cursor() as cur:
-        cur.execute("SET GLOBAL gtid_slave_pos=%s", (position,))
-        cur.execute("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER=%s, MASTER_PASSWORD=%s, "
-                    "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-                    (host, port, repl[0], repl[1]))
-        cur.execute("START SLAVE")
+        for sql, params in MARIADB.set_applied_position_sql(position):
+            cur.execute(sql, params)
+        cur.execute(*MARIADB.change_source_sql(host, port, repl[0], repl[1]))
+        cur.execute(MARIADB.start_replica_sql)
     with open_connection(primary, admin) as conn, conn.cursor() as cur:
-        now = _one(cur, "SELECT @@gtid_binlog_pos")
+        now = _one(cur, MARIADB.binlog_position_sql)
     with open_connection(target, admin, io_timeout=timeout + 10) as conn, conn.cursor() as cur:
-        cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (now, timeout))
+        cur.execute(*MARIADB.wait_for_gtid_sql(now, timeout))
         if cur.fetchone()[0] != 0:
-            cur.execute("SHOW SLAVE STATUS")
+            cur.execute(MARIADB.replica_status_sql)
             cols = [c[0] for c in cur.description]
             row = dict(zip(cols, cur.fetchone() or (), strict=False))
             raise CloneError(f"{target} did not catch up with {primary} ({now}): "
@@ -150,18 +131,17 @@ def clone(donor: str, target: str, primary: str, admin: Credentials, repl: tuple
 def _dump_and_load(donor: str, target: str, databases: list[str], admin: Credentials, timeout: float,
                    step: Callable[[str], None]) -> str:
     """Dump `databases` from the donor into the target (sql_log_bin=0); the dump's GTID position."""
-    dump = subprocess.run([DUMP, *_client_args(donor, admin), "--single-transaction", "--master-data=2", "--gtid",
-                           "--routines", "--triggers", "--databases", *databases],
-                          capture_output=True, text=True, timeout=timeout)
+    with tool_command(DUMP, donor, admin, ["--single-transaction", "--master-data=2", "--gtid", "--routines",
+                                           "--triggers", "--databases"], names=databases) as cmd:
+        dump = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if dump.returncode != 0:
         raise CloneError(f"mariadb-dump from {donor} failed: {dump.stderr.strip()[-500:]}")
-    found = _GTID_IN_DUMP.search(dump.stdout)
-    if found is None:
+    position = MARIADB.dump_position(dump.stdout)
+    if position is None:
         raise CloneError(f"the dump from {donor} names no GTID position (is its binlog on?)")
-    position = found.group(1)
     step(f"{donor}: dumped {', '.join(databases)} at GTID position {position} ({len(dump.stdout)} bytes)")
-    load = subprocess.run([CLIENT, *_client_args(target, admin), "--init-command=SET SESSION sql_log_bin=0"],
-                          input=dump.stdout, capture_output=True, text=True, timeout=timeout)
+    with tool_command(CLIENT, target, admin, ["--init-command=SET SESSION sql_log_bin=0"]) as cmd:
+        load = subprocess.run(cmd, input=dump.stdout, capture_output=True, text=True, timeout=timeout)
     if load.returncode != 0:
         raise CloneError(f"loading the dump into {target} failed: {load.stderr.strip()[-500:]}")
     step(f"{target}: loaded with sql_log_bin=0")

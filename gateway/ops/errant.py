@@ -5,9 +5,9 @@ TABLES`, `CREATE USER` … without `sql_log_bin=0`). It is harmless until the re
 replicas fetch it (or fail to), and with `gtid_strict_mode` (MariaDB) the replica stops with error 1950 at the
 primary's next write in that domain.
 
-Detection is pure (tested on stored states): MariaDB compares `@@gtid_binlog_state` per domain *and server
+Detection (tested on stored states): MariaDB compares `@@gtid_binlog_state` per domain *and server
 id* (a GTID `d-s-n` is on the primary if it holds `d-s-m` with m >= n; sequence numbers alone are not enough,
-see the field notes); MySQL subtracts GTID sets (by source UUID). The reference is the live primary; with
+a new primary reaches the same numbers with its own writes); MySQL subtracts GTID sets (by source UUID). The reference is the live primary; with
 the primary dead, the other data-bearing servers together. The (live or dead) primary's own GTIDs are never
 counted: what a replica has of them and the reference lacks is a probe race under load or lag, not errant.
 
@@ -21,112 +21,44 @@ Repairs (`fix`), each refused when it would hide rows that differ from the prima
   without the errant entries (`SET GLOBAL gtid_binlog_state`; MySQL: `gtid_purged`). With `revert`, the errant
   row changes are first undone on the replica with `mariadb-binlog --flashback` (replayed with sql_log_bin=0):
   that is the path for data that was never meant to exist.
-Every maintenance statement of ours runs with `sql_log_bin=0` (`maintenance_session`) so it never becomes an
-errant transaction itself; only the inject no-op is binlogged on purpose.
+Everything here is pure (decided on snapshots, binlog states and binlog event rows); `gateway.ops.errant_repair`
+reads the binlogs and carries a repair out.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pymysql
-
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import dialect_for
-from gateway.topology.gtid import MariaGtid, MysqlGtidSet
-from gateway.topology.model import ServerState, Snapshot, split_endpoint
+from gateway.topology.dialect import dialect_for, gtid_of_event
+from gateway.topology.gtid import GtidRange
+from gateway.topology.model import ServerState, Snapshot
+from gateway.topology.operation import OpError
 
-BINLOG_TOOL = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog") or "mariadb-binlog"
-CLIENT = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
-MAX_EVENTS_PER_FILE = 200_000  # bound on the explanation scan of one binlog file
 NOOP_TABLE = "iotgw_meta.no_such_table_errant_skip"
 
 # Statements that change no rows: an errant transaction made only of these is safe to inject or clean.
 _HARMLESS = re.compile(r"^\s*(?:use\s+`[^`]*`;\s*)?(ANALYZE|OPTIMIZE|FLUSH|CHECK|REPAIR)\b"
                        r"|^\s*DROP\s+TABLE\s+IF\s+EXISTS\s+`?iotgw_meta`?\.`?no_such_table", re.IGNORECASE)
 _TABLE_MAP = re.compile(r"table_id: \d+ \(([^)]+)\)")
-_MARIA_GTID_INFO = re.compile(r"GTID (\d+-\d+-\d+)")
-_MYSQL_GTID_INFO = re.compile(r"GTID_NEXT\s*=\s*'([0-9a-fA-F-]{36}:\d+)'")
 
 
-class ErrantError(RuntimeError):
+class ErrantError(OpError):
     """A repair was refused or failed; the message says why and what to do instead."""
 
 
 # ------------------------------------------------------------------------------------------------ pure part
-def parse_binlog_state(text: str | None) -> dict[tuple[int, int], int]:
-    """MariaDB `@@gtid_binlog_state` (`0-1-9,0-2-11`) as {(domain, server id): last sequence number}."""
-    out: dict[tuple[int, int], int] = {}
-    for part in (text or "").replace("\n", "").split(","):
-        part = part.strip()
-        if part:
-            d, s, n = (int(x) for x in part.split("-"))
-            out[(d, s)] = max(n, out.get((d, s), 0))
-    return out
-
-
-def format_binlog_state(state: dict[tuple[int, int], int]) -> str:
-    """The inverse of `parse_binlog_state`, ordered so each domain's highest GTID comes last (its position)."""
-    return ",".join(f"{d}-{s}-{n}" for (d, s), n in sorted(state.items(), key=lambda kv: (kv[0][0], kv[1])))
-
-
-@dataclass(frozen=True)
-class ErrantRange:
-    """MariaDB: the errant transactions of one server id in one domain: sequence numbers in (after, upto]."""
-
-    domain: int
-    server_id: int
-    after: int  # what the reference holds for (domain, server id); 0 if nothing
-    upto: int
-
-    @property
-    def last(self) -> str:
-        return str(MariaGtid(self.domain, self.server_id, self.upto))
-
-    def covers(self, gtid: MariaGtid) -> bool:
-        return (gtid.domain, gtid.server_id) == (self.domain, self.server_id) and self.after < gtid.seq <= self.upto
-
-
-def mariadb_errant(replica_state: str, reference_state: str, ignore_server_ids: Iterable[int] = ()) -> list[ErrantRange]:
-    """Per (domain, server id), what the replica's binlog state has beyond the reference's."""
-    mine, ref = parse_binlog_state(replica_state), parse_binlog_state(reference_state)
-    ignore = set(ignore_server_ids)
-    out = []
-    for (d, s), n in sorted(mine.items()):
-        if s in ignore:
-            continue
-        have = ref.get((d, s), 0)
-        if n > have:
-            out.append(ErrantRange(d, s, have, n))
-    return out
-
-
-def mysql_errant(replica_executed: str, reference_executed: str, ignore_uuids: Iterable[str] = ()) -> MysqlGtidSet:
-    """GTID_SUBTRACT(replica, reference), without the ignored source UUIDs."""
-    rest = MysqlGtidSet.parse(replica_executed).minus(MysqlGtidSet.parse(reference_executed))
-    ignore = {u.lower() for u in ignore_uuids}
-    return MysqlGtidSet(tuple((u, iv) for u, iv in rest.sources if u not in ignore))
+# The errant transactions of one server id in one domain (MariaDB): sequence numbers in (after, upto].
+ErrantRange = GtidRange
 
 
 def binlog_state(snap: Snapshot, s: ServerState) -> str:
-    """What `s`'s binlog holds, as the errant check needs it: MariaDB's binlog state, MySQL's gtid_executed.
-
-    A snapshot recorded before the probe read `gtid_binlog_state` falls back to `gtid_binlog_pos` (the last
-    GTID per domain), which still catches a replica whose last write in a domain was its own.
-    """
-    if s.flavor == "mysql":
-        return s.gtid_binlog
-    for raw in snap.raw:
-        if raw.endpoint == s.endpoint and raw.variables.get("gtid_binlog_state") is not None:
-            return str(raw.variables["gtid_binlog_state"])
-    return s.gtid_binlog
+    """What `s`'s binlog holds, as the errant check needs it (the dialect says which variable that is)."""
+    raw = next((r for r in snap.raw if r.endpoint == s.endpoint), None)
+    return dialect_for(s.flavor).observed_binlog_state(raw, s)
 
 
 @dataclass(frozen=True)
@@ -150,25 +82,13 @@ def _reference(snap: Snapshot, s: ServerState, states: dict[str, str]) -> tuple[
         return (states[primary.endpoint], f"primary {primary.endpoint}", {primary.server_id},
                 {primary.server_uuid.lower()} if primary.server_uuid else set())
     # No live primary: the other data-bearing servers together; the dead primary's own GTIDs are lag.
-    from gateway.ops.plan import old_primary
-
-    old = old_primary(snap)
+    old = analysis.old_primary(snap)
     ignore_ids = {old.server_id} if old and old.server_id else set()
     others = [o for o in snap.reachable if o is not s and o.flavor == s.flavor]
     ignore_uuids = {u for raw in snap.raw if raw.replica_status
                     for u in [str(raw.replica_status.get("Source_UUID") or raw.replica_status.get("Master_UUID") or "")]
                     if u and raw.flavor == "mysql"}
-    if s.flavor == "mysql":
-        merged = MysqlGtidSet()
-        for o in others:
-            merged = merged.merged(MysqlGtidSet.parse(states[o.endpoint]))
-        text = str(merged)
-    else:
-        acc: dict[tuple[int, int], int] = {}
-        for o in others:
-            for k, n in parse_binlog_state(states[o.endpoint]).items():
-                acc[k] = max(n, acc.get(k, 0))
-        text = format_binlog_state(acc)
+    text = dialect_for(s.flavor).merged_states([states[o.endpoint] for o in others])
     return text, "the other reachable servers (no live primary)", ignore_ids, ignore_uuids
 
 
@@ -187,16 +107,10 @@ def find_errant(snap: Snapshot, states: dict[str, str] | None = None) -> list[Er
         if s is primary or s.replication is None:
             continue
         ref, described, ignore_ids, ignore_uuids = _reference(snap, s, states)
-        if s.flavor == "mysql":
-            rest = mysql_errant(states[s.endpoint], ref, ignore_uuids)
-            if rest:
-                out.append(ErrantFinding(s.endpoint, s.server_id, s.flavor, tuple(str(rest).split(",")),
-                                         reference=described))
-            continue
-        ranges = mariadb_errant(states[s.endpoint], ref, ignore_ids)
-        if ranges:
-            out.append(ErrantFinding(s.endpoint, s.server_id, s.flavor, tuple(r.last for r in ranges),
-                                     tuple(ranges), described))
+        gtids, ranges = dialect_for(s.flavor).errant(states[s.endpoint], ref, frozenset(ignore_ids),
+                                                      frozenset(ignore_uuids))
+        if gtids:
+            out.append(ErrantFinding(s.endpoint, s.server_id, s.flavor, gtids, ranges, described))
     return out
 
 
@@ -266,8 +180,7 @@ def transactions_from_events(rows: Iterable[tuple[Any, ...]]) -> list[ErrantTran
         info = (info.decode() if isinstance(info, bytes) else str(info or "")).strip()
         etype = str(etype)
         if etype in ("Gtid", "Anonymous_Gtid"):
-            m = _MARIA_GTID_INFO.search(info) or _MYSQL_GTID_INFO.search(info)
-            cur = ErrantTransaction(m.group(1) if m else "", str(log_name), int(pos), int(end), [etype])
+            cur = ErrantTransaction(gtid_of_event(info), str(log_name), int(pos), int(end), [etype])
             out.append(cur)
             continue
         if cur is None:
@@ -287,347 +200,48 @@ def transactions_from_events(rows: Iterable[tuple[Any, ...]]) -> list[ErrantTran
     return out
 
 
-def _rows(cur: Any) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in cur.fetchall()]
-
-
-def explain(conn: pymysql.connections.Connection, finding: ErrantFinding) -> list[ErrantTransaction]:
-    """The errant transactions of `finding`, read from the server's binlog (newest files first).
-
-    MariaDB: a transaction is errant if its GTID falls in one of the finding's ranges; the scan stops after a
-    file whose starting `Gtid_list` is at or below every range's lower end (older files cannot hold any of
-    them). MySQL: membership in the set (every file is read).
-    """
-    wanted_mysql = MysqlGtidSet.parse(",".join(finding.gtids)) if finding.flavor == "mysql" else None
-    found: list[ErrantTransaction] = []
-    with conn.cursor() as cur:
-        cur.execute("SHOW BINARY LOGS")
-        files = [str(r[0]) for r in _rows(cur)]
-        for name in reversed(files):
-            cur.execute(f"SHOW BINLOG EVENTS IN %s LIMIT {MAX_EVENTS_PER_FILE}", (name,))
-            rows = _rows(cur)
-            for trx in transactions_from_events(rows):
-                if wanted_mysql is not None:
-                    if trx.gtid and MysqlGtidSet.parse(trx.gtid).minus(wanted_mysql).count() == 0:
-                        found.append(trx)
-                elif trx.gtid and any(r.covers(MariaGtid(*(int(x) for x in trx.gtid.split("-"))))
-                                      for r in finding.ranges):
-                    found.append(trx)
-            if wanted_mysql is None and _file_starts_below(rows, finding.ranges):
-                break
-    found.sort(key=lambda t: (files.index(t.file) if t.file in files else 0, t.start))
-    return found
-
-
-def _file_starts_below(rows: list[tuple[Any, ...]], ranges: tuple[ErrantRange, ...]) -> bool:
-    """True if the file's Gtid_list shows every errant range starts after it (older files hold none)."""
-    for _log, _pos, etype, _sid, _end, info in rows[:4]:
-        if str(etype) == "Gtid_list":
-            text = str(info).strip().strip("[]")
-            state = parse_binlog_state(text)
-            return all(state.get((r.domain, r.server_id), 0) <= r.after for r in ranges)
-    return False
-
-
-# --------------------------------------------------------------------------------------------- live: check
-@dataclass
-class ServerReport:
-    """`errant check` for one server: the finding and its transactions explained."""
-
-    finding: ErrantFinding
-    transactions: list[ErrantTransaction] = field(default_factory=list)
-    error: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        f = self.finding
-        return {"endpoint": f.endpoint, "server_id": f.server_id, "flavor": f.flavor, "errant": list(f.gtids),
-                "reference": f.reference, "transactions": [t.to_dict() for t in self.transactions],
-                "error": self.error}
-
-
-def check(snap: Snapshot, admin: Credentials) -> list[ServerReport]:
-    """Find errant transactions in `snap` and explain each from its server's binlog."""
-    out = []
-    for f in find_errant(snap):
-        report = ServerReport(f)
-        try:
-            with open_connection(f.endpoint, admin) as conn:
-                report.transactions = explain(conn, f)
-        except (pymysql.MySQLError, OSError) as exc:
-            report.error = f"could not read its binlog: {exc}"
-        out.append(report)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- live: fix
-def maintenance_session(cur: Any) -> None:
-    """Make this session's statements invisible to replication (`sql_log_bin=0`): run it before any
-    maintenance statement, so what we do on one server never becomes an errant transaction there."""
-    cur.execute("SET SESSION sql_log_bin=0")
-
-
 def inject_sql(flavor: str, finding: ErrantFinding) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements that put the finding's GTIDs into the primary's history with no data change.
-
-    MariaDB: the last GTID per (domain, server id) is enough (a binlog state keeps only that). MySQL: every
-    GTID of the set, each as an empty transaction.
-    """
-    d = dialect_for(flavor)
-    out: list[tuple[str, tuple[Any, ...]]] = [("SET SESSION sql_log_bin=1", ())]  # this one must replicate
-    if flavor == "mysql":
-        for uuid, intervals in MysqlGtidSet.parse(",".join(finding.gtids)).sources:
-            for lo, hi in intervals:
-                for n in range(lo, hi + 1):
-                    out.extend(d.empty_transaction_sql(f"{uuid}:{n}"))
-        return out
-    for r in finding.ranges:
-        out.extend(d.empty_transaction_sql(r.last))
-    return out
+    """The statements (on the primary) that put the finding's GTIDs into its history with no data change;
+    this one session binlogs on purpose: the no-ops must replicate."""
+    return [("SET SESSION sql_log_bin=1", ()), *dialect_for(flavor).inject_sql(finding.gtids, finding.ranges)]
 
 
 def clean_sql(flavor: str, replica_state: str, finding: ErrantFinding, reference_state: str) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements (on the replica, replication stopped) that make it forget its errant GTIDs.
-
-    MariaDB: RESET MASTER, then the binlog state without the errant entries (each (domain, server id) set back
-    to what the reference holds, or dropped). MySQL: RESET MASTER, then gtid_purged = executed minus errant.
-    """
-    out: list[tuple[str, tuple[Any, ...]]] = [("SET SESSION sql_log_bin=0", ())]
-    if flavor == "mysql":
-        keep = MysqlGtidSet.parse(replica_state).minus(MysqlGtidSet.parse(",".join(finding.gtids)))
-        return [*out, ("RESET MASTER", ()), ("SET GLOBAL gtid_purged=%s", (str(keep),))]
-    state = parse_binlog_state(replica_state)
-    ref = parse_binlog_state(reference_state)
-    for r in finding.ranges:
-        if (r.domain, r.server_id) in ref:
-            state[(r.domain, r.server_id)] = ref[(r.domain, r.server_id)]
-        else:
-            state.pop((r.domain, r.server_id), None)
-    return [*out, ("RESET MASTER", ()), ("SET GLOBAL gtid_binlog_state=%s", (format_binlog_state(state),))]
+    """The statements (on the replica, replication stopped, not binlogged) that make it forget its errant GTIDs."""
+    return [("SET SESSION sql_log_bin=0", ()),
+            *dialect_for(flavor).forget_sql(replica_state, finding.gtids, finding.ranges, reference_state)]
 
 
 def inject_refusal(flavor: str, finding: ErrantFinding, primary_state: str) -> str:
-    """Why strict mode would reject the MariaDB no-op on the primary ('' when it is accepted)."""
-    if flavor == "mysql":
-        return ""
-    top: dict[int, int] = {}
-    for (d, _s), n in parse_binlog_state(primary_state).items():
-        top[d] = max(n, top.get(d, 0))
-    for r in finding.ranges:
-        if top.get(r.domain, 0) >= r.upto:
-            return (f"the primary's domain {r.domain} is already at sequence {top[r.domain]} >= {r.upto}: "
-                    f"gtid_strict_mode rejects the no-op {r.last} there (use the clean repair)")
-    return ""
+    """Why strict mode would reject the no-op on the primary ('' when it is accepted)."""
+    return dialect_for(flavor).inject_refusal(finding.ranges, primary_state)
 
 
-@dataclass
-class FixResult:
-    """What `fix` did (or would do, with dry_run), in order."""
-
-    server: str
-    method: str
-    errant: list[str]
-    transactions: list[ErrantTransaction] = field(default_factory=list)
-    steps: list[str] = field(default_factory=list)
-    sql: list[str] = field(default_factory=list)  # the statements, for --dry-run and the record
-    ok: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"server": self.server, "method": self.method, "errant": self.errant, "ok": self.ok,
-                "transactions": [t.to_dict() for t in self.transactions], "steps": self.steps, "sql": self.sql}
-
-
-def _checksums(ep: str, admin: Credentials, tables: list[str]) -> dict[str, str]:
-    out = {}
-    with open_connection(ep, admin) as conn, conn.cursor() as cur:
-        for t in tables:
-            schema, _, name = t.partition(".")
-            try:
-                cur.execute(f"CHECKSUM TABLE `{schema}`.`{name}`")
-                out[t] = str(cur.fetchone()[1])
-            except pymysql.MySQLError as exc:
-                out[t] = f"error {exc.args[0]}"
-    return out
-
-
-def _position(ep: str, admin: Credentials, flavor: str) -> tuple[str, str]:
-    """(binlog state, applied position) of a server, live."""
-    with open_connection(ep, admin) as conn, conn.cursor() as cur:
-        if flavor == "mysql":
-            cur.execute("SELECT @@GLOBAL.gtid_executed")
-            v = str(cur.fetchone()[0]).replace("\n", "")
-            return v, v
-        cur.execute("SELECT @@gtid_binlog_state, @@gtid_slave_pos, @@gtid_binlog_pos")
-        state, slave_pos, _pos = (str(x or "") for x in cur.fetchone())
-        return state, slave_pos
-
-
-def diverged_tables(replica: str, primary: str, admin: Credentials, trxs: list[ErrantTransaction],
-                    flavor: str) -> dict[str, tuple[str, str]]:
-    """Tables the errant transactions changed whose checksum differs between replica and primary.
-
-    Only meaningful when the replica has applied everything the primary has; otherwise a difference may be
-    lag, which the caller reports as "cannot prove" (the refusal is the safe side).
-    """
-    tables = sorted({t for trx in trxs for t in trx.tables})
-    if not tables:
-        return {}
-    mine, theirs = _checksums(replica, admin, tables), _checksums(primary, admin, tables)
-    return {t: (mine[t], theirs[t]) for t in tables if mine[t] != theirs[t]}
-
-
-def _caught_up(replica_applied: str, primary_binlog_pos: str, flavor: str) -> bool:
-    d = dialect_for(flavor)
-    return d.parse_position(replica_applied).contains(d.parse_position(primary_binlog_pos))  # type: ignore[arg-type]
-
-
-def revert_with_flashback(ep: str, admin: Credentials, trxs: list[ErrantTransaction], timeout: float = 60) -> list[str]:
-    """Undo the row changes of `trxs` on `ep` (newest first), replayed with sql_log_bin=0 (MariaDB only).
-
-    `mariadb-binlog --flashback` reads the server's binlog remotely and writes the inverse row events; the
-    client replays them in a session that does not binlog, so the undo is not a new errant transaction.
-    """
-    host, port = split_endpoint(ep)
-    env = {**os.environ, "MYSQL_PWD": admin.password}
-    steps = []
-    for trx in sorted(trxs, key=lambda t: (t.file, t.start), reverse=True):
-        dump = subprocess.run(
-            [BINLOG_TOOL, "--read-from-remote-server", f"--host={host}", f"--port={port}", f"--user={admin.user}",
-             "--flashback", f"--start-position={trx.start}", f"--stop-position={trx.end}", trx.file],
-            capture_output=True, env=env, timeout=timeout, check=False)
-        if dump.returncode != 0:
-            raise ErrantError(f"{BINLOG_TOOL} --flashback failed for {trx.gtid}: {dump.stderr.decode()[-300:]}")
-        load = subprocess.run(
-            [CLIENT, f"--host={host}", f"--port={port}", f"--user={admin.user}",
-             "--init-command=SET SESSION sql_log_bin=0", "--batch"],
-            input=dump.stdout, capture_output=True, env=env, timeout=timeout, check=False)
-        if load.returncode != 0:
-            raise ErrantError(f"replaying the inverse of {trx.gtid} failed: {load.stderr.decode()[-300:]}")
-        steps.append(f"{ep}: reverted the row changes of {trx.gtid} ({', '.join(trx.tables)}) with sql_log_bin=0")
-    return steps
-
-
-def fix(snap: Snapshot, server: str, admin: Credentials, *, method: str = "auto", revert: bool = False,
-        dry_run: bool = False, wait_timeout: float = 30.0,
-        progress: Callable[[str], None] | None = None) -> FixResult:
-    """Repair `server`'s errant transactions with `method` ("inject", "clean" or "auto": inject if strict
-    mode allows it, else clean). Raises ErrantError, with the reason, for a refused repair."""
-    say = progress or (lambda _m: None)
-    s = snap.get(server)
-    if s is None or not s.reachable:
-        raise ErrantError(f"{server} is not a reachable server of this topology")
-    finding = next((f for f in find_errant(snap) if f.endpoint == s.endpoint), None)
-    if finding is None:
-        raise ErrantError(f"{s.endpoint} has no errant transactions: nothing to fix")
-    primary = analysis.writer_primary(snap).primary
-    if primary is None:
-        raise ErrantError("no live primary: repair errant transactions before (or after) a failover, not during")
-    result = FixResult(s.endpoint, method, list(finding.gtids))
-
-    def step(m: str) -> None:
-        result.steps.append(m)
-        say(m)
-
-    with open_connection(s.endpoint, admin) as conn:
-        result.transactions = explain(conn, finding)
-    for trx in result.transactions:
-        step(f"{s.endpoint}: errant {trx.gtid} in {trx.file}@{trx.start}: {trx.kind}")
+def choose_repair(snap: Snapshot, s: ServerState, finding: ErrantFinding, transactions: list[ErrantTransaction],
+                  method: str, revert: bool, primary_state: str) -> str:
+    """The repair to run on `s` ("inject" or "clean"; "auto" picks inject when strict mode accepts it), or
+    ErrantError with the reason it is refused. Pure: decided on the snapshot, the explained transactions and
+    the primary's binlog state."""
     flavor = s.flavor
-    primary_state, _ = _position(primary.endpoint, admin, flavor)
-    replica_state, replica_applied = _position(s.endpoint, admin, flavor)
-    primary_pos = primary.gtid_binlog if flavor == "mysql" else _binlog_pos(primary.endpoint, admin)
     if method == "auto":
         method = "clean" if (revert or inject_refusal(flavor, finding, primary_state)) else "inject"
-        result.method = method
     if method not in ("inject", "clean"):
         raise ErrantError(f"unknown repair {method!r}: inject, clean or auto")
-    if revert and flavor != "mariadb":
+    if revert and not dialect_for(flavor).supports_flashback:
         raise ErrantError("--revert uses mariadb-binlog --flashback, which MySQL lacks: undo the rows by hand "
                           "with sql_log_bin=0, or rebuild the replica (clone)")
     if revert and method != "clean":
         raise ErrantError("--revert undoes the rows on the replica, which only the clean repair goes with")
-    if s.replica_hosts or analysis.children(snap, s):
-        if method == "clean":
-            raise ErrantError(f"{s.endpoint} has replicas of its own: resetting its binlog would cut them off; "
-                              "move them first (or use inject)")
-
+    if method == "clean" and (s.replica_hosts or analysis.children(snap, s)):
+        raise ErrantError(f"{s.endpoint} has replicas of its own: resetting its binlog would cut them off; "
+                          "move them first (or use inject)")
     if method == "inject":
         why = inject_refusal(flavor, finding, primary_state)
         if why:
             raise ErrantError(f"refused: {why}")
-    data = [t for t in result.transactions if not t.harmless]
-    statements = [t for t in data if not t.changes_rows]
+    statements = [t for t in transactions if not t.harmless and not t.changes_rows]
     if statements:
         raise ErrantError("refused: " + "; ".join(f"{t.gtid} is a {t.kind}" for t in statements)
                           + ": no automatic check can prove the servers agree; undo it by hand with "
                           "sql_log_bin=0 and inject, or rebuild the replica (clone)")
-    if data and not revert:
-        if not _caught_up(replica_applied, primary_pos, flavor):
-            raise ErrantError(f"refused: {', '.join(t.gtid for t in data)} changed rows in "
-                              f"{', '.join(sorted({x for t in data for x in t.tables}))} and {s.endpoint} is behind the "
-                              "primary, so equal data cannot be proven; the repair would hide diverged rows. "
-                              "Undo them on the replica (clean --revert) or rebuild it (clone)")
-        differ = diverged_tables(s.endpoint, primary.endpoint, admin, data, flavor)
-        if differ:
-            detail = ", ".join(f"{t} (replica {a}, primary {b})" for t, (a, b) in differ.items())
-            raise ErrantError(f"refused: the errant rows differ from the primary's in {detail}: {method} would "
-                              "hide diverged rows. Undo them on the replica (clean --revert) or rebuild it (clone)")
-        step(f"the tables the errant transactions changed checksum equal on {s.endpoint} and the primary")
-    if method == "inject":
-        stmts = inject_sql(flavor, finding)
-    else:
-        stmts = clean_sql(flavor, replica_state, finding, primary_state)
-    result.sql = [_render(sql, params) for sql, params in stmts]
-    if dry_run:
-        step("dry run: nothing changed")
-        return result
-    d = dialect_for(flavor)
-    with open_connection(s.endpoint, admin, io_timeout=wait_timeout + 10) as rconn, rconn.cursor() as rcur:
-        maintenance_session(rcur)
-        rcur.execute(d.stop_replica_sql)
-        step(f"{s.endpoint}: replication stopped")
-        if method == "inject":
-            with open_connection(primary.endpoint, admin) as pconn, pconn.cursor() as pcur:
-                for sql, params in stmts:
-                    pcur.execute(sql, params)
-            step(f"{primary.endpoint}: wrote {', '.join(finding.gtids)} as binlogged no-op(s) (replicated to all)")
-            if flavor == "mariadb":
-                # The replica wrote those GTIDs itself: resume after them, not from its stale slave position.
-                rcur.execute("SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos")
-        else:
-            if revert and data:
-                for m in revert_with_flashback(s.endpoint, admin, data):
-                    step(m)
-            for sql, params in stmts:
-                rcur.execute(sql, params)
-            if flavor == "mariadb":
-                rcur.execute("SET GLOBAL gtid_slave_pos = %s", (replica_applied,))
-            step(f"{s.endpoint}: binlog reset; errant GTIDs forgotten ({', '.join(finding.gtids)})")
-        rcur.execute(d.start_replica_sql)
-        step(f"{s.endpoint}: replication started")
-        target = _binlog_pos(primary.endpoint, admin) if flavor == "mariadb" else primary_pos
-        rcur.execute(*d.wait_for_gtid_sql(target, wait_timeout))
-        if str(rcur.fetchone()[0]) != "0":
-            raise ErrantError(f"{s.endpoint} did not catch up with {target} within {wait_timeout:g} s after the repair")
-    step(f"{s.endpoint}: caught up with the primary ({target})")
-    if data:
-        differ = diverged_tables(s.endpoint, primary.endpoint, admin, data, flavor)
-        if differ:
-            raise ErrantError(f"after the repair {', '.join(differ)} still differ from the primary: rebuild "
-                              f"{s.endpoint} (clone)")
-        step("the changed tables checksum equal on the replica and the primary")
-    result.ok = True
-    return result
-
-
-def _binlog_pos(ep: str, admin: Credentials) -> str:
-    with open_connection(ep, admin) as conn, conn.cursor() as cur:
-        cur.execute("SELECT @@gtid_binlog_pos")
-        return str(cur.fetchone()[0] or "")
-
-
-def _render(sql: str, params: tuple[Any, ...]) -> str:
-    """A statement with its parameters shown literally (for --dry-run output only, never executed)."""
-    for p in params:
-        sql = sql.replace("%s", repr(p) if isinstance(p, str) else str(p), 1)
-    return sql
-
+    return method

@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.ops.plan import FailoverPlan, plan_failover
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.model import Snapshot
+from gateway.topology.operation import OpError, Steps
 from gateway.topology.promote import PromotionError, promote
 
 
-class FailoverError(RuntimeError):
+class FailoverError(OpError):
     """The failover was refused or failed; `plan` says what was decided."""
 
     def __init__(self, message: str, plan: FailoverPlan | None = None) -> None:
@@ -54,9 +55,7 @@ def fence(ep: str, admin: Credentials) -> str:
     """`read_only=ON` on `ep` if it answers within a second or two; returns what happened, in words."""
     try:
         with open_connection(ep, probe_credentials(admin)) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@version")
-            for sql in dialect_for(cur.fetchone()[0]).set_read_only_sql(True):
-                cur.execute(sql)
+            set_read_only(cur, True)
         return f"{ep}: fenced (read_only=ON)"
     except (pymysql.MySQLError, OSError) as exc:
         return f"{ep}: not reachable, not fenced ({type(exc).__name__}); fence it when it returns"
@@ -75,7 +74,7 @@ def _stop_io_threads(plan: FailoverPlan, admin: Credentials, say: Callable[[str]
     def stop(ep: str, flavor: str) -> str:
         try:
             with open_connection(ep, admin) as conn, conn.cursor() as cur:
-                cur.execute(dialect_for(flavor).stop_replica_sql + " IO_THREAD")
+                cur.execute(dialect_for(flavor).stop_io_thread_sql)
             return ep
         except (pymysql.MySQLError, OSError) as exc:
             return f"{ep} ({exc})"
@@ -99,7 +98,6 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
              force: bool = False, dry_run: bool = False, apply_timeout: float = 30.0, snapshot: Snapshot | None = None,
              by: str = "iotgw topology failover", progress: Callable[[str], None] | None = None) -> FailoverResult:
     """Fail over from a dead primary. Raises FailoverError (with the plan) when refused or when a step fails."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     snap = snapshot or discover(seeds, probe_credentials(admin))
     plan = plan_failover(snap, exclude=exclude, candidate=candidate, force=force)
@@ -112,10 +110,7 @@ def failover(seeds: list[str], admin: Credentials, *, exclude: tuple[str, ...] =
         return result
     assert plan.candidate is not None
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        result.timeline.append((round(time.monotonic() - started, 3), message))
-        say(message)
+    step = Steps(progress, result.steps, timeline=result.timeline, started=started)
 
     step(f"candidate {plan.candidate.endpoint} (server {plan.candidate.server_id}); old primary "
          f"{plan.old.endpoint if plan.old else '?'} confirmed dead")

@@ -11,32 +11,32 @@ an old primary. Member modes:
 - `offline`: kept in the group, given to nobody (maintenance).
 
 The lookup (`GroupService.lookup`, served over HTTP by `add_group_routes`) answers the primary, the healthy
-readable members with their weights, and a TTL. The client (`GroupClient`, behind `gateway.connect(group=…)`)
-caches the answer for the TTL, spreads reads by a smooth weighted rotation (3:1 weights give exactly 3 of
-every 4 reads, evenly interleaved), and on `InterfaceError`/`OperationalError` drops the cache, asks again
-(fresh) and retries a bounded number of times with a jittered backoff, so applications survive a failover.
+readable members with their weights, and a TTL. The client side (`gateway.client.groups.GroupClient`, behind
+`gateway.connect(group=…)`) caches, rotates and retries on that answer.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import random
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import pymysql
 
+from gateway.metrics import bearer_token
+from gateway.ops.switchover import switchover
 from gateway.topology import analysis
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import META_SCHEMA
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import endpoint, split_endpoint
+from gateway.topology.operation import OpError
 
 MODES = ("rw", "ro", "offline")
 T = TypeVar("T")
@@ -59,7 +59,7 @@ REGISTRY_SQL = (
 )
 
 
-class GroupError(RuntimeError):
+class GroupError(OpError):
     """A registry operation or lookup was refused or failed; the message says why."""
 
 
@@ -254,225 +254,41 @@ class GroupService:
 def add_group_routes(http: Any, service: GroupService, token: str | None = None) -> None:
     """Serve `/groups` (list) and `/groups/lookup?name=G[&fresh=1]` on the gateway's HTTP server.
 
-    The handler sees only the query string, so the token travels as `token=…` (compared in constant time).
-    A server bound beyond loopback must have a token: group lookups name every database server.
+    The token travels in an `Authorization: Bearer <token>` header (compared in constant time), never in the URL,
+    so it stays out of access logs and error texts; a token in the query string is refused. A server bound
+    beyond loopback must have a token: group lookups name every database server.
     """
     host = str(http.server.server_address[0])
     if token is None and host not in ("127.0.0.1", "::1", "localhost"):
         raise GroupError(f"the HTTP server is bound to {host}: group lookups need a token there")
 
-    def allowed(q: dict[str, list[str]]) -> bool:
-        return token is None or hmac.compare_digest(q.get("token", [""])[0].encode(), token.encode())
-
     def answer(status: int, doc: dict[str, Any]) -> tuple[int, str, bytes]:
         return status, "application/json", (json.dumps(doc) + "\n").encode()
 
-    def lookup(query: str) -> tuple[int, str, bytes]:
-        q = urllib.parse.parse_qs(query)
-        if not allowed(q):
+    def refused(q: dict[str, list[str]], headers: Any) -> tuple[int, str, bytes] | None:
+        if "token" in q:
+            return answer(400, {"error": "send the token in an 'Authorization: Bearer' header, not in the URL"})
+        if token is not None and not hmac.compare_digest(bearer_token(headers).encode(), token.encode()):
             return answer(403, {"error": "missing or wrong token"})
+        return None
+
+    def lookup(query: str, headers: Any) -> tuple[int, str, bytes]:
+        q = urllib.parse.parse_qs(query)
+        if (no := refused(q, headers)) is not None:
+            return no
         name = q.get("name", [""])[0]
         try:
             return answer(200, service.lookup(name, fresh=q.get("fresh", ["0"])[0] == "1"))
         except GroupError as exc:
             return answer(404, {"error": str(exc)})
 
-    def listing(query: str) -> tuple[int, str, bytes]:
-        if not allowed(urllib.parse.parse_qs(query)):
-            return answer(403, {"error": "missing or wrong token"})
+    def listing(query: str, headers: Any) -> tuple[int, str, bytes]:
+        if (no := refused(urllib.parse.parse_qs(query), headers)) is not None:
+            return no
         return answer(200, {"groups": [g.to_dict() for g in service.registry.list()]})
 
-    http.routes["/groups/lookup"] = lookup
-    http.routes["/groups"] = listing
-
-
-def http_lookup(base_url: str, token: str | None = None, timeout: float = 2.0) -> Callable[[str, bool], dict[str, Any]]:
-    """A lookup function for `GroupClient` that asks a gateway's HTTP API."""
-
-    def ask(name: str, fresh: bool) -> dict[str, Any]:
-        params = {"name": name, **({"fresh": "1"} if fresh else {}), **({"token": token} if token else {})}
-        url = f"{base_url.rstrip('/')}/groups/lookup?{urllib.parse.urlencode(params)}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own URL
-                return json.loads(resp.read())
-        except OSError as exc:  # URLError, HTTPError, timeouts: the lookup is a dependency like a server
-            raise pymysql.err.OperationalError(2003, f"group lookup {url} failed: {exc}") from exc
-
-    return ask
-
-
-# -------------------------------------------------------------------------------------------- the client
-class SmoothWeighted:
-    """Smooth weighted round robin (nginx's): exact shares over each cycle of sum(weights) picks, evenly
-    interleaved (3:1 gives a, a, b, a, …). Written here because it works on the lookup's list, not a snapshot."""
-
-    def __init__(self) -> None:
-        self._current: dict[str, int] = {}
-
-    def pick(self, weights: dict[str, int]) -> str:
-        live = {k: w for k, w in weights.items() if w > 0}
-        if not live:
-            raise ValueError("no server with a weight above 0")
-        for k in list(self._current):
-            if k not in live:
-                del self._current[k]  # a server that left the rotation starts afresh if it comes back
-        total = sum(live.values())
-        for k, w in live.items():
-            self._current[k] = self._current.get(k, 0) + w
-        chosen = max(sorted(live), key=lambda k: self._current[k])
-        self._current[chosen] -= total
-        return chosen
-
-
-@dataclass
-class ClientStats:
-    lookups: int = 0
-    retries: int = 0
-    max_attempts_used: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-class GroupClient:
-    """Connections to a group's servers, by mode, from cached lookups; bounded retries on connection errors."""
-
-    def __init__(self, lookup: Callable[[str, bool], dict[str, Any]], creds: Credentials, *,
-                 database: str | None = None, ttl_s: float | None = None, attempts: int = 8,
-                 backoff_s: float = 0.1, pool_size: int = 2) -> None:
-        self._ask, self.creds, self.database = lookup, creds, database
-        self.pool_size = pool_size  # idle connections kept per server for `run` (opening one costs 5-100 ms)
-        self._idle: dict[str, list[pymysql.connections.Connection]] = {}
-        self.ttl_s, self.attempts, self.backoff_s = ttl_s, attempts, backoff_s
-        self._views: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._rotations: dict[str, SmoothWeighted] = {}
-        self._lock = threading.Lock()
-        self.stats = ClientStats()
-
-    def view(self, group: str, fresh: bool = False) -> dict[str, Any]:
-        """The group's lookup answer, from the cache while younger than its TTL."""
-        with self._lock:
-            hit = self._views.get(group)
-        if hit is not None and not fresh:
-            ttl = self.ttl_s if self.ttl_s is not None else float(hit[1].get("ttl_s", 5.0))
-            if time.monotonic() - hit[0] < ttl:
-                return hit[1]
-        view = self._ask(group, fresh)
-        self.stats.lookups += 1
-        with self._lock:
-            self._views[group] = (time.monotonic(), view)
-        return view
-
-    def drop(self, group: str) -> None:
-        with self._lock:
-            self._views.pop(group, None)
-
-    def endpoint_for(self, group: str, mode: str, fresh: bool = False) -> str:
-        view = self.view(group, fresh)
-        if mode == "rw":
-            if not view.get("primary"):
-                raise pymysql.err.OperationalError(2003, f"group {group}: no primary ({view.get('primary_reason')})")
-            return str(view["primary"])
-        weights = {r["endpoint"]: int(r["weight"]) for r in view.get("readers", [])}
-        if not weights:
-            raise pymysql.err.OperationalError(2003, f"group {group}: no healthy reader ({view.get('skipped')})")
-        with self._lock:
-            rotation = self._rotations.setdefault(group, SmoothWeighted())
-            return rotation.pick(weights)
-
-    def _open(self, ep: str, mode: str, pooled: bool, **kwargs: Any) -> pymysql.connections.Connection:
-        conn = self._take(ep) if pooled and not kwargs else None
-        if conn is None:
-            conn = open_connection(ep, self.creds, database=self.database, **kwargs)
-        if mode == "rw":
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT @@read_only")
-                    read_only = cur.fetchone()[0]
-            except BaseException:
-                _close(conn)
-                raise
-            if read_only:
-                _close(conn)
-                raise pymysql.err.OperationalError(1290, f"{ep} is read-only (a failover is under way)")
-        return conn
-
-    def _take(self, ep: str) -> pymysql.connections.Connection | None:
-        with self._lock:
-            idle = self._idle.get(ep)
-            return idle.pop() if idle else None
-
-    def _give(self, ep: str, conn: pymysql.connections.Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(ep, [])
-            if len(idle) < self.pool_size:
-                idle.append(conn)
-                return
-        _close(conn)
-
-    def _discard(self, ep: str) -> None:
-        with self._lock:
-            conns = self._idle.pop(ep, [])
-        for c in conns:
-            _close(c)
-
-    def close(self) -> None:
-        """Close the idle connections kept for reuse."""
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for c in conns:
-            _close(c)
-
-    def run(self, group: str, mode: str, work: Callable[[pymysql.connections.Connection], T], **kwargs: Any) -> T:
-        """Run `work(conn)` on a connection for `mode` (an idle one of that server is reused); on
-        InterfaceError/OperationalError drop the cached answer, ask again and retry, at most `attempts` times
-        in all. `work` must be safe to repeat (a commit whose reply was lost may have happened): use idempotent
-        writes, and commit inside `work` (the connection goes back to the pool afterwards)."""
-        return self._retry(group, mode, work, True, kwargs)
-
-    def connect(self, group: str, mode: str = "ro", **kwargs: Any) -> pymysql.connections.Connection:
-        """A connection for `mode`, retried like `run` while connecting; the caller owns (and closes) it."""
-        return self._retry(group, mode, lambda conn: conn, False, kwargs)
-
-    def _retry(self, group: str, mode: str, work: Callable[[pymysql.connections.Connection], T], close: bool,
-               kwargs: dict[str, Any]) -> T:
-        if mode not in ("ro", "rw"):
-            raise ValueError(f"mode must be 'ro' or 'rw', not {mode!r}")
-        last: Exception | None = None
-        for attempt in range(self.attempts):
-            if attempt:
-                self.stats.retries += 1
-                self.drop(group)
-                # Jittered exponential backoff, capped: 8 attempts span about 4-7 s, a failover's length.
-                time.sleep(random.uniform(0.5, 1.0) * min(2.0, self.backoff_s * 2 ** (attempt - 1)))
-            try:
-                ep = ""
-                ep = self.endpoint_for(group, mode, fresh=attempt > 0)
-                conn = self._open(ep, mode, pooled=close, **kwargs)
-                try:
-                    result = work(conn)
-                except BaseException:
-                    _close(conn)  # in an unknown state: never reused
-                    raise
-                if close:
-                    self._give(ep, conn)
-                self.stats.max_attempts_used = max(self.stats.max_attempts_used, attempt + 1)
-                return result
-            except (pymysql.err.InterfaceError, pymysql.err.OperationalError) as exc:
-                if exc.args and exc.args[0] in (1044, 1045, 1049):
-                    raise  # wrong account or database: asking again does not help
-                last = exc
-                self.stats.errors.append(f"{type(exc).__name__}: {exc}")
-                if ep:
-                    self._discard(ep)  # its other idle connections are as suspect as this one
-        raise pymysql.err.OperationalError(2003, f"group {group}: no {mode} server after {self.attempts} attempts: "
-                                                 f"{last}")
-
-
-def _close(conn: pymysql.connections.Connection) -> None:
-    try:
-        conn.close()
-    except Exception:  # already broken: nothing to release
-        pass
+    http.add_route("/groups/lookup", lookup, headers=True)
+    http.add_route("/groups", listing, headers=True)
 
 
 # -------------------------------------------------------------------------------------------- promotion
@@ -481,8 +297,6 @@ def promote_in_group(registry: Registry, name: str, server: str, admin: Credenti
                      progress: Callable[[str], None] | None = None) -> Any:
     """`iotgw group promote`: the operations' switchover (gateway.ops.switchover), refused for a server that is
     not an `rw` member of the group. Returns the SwitchoverResult."""
-    from gateway.ops.switchover import switchover
-
     group = registry.get(name)
     ep = endpoint(*split_endpoint(server))
     member = group.member(ep)
@@ -494,40 +308,3 @@ def promote_in_group(registry: Registry, name: str, server: str, admin: Credenti
     return switchover(seeds, ep, admin, demote_old=demote_old, repl=repl, timeout=timeout, progress=progress)
 
 
-# ---------------------------------------------------------------------------- gateway.connect(group=…)
-_clients: dict[tuple[Any, ...], GroupClient] = {}
-_clients_lock = threading.Lock()
-
-
-def connect_group(group: str, mode: str = "ro", *, config: Any = None, lookup: str | None = None,
-                  token: str | None = None, user: str | None = None, password: str | None = None,
-                  database: str | None = None, attempts: int = 8, **kwargs: Any) -> pymysql.connections.Connection:
-    """What `gateway.connect(mode, group=…)` does: a connection to the group's primary (`rw`) or next reader
-    (`ro`), from a lookup at `lookup` (a gateway's HTTP base URL; default: the config's `[http] listen`).
-
-    One `GroupClient` per (lookup, account, database) is kept in this process, so the cached answer and the
-    weighted rotation carry over from call to call.
-    """
-    if config is not None and not hasattr(config, "database"):
-        from gateway.config import load
-
-        config = load(config)
-    if config is not None:
-        from gateway.config import resolve_secret
-        from gateway.topology.conn import credentials_from_config
-
-        creds = credentials_from_config(config.database)
-        lookup = lookup or f"http://{config.http.listen}"
-        token = token or resolve_secret("http", config.http, "token") or None
-        database = database or config.database.database
-    else:
-        if not lookup:
-            raise ValueError("connect(group=…) needs lookup='http://HOST:PORT' (a gateway's HTTP API) or config=…")
-        creds = Credentials(user=user or "iotgw", password=password or "")
-    key = (lookup, token, creds.user, creds.password, database, attempts)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = _clients[key] = GroupClient(http_lookup(lookup, token), creds, database=database,
-                                                 attempts=attempts)
-    return client.connect(group, mode, **kwargs)

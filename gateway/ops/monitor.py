@@ -36,12 +36,13 @@ from typing import Any
 
 import pymysql
 
+from gateway.config import ConfigError, resolve_secret
 from gateway.ops.clone import rejoin
 from gateway.ops.failover import FailoverError, FailoverResult, failover, fence, probe_credentials
 from gateway.ops.plan import confirm_dead, returning_primaries
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import META_SCHEMA
+from gateway.topology.conn import Credentials, open_connection, set_read_only
+from gateway.topology.dialect import META_SCHEMA, dialect_for
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.model import Snapshot
 
@@ -246,20 +247,21 @@ class Monitor:
             self._event("locked-out", "single-controller lock not obtained: not re-opening the primary")
             return
         try:
+            d = dialect_for(state.flavor)
             with open_connection(state.endpoint, self.admin) as conn, conn.cursor() as cur:
                 cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
                 uptime = float(cur.fetchone()[1])
                 cur.execute(f"SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch")
                 held = int(cur.fetchone()[0] or 0)
                 top = max((s.epoch.epoch for s in snap.reachable if s.epoch), default=0)
-                cur.execute("SHOW SLAVE STATUS")
+                cur.execute(d.replica_status_sql)
                 replicating = cur.fetchone() is not None
                 if uptime > self.config.reopen_uptime_s or held < top or replicating:
                     self._event("unconfirmed", f"primary {state.endpoint} is read-only but not a fresh restart of "
                                 f"the epoch holder (uptime {uptime:.0f} s, epoch {held}/{top}): not re-opening; "
                                 "use `iotgw topology promote` if it should be the primary")
                     return
-                cur.execute("SET GLOBAL read_only=OFF")
+                set_read_only(cur, False, d)
             self._event("reopened", f"primary {state.endpoint} restarted {uptime:.0f} s ago, still named by epoch "
                         f"{held}, nobody took over: writes re-opened (read_only=OFF)")
             self._publish({"event": "reopened", "primary": state.endpoint, "epoch": held, "at": time.time()})
@@ -463,8 +465,6 @@ def from_config_table(table: dict[str, Any]) -> MonitorConfig | None:
     Keys: auto, interval, failcount, block_s, rejoin, apply_timeout, pre_hook, post_hook, mqtt, mqtt_topic,
     repl_user, repl_password (or repl_password_env / repl_password_file).
     """
-    from gateway.config import ConfigError, resolve_secret
-
     table = dict(table)
     auto = table.pop("auto", False)
     if not isinstance(auto, bool):

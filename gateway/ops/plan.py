@@ -1,7 +1,7 @@
 """Failover decisions from a topology snapshot: pure functions, no servers (tested on stored snapshots).
 
 The live commands (`failover`, `monitor`) take a snapshot with `gateway.topology.discovery.discover` and ask
-this module what to do; only then do they touch a server. The rules come from the design brief:
+this module what to do; only then do they touch a server. The rules:
 
 - the old primary is the server named by the highest epoch (or, with no epoch, the source the replicas name);
 - it is dead only if it is unreachable *and* every reachable replica has lost it too (IO thread not running);
@@ -13,48 +13,14 @@ this module what to do; only then do they touch a server. The rules come from th
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from gateway.ops.errant import errant_transactions
 from gateway.topology import analysis
+from gateway.topology.analysis import OldPrimary, old_primary
 from gateway.topology.dialect import dialect_for
-from gateway.topology.gtid import MariaPos
-from gateway.topology.model import ServerState, Snapshot, endpoint
-
-
-@dataclass(frozen=True)
-class OldPrimary:
-    """Who the primary was, as far as the snapshot can tell."""
-
-    endpoint: str  # '' when nothing in the snapshot names a primary
-    server_id: int
-    state: ServerState | None  # the snapshot's entry for it, if it was probed (reachable or not)
-    how: str  # "epoch" or "replicas' source"
-
-    @property
-    def reachable(self) -> bool:
-        return self.state is not None and self.state.reachable
-
-
-def old_primary(snap: Snapshot) -> OldPrimary | None:
-    """The primary the topology had: named by the highest epoch, else the source most replicas name."""
-    with_epoch = [s for s in snap.reachable if s.epoch is not None]
-    if with_epoch:
-        top = max(with_epoch, key=lambda s: s.epoch.epoch).epoch  # type: ignore[union-attr]
-        ep = endpoint(top.host, top.port)
-        state = snap.by_server_id(top.server_id) or snap.get(ep)
-        return OldPrimary(ep, top.server_id, state, "epoch")
-    sources = Counter(s.replication.source for s in snap.reachable if s.replication is not None)
-    if not sources:
-        return None
-    ep, _ = sources.most_common(1)[0]
-    state = snap.get(ep)
-    # A dead source's id is still known to its replicas (Master_Server_Id, once they had connected).
-    ids = Counter(s.replication.source_server_id for s in snap.reachable
-                  if s.replication is not None and s.replication.source == ep and s.replication.source_server_id)
-    server_id = state.server_id if state is not None and state.reachable else (ids.most_common(1)[0][0] if ids else 0)
-    return OldPrimary(ep, server_id, state, "replicas' source")
+from gateway.topology.gtid import MariaBinlogState, MariaPos
+from gateway.topology.model import ServerState, Snapshot
 
 
 def direct_replicas(snap: Snapshot, primary: OldPrimary) -> list[ServerState]:
@@ -165,7 +131,7 @@ class FailoverPlan:
 
 def _count(pos_text: str, flavor: str) -> int:
     d = dialect_for(flavor)
-    return d.parse_position("").distance_to(d.parse_position(pos_text))  # type: ignore[arg-type]
+    return d.parse_position("").distance_to(d.parse_position(pos_text))
 
 
 def plan_failover(snap: Snapshot, *, exclude: tuple[str, ...] = (), candidate: str | None = None,
@@ -235,19 +201,10 @@ def diverged(server_binlog_pos: str, primary_binlog_state: str) -> list[str]:
     every domain). A GTID `d-s-n` is on the primary if it holds some `d-s-m` with m >= n: with
     `gtid_strict_mode` a server's sequence numbers grow within a domain, and the primary applied that
     server's transactions in order. Comparing sequence numbers alone would be wrong: after a failover the
-    new primary's `0-2-100` looks like the old primary's lost `0-1-100` (the field notes' trap).
+    new primary's `0-2-100` looks like the old primary's lost `0-1-100`.
     """
-    have: dict[tuple[int, int], int] = {}
-    for part in (primary_binlog_state or "").split(","):
-        part = part.strip()
-        if part:
-            d, s, n = (int(x) for x in part.split("-"))
-            have[(d, s)] = max(n, have.get((d, s), 0))
-    out = []
-    for g in MariaPos.parse(server_binlog_pos).gtids:
-        if have.get((g.domain, g.server_id), -1) < g.seq:
-            out.append(str(g))
-    return out
+    have = MariaBinlogState.parse(primary_binlog_state)
+    return [str(g) for g in MariaPos.parse(server_binlog_pos).gtids if not have.holds(g)]
 
 
 def returning_primaries(snap: Snapshot) -> list[ServerState]:

@@ -30,17 +30,17 @@ from dataclasses import dataclass, field
 
 import pymysql
 
-from gateway.ops.errant import maintenance_session
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import META_SCHEMA, Dialect, dialect_for
+from gateway.topology.conn import Credentials, dialect_of, maintenance_session, open_connection
+from gateway.topology.dialect import META_SCHEMA, Dialect, quote_ident
 from gateway.topology.discovery import discover
 from gateway.topology.model import ServerState, Snapshot, split_endpoint
+from gateway.topology.operation import OpError, Steps
 
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys", META_SCHEMA)
 
 
-class RelayError(RuntimeError):
+class RelayError(OpError):
     """A relay operation was refused or failed; the message says which step and why."""
 
 
@@ -84,11 +84,6 @@ def leaf_refusal(snap: Snapshot, relay: ServerState, leaf: ServerState) -> str:
     return ""
 
 
-def _version_dialect(cur: pymysql.cursors.Cursor) -> Dialect:
-    cur.execute("SELECT @@version")
-    return dialect_for(str(cur.fetchone()[0]))
-
-
 def _status(cur: pymysql.cursors.Cursor, sql: str) -> dict:
     cur.execute(sql)
     cols = [c[0] for c in cur.description]
@@ -104,17 +99,16 @@ def move_replica(ep: str, source: str, admin: Credentials, timeout: float = 30.0
     """
     host, port = split_endpoint(source)
     with open_connection(ep, admin, io_timeout=timeout + 10) as conn, conn.cursor() as cur:
-        d = _version_dialect(cur)
-        cur.execute(d.stop_replica_sql + " IO_THREAD")
-        st = _status(cur, d.replica_status_sql)
-        received = str(st.get("Gtid_IO_Pos") or st.get("Retrieved_Gtid_Set") or "").replace("\n", "")
+        d = dialect_of(cur)
+        cur.execute(d.stop_io_thread_sql)
+        received = d.received_position(_status(cur, d.replica_status_sql))
         if received:
             cur.execute(*d.wait_for_gtid_sql(received, timeout))
             if str(cur.fetchone()[0]) != "0":
                 cur.execute(d.start_replica_sql)
                 raise RelayError(f"{ep} did not apply its relay log ({received}) within {timeout:g} s")
         cur.execute(d.stop_replica_sql)
-        cur.execute("SELECT @@gtid_slave_pos" if d.name == "mariadb" else "SELECT @@GLOBAL.gtid_executed")
+        cur.execute(d.applied_position_sql)
         position = str(cur.fetchone()[0] or "").replace("\n", "")
         if position and not _binlog_reaches(source, admin, d, position, timeout):
             cur.execute(d.start_replica_sql)
@@ -131,8 +125,8 @@ def _binlog_reaches(source: str, admin: Credentials, d: Dialect, position: str, 
     deadline = time.monotonic() + timeout
     with open_connection(source, admin) as conn, conn.cursor() as cur:
         while True:
-            cur.execute("SELECT @@gtid_binlog_pos" if d.name == "mariadb" else "SELECT @@GLOBAL.gtid_executed")
-            if d.parse_position(str(cur.fetchone()[0] or "")).contains(want):  # type: ignore[arg-type]
+            cur.execute(d.binlog_position_sql)
+            if d.parse_position(str(cur.fetchone()[0] or "")).contains(want):
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -151,17 +145,17 @@ def make_blackhole(ep: str, admin: Credentials, progress: Callable[[str], None])
     altered = []
     with open_connection(ep, admin, io_timeout=120) as conn, conn.cursor() as cur:
         maintenance_session(cur)  # nothing done here may reach the binlog: it would be errant
-        d = _version_dialect(cur)
+        d = dialect_of(cur)
         cur.execute("SELECT SUPPORT FROM information_schema.ENGINES WHERE ENGINE = 'BLACKHOLE'")
         row = cur.fetchone()
         if row is None or str(row[0]).upper() not in ("YES", "DEFAULT"):
-            cur.execute("INSTALL SONAME 'ha_blackhole'" if d.name == "mariadb" else "INSTALL PLUGIN BLACKHOLE SONAME 'ha_blackhole.so'")
+            cur.execute(d.install_blackhole_sql)
             progress(f"{ep}: BLACKHOLE plugin loaded (add plugin_load_add=ha_blackhole to its config)")
         cur.execute(d.stop_sql_thread_sql)
         try:
             for schema, table, engine in _user_tables(cur):
                 if engine.upper() != "BLACKHOLE":
-                    cur.execute(f"ALTER TABLE `{schema}`.`{table}` ENGINE=BLACKHOLE")
+                    cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(table)} ENGINE=BLACKHOLE")
                     altered.append(f"{schema}.{table}")
             cur.execute("SET GLOBAL default_storage_engine=BLACKHOLE")
         finally:
@@ -174,12 +168,9 @@ def make_blackhole(ep: str, admin: Credentials, progress: Callable[[str], None])
 def add_relay(seeds: list[str], relay: str, leaves: list[str], admin: Credentials, *, timeout: float = 30.0,
               progress: Callable[[str], None] | None = None) -> RelayResult:
     """Make `relay` a BLACKHOLE relay and move `leaves` under it, one by one. Raises RelayError if refused."""
-    say = progress or (lambda _m: None)
     result = RelayResult(relay)
 
-    def step(m: str) -> None:
-        result.steps.append(m)
-        say(m)
+    step = Steps(progress, result.steps)
 
     snap = discover([*seeds, relay, *leaves], admin)
     r = snap.get(relay)
@@ -211,8 +202,8 @@ def add_relay(seeds: list[str], relay: str, leaves: list[str], admin: Credential
 def remove_relay(seeds: list[str], relay: str, admin: Credentials, *, timeout: float = 30.0,
                  progress: Callable[[str], None] | None = None) -> RelayResult:
     """Move every leaf of `relay` back under the relay's own source, one by one (GTID positioning)."""
-    say = progress or (lambda _m: None)
     result = RelayResult(relay)
+    step = Steps(progress, result.steps)
     snap = discover([*seeds, relay], admin)
     r = snap.get(relay)
     if r is None or not r.reachable:
@@ -222,14 +213,10 @@ def remove_relay(seeds: list[str], relay: str, admin: Credentials, *, timeout: f
         raise RelayError(f"{r.endpoint} replicates from nobody: it is not a relay")
     target = (src.report_endpoint or src.endpoint) if src is not None else r.replication.source
     for leaf in analysis.children(snap, r):
-        m = move_replica(leaf.endpoint, target, admin, timeout)
-        result.steps.append(m)
-        say(m)
+        step(move_replica(leaf.endpoint, target, admin, timeout))
         result.moved.append(leaf.endpoint)
-    note = (f"{r.endpoint}: no leaves left; it holds no rows (BLACKHOLE), is never read from or promoted; "
-            "clone it (`iotgw topology clone --target`) to make it a data replica again")
-    result.steps.append(note)
-    say(note)
+    step(f"{r.endpoint}: no leaves left; it holds no rows (BLACKHOLE), is never read from or promoted; "
+         "clone it (`iotgw topology clone --target`) to make it a data replica again")
     return result
 
 
@@ -263,7 +250,7 @@ def target_rows(ep: str, admin: Credentials) -> list[str]:
     full = []
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
         for schema, table, _engine in _user_tables(cur):
-            cur.execute(f"SELECT EXISTS (SELECT 1 FROM `{schema}`.`{table}` LIMIT 1)")
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT 1)")
             if cur.fetchone()[0]:
                 full.append(f"{schema}.{table}")
     return full

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 
 import pymysql
 
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
-from gateway.topology.gtid import MariaPos
 from gateway.topology.model import RawObservation, Snapshot, split_endpoint
+from gateway.topology.operation import OpError, Steps
 
 
-class SetupError(RuntimeError):
+class SetupError(OpError):
     """Setup refused (prerequisites) or failed (a step); the message lists why."""
 
 
@@ -64,26 +64,18 @@ def check_prerequisites(snap: Snapshot, primary: str) -> list[str]:
             ids[sid] = r.endpoint
         if not _flag(v.get("log_bin")):
             problems.append(f"{r.endpoint}: binary log is off (set log_bin)")
-        if r.flavor == "mariadb":
-            if not _flag(v.get("gtid_strict_mode")):
-                problems.append(f"{r.endpoint}: gtid_strict_mode is OFF (set gtid_strict_mode=ON)")
-            if not _flag(v.get("log_slave_updates")):
-                problems.append(f"{r.endpoint}: log_slave_updates is OFF (a promoted replica would lack history)")
+        problems.extend(f"{r.endpoint}: {p}" for p in dialect_for(r.flavor).setup_problems(v))
         if not v.get("report_host") or not v.get("report_port"):
             problems.append(f"{r.endpoint}: report_host/report_port not set (discovery needs them)")
         if r.replica_status and (r.replica_status.get("Master_Host") or r.replica_status.get("Source_Host")):
             problems.append(f"{r.endpoint}: already replicates: stop and reset it first")
     primary_raw = next((r for r in raws if r.endpoint == primary and r.reachable), None)
-    if primary_raw is not None and primary_raw.flavor == "mariadb":
-        have = MariaPos.parse(str(primary_raw.variables.get("gtid_binlog_pos") or ""))
+    if primary_raw is not None:
+        d = dialect_for(primary_raw.flavor)
         for r in raws:
             if r is primary_raw or not r.reachable:
                 continue
-            own = MariaPos.parse(str(r.variables.get("gtid_binlog_pos") or ""))
-            # Each GTID of the replica's binlog must be one the primary has (same server id, seq not beyond).
-            extra = [str(g) for g in own.gtids
-                     if not any(h.domain == g.domain and h.server_id == g.server_id and h.seq >= g.seq
-                                for h in have.gtids)]
+            extra = d.transactions_missing_from(r.variables, primary_raw.variables)
             if extra:
                 problems.append(f"{r.endpoint}: has transactions the primary lacks ({', '.join(extra)}): "
                                 "clone it from the primary instead")
@@ -93,7 +85,6 @@ def check_prerequisites(snap: Snapshot, primary: str) -> list[str]:
 def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, repl_password: str, *,
           timeout: float = 30.0, progress: Callable[[str], None] | None = None) -> SetupResult:
     """Build the topology; raises SetupError with the reasons if a prerequisite fails or a step fails."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     snap = discover(seeds, admin)
     problems = check_prerequisites(snap, primary)
@@ -104,9 +95,7 @@ def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, re
     replicas = [s for s in servers if s is not prim]
     result = SetupResult(primary=prim.endpoint, replicas=[s.endpoint for s in replicas])
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        say(message)
+    step = Steps(progress, result.steps)
 
     step(f"prerequisites OK on {len(servers)} servers (unique ids, binlog, gtid_strict_mode, log_slave_updates, "
          "report_host/port)")
@@ -124,16 +113,14 @@ def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, re
             if prim.epoch is None:
                 write_epoch(cur, 1, prim.server_id, host, port, "iotgw topology setup")
                 step(f"{prim.endpoint}: published epoch 1 naming server {prim.server_id}")
-            for sql in d.set_read_only_sql(False):
-                cur.execute(sql)
-            cur.execute("SELECT @@gtid_binlog_pos")
+            set_read_only(cur, False, d)
+            cur.execute(d.binlog_position_sql)
             position = cur.fetchone()[0]
         step(f"{prim.endpoint}: read_only=OFF, the primary (position {position or 'empty'})")
         for s in replicas:
             rd = dialect_for(s.flavor)
             with open_connection(s.endpoint, admin) as conn, conn.cursor() as cur:
-                for sql in rd.set_read_only_sql(True):
-                    cur.execute(sql)
+                set_read_only(cur, True, rd)
                 cur.execute(*rd.change_source_sql(host, port, repl_user, repl_password))
                 cur.execute(rd.start_replica_sql)
             step(f"{s.endpoint}: CHANGE MASTER TO {host}:{port} (GTID), START SLAVE")

@@ -22,14 +22,15 @@ import pymysql
 
 from gateway.ops.plan import plan_failover
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover, read_epoch
 from gateway.topology.model import split_endpoint
+from gateway.topology.operation import OpError, Steps
 from gateway.topology.promote import PromotionError, promote
 
 
-class SwitchoverError(RuntimeError):
+class SwitchoverError(OpError):
     """Refused or failed; says whether it was rolled back."""
 
 
@@ -49,10 +50,7 @@ def demote(ep: str, new_primary: str, admin: Credentials, repl: tuple[str, str])
     """
     host, port = split_endpoint(new_primary)
     with open_connection(ep, admin) as conn, conn.cursor() as cur:
-        cur.execute("SELECT @@version")
-        d = dialect_for(cur.fetchone()[0])
-        for sql in d.set_read_only_sql(True):
-            cur.execute(sql)
+        d = set_read_only(cur, True)
         cur.execute(d.stop_replica_sql)
         cur.execute(*d.change_source_sql(host, port, repl[0], repl[1], gtid_mode="current_pos"))
         cur.execute(d.start_replica_sql)
@@ -62,7 +60,6 @@ def switchover(seeds: list[str], new_primary: str, admin: Credentials, *, demote
                repl: tuple[str, str] = ("repl", ""),
                timeout: float = 30.0, progress: Callable[[str], None] | None = None) -> SwitchoverResult:
     """Move the primary role to `new_primary`; raises SwitchoverError (after rolling back when it can)."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     snap = discover(seeds, admin)
     decision = analysis.writer_primary(snap)
@@ -75,15 +72,12 @@ def switchover(seeds: list[str], new_primary: str, admin: Credentials, *, demote
     cand = plan.candidate
     result = SwitchoverResult(old_primary=old.endpoint, new_primary=cand.endpoint)
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        say(message)
+    step = Steps(progress, result.steps)
 
     od, cd = dialect_for(old.flavor), dialect_for(cand.flavor)
     with open_connection(old.endpoint, admin) as conn, conn.cursor() as cur:
-        for sql in od.set_read_only_sql(True):
-            cur.execute(sql)
-        cur.execute("SELECT @@gtid_binlog_pos" if od.name == "mariadb" else "SELECT @@GLOBAL.gtid_executed")
+        set_read_only(cur, True, od)
+        cur.execute(od.binlog_position_sql)
         position = str(cur.fetchone()[0]).replace("\n", "")
     step(f"{old.endpoint}: read_only=ON (writes stop here); final position {position}")
     promoted_epoch = 0
@@ -130,10 +124,7 @@ def _rollback(old: str, cand: str, admin: Credentials, repl: tuple[str, str], st
     host, port = split_endpoint(old)
     try:
         with open_connection(cand, admin) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@version")
-            d = dialect_for(cur.fetchone()[0])
-            for sql in d.set_read_only_sql(True):
-                cur.execute(sql)
+            d = set_read_only(cur, True)
             cur.execute(d.replica_status_sql)
             if cur.fetchone() is None:  # promotion had reset it (account too): point it back in full
                 cur.execute(*d.change_source_sql(host, port, repl[0], repl[1]))
@@ -142,7 +133,5 @@ def _rollback(old: str, cand: str, admin: Credentials, repl: tuple[str, str], st
     except (pymysql.MySQLError, OSError) as exc:
         step(f"rollback: could not restore {cand}: {exc}")
     with open_connection(old, admin) as conn, conn.cursor() as cur:
-        cur.execute("SELECT @@version")
-        for sql in dialect_for(cur.fetchone()[0]).set_read_only_sql(False):
-            cur.execute(sql)
+        set_read_only(cur, False)
     step(f"rollback: {old} reopened (read_only=OFF)")

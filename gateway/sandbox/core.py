@@ -19,6 +19,10 @@ from typing import Any
 
 import pymysql
 
+from gateway.topology.conn import set_read_only
+from gateway.topology.dialect import MARIADB as SQL  # the sandbox runs MariaDB servers
+from gateway.topology.dialect import quote_ident
+
 from . import mariadb, mosquitto, process, tls
 from .nodes import MARIADB, MOSQUITTO, Node, tail
 from .ports import accepts_connections, free_port
@@ -272,7 +276,7 @@ class Sandbox:
         primary, replicas = names[0], names[1:]
         with self.connect(primary) as conn:
             with conn.cursor() as cur:
-                cur.execute("SET GLOBAL read_only=OFF")
+                set_read_only(cur, False, SQL)
             # Users are created on the primary before replicas attach, so replication copies them.
             mariadb.create_users(conn, binlog=True)
         _say(progress, f"{primary} is the primary (writable)")
@@ -296,6 +300,11 @@ class Sandbox:
             return self.nodes[name]
         except KeyError:
             raise SandboxError(f"node {name} unknown: {', '.join(self.nodes)}") from None
+
+    def endpoint(self, name: str) -> str:
+        """`HOST:PORT` of node `name` (what `--servers`, the topology layer and the writer take)."""
+        node = self.node(name)
+        return f"{node.host}:{node.port}"
 
     def db_names(self) -> list[str]:
         """Names of the MariaDB nodes (db1, db2, ...)."""
@@ -525,13 +534,14 @@ class Sandbox:
                 if info["replication"]:
                     repaired = mariadb.slave_pos_after_crash(info)
                     if repaired is not None:
-                        cur.execute("SET GLOBAL gtid_slave_pos=%s", (repaired,))
+                        for sql, params in SQL.set_applied_position_sql(repaired):
+                            cur.execute(sql, params)
                         node.extra.setdefault("slave_pos_repairs", []).append(
                             {"from": info["gtid_slave_pos"], "to": repaired}
                         )
-                    cur.execute("START ALL SLAVES")
+                    cur.execute(SQL.start_all_replicas_sql)
                 elif node.last_role == "primary" and not self._primaries(exclude=name):
-                    cur.execute("SET GLOBAL read_only=OFF")
+                    set_read_only(cur, False, SQL)
             node.last_role = self.role(name)
             self.save()
 
@@ -546,7 +556,7 @@ class Sandbox:
         if primary is None:
             raise SandboxError("no writable primary to catch up with")
         with self.connect(primary) as conn, conn.cursor() as cur:
-            cur.execute("SELECT @@gtid_binlog_pos")
+            cur.execute(SQL.binlog_position_sql)
             position = cur.fetchone()[0]
         deadline = time.monotonic() + timeout
         for name in self._answering():
@@ -558,7 +568,7 @@ class Sandbox:
             with self.connect(name, read_timeout=max(timeout, 5) + 10) as conn, conn.cursor() as cur:
                 while True:
                     remaining = deadline - time.monotonic()
-                    cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (position, max(0.1, min(1.0, remaining))))
+                    cur.execute(*SQL.wait_for_gtid_sql(position, max(0.1, min(1.0, remaining))))
                     if cur.fetchone()[0] == 0:
                         break
                     link = mariadb.probe(self.node(name))["replication"][0]
@@ -587,7 +597,7 @@ class Sandbox:
                 if primary is None:
                     cur.execute("SET SESSION sql_log_bin=0")
                 for database in _user_databases(cur):
-                    cur.execute(f"DROP DATABASE `{database}`")
+                    cur.execute(f"DROP DATABASE {quote_ident(database)}")
         if primary is not None:
             self.wait_caught_up(timeout)
         leftovers = {}

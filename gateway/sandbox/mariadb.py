@@ -1,6 +1,6 @@
 """MariaDB servers for the sandbox: template data folder, config, start, users, replication, live probe.
 
-Options come from the field notes (measured on this machine); each is there for a reason given beside it.
+Each option is there for a reason given beside it (measured on the development machine).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 import pymysql
 import pymysql.cursors
+
+from gateway.topology.dialect import MARIADB as SQL  # the sandbox runs MariaDB servers
 
 from .nodes import Node, tail
 from .ports import HOST
@@ -229,12 +231,11 @@ def create_users(conn: pymysql.Connection, binlog: bool = True) -> None:
 def change_master(conn: pymysql.Connection, source: Node, use_gtid: str = "slave_pos") -> None:
     """Point the connected server at ``source`` and start replicating."""
     with conn.cursor() as cur:
-        cur.execute(
-            "CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER='repl', MASTER_PASSWORD='repl', "
-            f"MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-            (source.host, source.port),
-        )
-        cur.execute("START SLAVE")
+        cur.execute(*SQL.change_source_sql(source.host, source.port, "repl", "repl", gtid_mode=use_gtid))
+        cur.execute(SQL.start_replica_sql)
+
+
+PROBED_VARIABLES = ("read_only", "server_id", "gtid_current_pos", "gtid_binlog_pos", "gtid_slave_pos")
 
 
 def probe(node: Node, timeout: float = 5) -> dict[str, Any]:
@@ -247,15 +248,13 @@ def probe(node: Node, timeout: float = 5) -> dict[str, Any]:
         connect(node, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout) as conn,
         conn.cursor(pymysql.cursors.DictCursor) as cur,
     ):
-        cur.execute(
-            "SELECT @@read_only AS read_only, @@server_id AS server_id, @@gtid_current_pos AS gtid_current_pos, "
-            "@@gtid_binlog_pos AS gtid_binlog_pos, @@gtid_slave_pos AS gtid_slave_pos"
-        )
-        info: dict[str, Any] = dict(cur.fetchone())
+        cur.execute(SQL.variables_sql())
+        variables = cur.fetchone()
+        info: dict[str, Any] = {k: variables[k] for k in PROBED_VARIABLES}
         info["read_only"] = bool(info["read_only"])
-        cur.execute("SHOW ALL SLAVES STATUS")
+        cur.execute(SQL.all_replicas_status_sql)
         slaves = cur.fetchall()
-        cur.execute("SHOW SLAVE HOSTS")
+        cur.execute(SQL.replica_hosts_sql)
         hosts = cur.fetchall()
     info["replication"] = [
         {

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+from . import process
 from .nodes import Node, tail
-from .ports import HOST
+from .ports import HOST, accepts_connections
 from .tls import TlsFiles
 
 MOSQUITTO = shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin:/usr/bin") or "mosquitto"
@@ -75,3 +79,63 @@ def argv(node: Node) -> list[str]:
 def startup_failure(node: Node) -> str:
     """Why the broker exited while starting, from its logs."""
     return (tail(node.log, 30) + "\n" + tail(node.out_log, 10)).strip()
+
+
+# --- a broker with a caller-given config (tests of broker settings: ACLs, stock defaults, the shipped file) ----
+@dataclass
+class StandaloneBroker:
+    """A Mosquitto started from a config text the caller wrote (not part of a sandbox's state)."""
+
+    directory: Path
+    port: int
+    config: Path
+    pid: int
+
+    @property
+    def log(self) -> str:
+        return (tail(self.directory / "mosquitto.log", 60) + "\n" + tail(self.directory / "process.out", 20)).strip()
+
+    def stop(self) -> None:
+        process.stop_process(self.pid, str(self.config), timeout=30)
+
+    def kill(self) -> None:
+        process.kill_process(self.pid, str(self.config))
+
+
+def stock_config(directory: Path, port: int, *, sys_interval: int | None = None, password_file: Path | None = None,
+                 acl_file: Path | None = None, extra: Sequence[str] = ()) -> str:
+    """Mosquitto's defaults plus only what a test names: no max_queued_messages line (the default 1000 applies),
+    no persistence; anonymous clients unless a password file is given."""
+    lines = [
+        "user root",
+        f"log_dest file {directory / 'mosquitto.log'}",
+        "log_type all",
+        "connection_messages true",
+        f"listener {port} {HOST}",
+        "allow_anonymous false" if password_file else "allow_anonymous true",
+    ]
+    if password_file:
+        lines.append(f"password_file {password_file}")
+    if acl_file:
+        lines.append(f"acl_file {acl_file}")
+    if sys_interval is not None:
+        lines.append(f"sys_interval {sys_interval}")
+    return "\n".join([*lines, *extra]) + "\n"
+
+
+def start_standalone(directory: Path, config: str, port: int, *, timeout: float = 20.0) -> StandaloneBroker:
+    """Write `config` to directory/mosquitto.conf, start Mosquitto with it, wait until `port` accepts connections."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "mosquitto.conf"
+    conf.write_text(config)
+    launched = process.start_process([MOSQUITTO, "-c", str(conf)], directory / "process.out", cwd=directory)
+    broker = StandaloneBroker(directory, port, conf, launched.pid)
+    try:
+        process.wait_until(lambda: accepts_connections(port) or not process.is_ours(launched.pid, str(conf)),
+                           timeout, what=f"mosquitto on port {port}")
+    except TimeoutError:
+        broker.kill()
+        raise
+    if not process.is_ours(launched.pid, str(conf)):
+        raise RuntimeError(f"mosquitto exited while starting:\n{broker.log}")
+    return broker

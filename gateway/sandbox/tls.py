@@ -6,7 +6,9 @@ and the files it writes are exactly what Mosquitto and paho-mqtt read.
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,14 @@ class TlsFiles:
     client_key: Path
 
 
+def _san(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+        return f"IP:{host}"
+    except ValueError:
+        return f"DNS:{host}"
+
+
 def _openssl(*args: str, cwd: Path) -> None:
     result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
@@ -42,8 +52,9 @@ def _issue(directory: Path, name: str, subject: str, extensions: str) -> None:
     )  # fmt: skip
 
 
-def make_certificates(directory: Path) -> TlsFiles:
-    """Create a CA, a server certificate for 127.0.0.1/localhost and a client certificate in ``directory``."""
+def make_certificates(directory: Path, hosts: Sequence[str] = ()) -> TlsFiles:
+    """Create a CA, a server certificate for 127.0.0.1/localhost (and ``hosts``: names or IP addresses the
+    devices connect to) and a client certificate in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req", "-x509", *_KEY, "-keyout", "ca.key", "-out", "ca.crt", "-days", _DAYS, "-sha256",
@@ -56,7 +67,8 @@ def make_certificates(directory: Path) -> TlsFiles:
         "server",
         "/CN=127.0.0.1",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        "extendedKeyUsage=serverAuth\nsubjectAltName=" + ",".join(_san(h) for h in ("127.0.0.1", "localhost", *hosts))
+        + "\n",
     )
     _issue(
         directory,

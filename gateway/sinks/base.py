@@ -47,6 +47,11 @@ class Sink(ABC):
         """True once after the destination changed (a new primary): unconfirmed batches are written again."""
         return False
 
+    def write_statuses(self, statuses: Sequence) -> None:  # noqa: B027 - sinks without a status table skip it
+        """Upsert the latest collector statuses (gateway.device_status.DeviceStatus) into `device_status`.
+
+        Raises SinkUnavailable on a transient failure (they are offered again later)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most sinks hold a connection
         """Release connections."""
 
@@ -64,3 +69,9 @@ def to_params(rows: Sequence[Row]) -> list[tuple]:
     """Spool rows → parameters of the readings INSERT (DATETIME(3) strings in UTC), for every SQL sink."""
     return [(dev, node, boot, seq, site, ms_to_datetime(ts), src, clock, value, unit, cached, ms_to_datetime(rcv))
             for (dev, node, boot, seq, site, ts, src, clock, value, unit, cached, rcv) in rows]
+
+
+def status_params(statuses: Sequence) -> list[tuple]:
+    """DeviceStatus objects → parameters in schema.STATUS_COLUMNS order, for every SQL sink."""
+    return [(s.site, s.device, s.node, s.boot, s.state, s.role, s.cached, s.cap, s.dropped, s.reset, s.store_err,
+             s.clock, s.period_ms, ms_to_datetime(s.received_ms)) for s in statuses]

@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pymysql
-from pymysql.constants import CLIENT, SERVER_STATUS
+from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
-from gateway.sinks.base import Row, ms_to_datetime
-from gateway.sinks.schema import migrate
+from gateway.sinks.base import Row, ms_to_datetime, status_params
+from gateway.sinks.schema import STATUS_COLUMNS, migrate
+from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.dialect import quote_ident
+from gateway.topology.model import endpoint
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ class ServerAddress:
     host: str
     port: int
     user: str
-    password: str = ""
+    password: str = field(default="", repr=False)
     database: str | None = None
     tls_ca: str = ""
     tls_cert: str = ""
@@ -40,22 +43,21 @@ class ServerAddress:
         return f"{self.host}:{self.port}"
 
 
-def connect(addr: ServerAddress, *, database: str | None = None, autocommit: bool = False,
-            read_timeout: float | None = 30.0, multi_statements: bool = False) -> pymysql.connections.Connection:
-    """Open a PyMySQL connection (UTC session time zone, TLS when a CA is given).
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.user, self.password, self.tls_ca, self.tls_cert, self.tls_key, self.connect_timeout)
 
-    `multi_statements`: several statements in one query, one round trip (the writer's batch path).
-    """
-    ssl = None
-    if addr.tls_ca:
-        ssl = {"ca": addr.tls_ca}
-        if addr.tls_cert:
-            ssl.update(cert=addr.tls_cert, key=addr.tls_key)
-    return pymysql.connect(host=addr.host, port=addr.port, user=addr.user, password=addr.password,
+
+# Every writer session stores and reads timestamps in UTC and speaks full UTF-8.
+SESSION_OPTIONS = {"init_command": "SET time_zone = '+00:00'", "charset": "utf8mb4"}
+
+
+def connect(addr: ServerAddress, *, database: str | None = None, autocommit: bool = False,
+            read_timeout: float | None = 30.0) -> pymysql.connections.Connection:
+    """Open a writer connection (UTC session time zone, TLS when a CA is given) through `open_connection`."""
+    return open_connection(endpoint(addr.host, addr.port), replace(addr.credentials, io_timeout=read_timeout),
                            database=database if database is not None else addr.database, autocommit=autocommit,
-                           connect_timeout=addr.connect_timeout, read_timeout=read_timeout,
-                           write_timeout=read_timeout, ssl=ssl, init_command="SET time_zone = '+00:00'",
-                           charset="utf8mb4", client_flag=CLIENT.MULTI_STATEMENTS if multi_statements else 0)
+                           **SESSION_OPTIONS)
 
 
 def values_sql(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str:
@@ -102,6 +104,16 @@ def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> No
         conn.commit()
 
 
+def upsert_statuses(conn: pymysql.connections.Connection, statuses: Sequence) -> None:
+    """Upsert the latest status per (site, device, node) in one transaction (parameters escaped by PyMySQL)."""
+    names = [c.strip() for c in STATUS_COLUMNS.split(",")]
+    update = ", ".join(f"{c} = VALUES({c})" for c in names[3:])
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO device_status ({STATUS_COLUMNS}) VALUES ({', '.join(['%s'] * len(names))}) "
+                        f"ON DUPLICATE KEY UPDATE {update}", status_params(statuses))
+        conn.commit()
+
+
 # A DDL statement that already took effect: table exists, duplicate column, duplicate key name.
 _REPEATED_DDL_ERRORS = (1050, 1060, 1061)
 
@@ -113,8 +125,8 @@ def _repeated_ddl(exc: Exception) -> bool:
 def init_schema(conn: pymysql.connections.Connection, database: str, progress=None) -> list[int]:
     """Create the database if needed and apply the migrations (`iotgw db init`)."""
     with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-        cur.execute(f"USE `{database}`")
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
+        cur.execute(f"USE {quote_ident(database)}")
 
         def execute(sql: str, params: tuple) -> list[tuple]:
             cur.execute(sql, params or None)

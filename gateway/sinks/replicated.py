@@ -30,27 +30,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pymysql
+from pymysql.constants import CLIENT
 
 from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
 from gateway.sinks.mysql import (
-    ServerAddress,
+    SESSION_OPTIONS,
     build_values_sql,
-    connect,
     init_schema,
     no_backslash_escapes,
     risky_grants,
+    upsert_statuses,
 )
 from gateway.topology.analysis import healthy_replicas, writer_primary
-from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import META_SCHEMA, dialect_for
+from gateway.topology.conn import Credentials, credentials_from_config, open_connection
+from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import ProbeConnections, discover
 from gateway.topology.epoch import write_epoch
-from gateway.topology.gtid import MariaPos, Position
+from gateway.topology.gtid import Position
 from gateway.topology.model import Snapshot, endpoint, split_endpoint
 
 log = logging.getLogger(__name__)
-
-_CHECK_SQL = f"SELECT @@read_only, @@server_id, (SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch)"
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ class ReplicatedSink(Sink):
             sql = build_values_sql(prepared.rows, no_backslash_escapes=not prepared.no_backslash_escapes)
         try:
             with conn.cursor() as cur:
-                cur.execute(f"{_CHECK_SQL};\n{sql}")
+                cur.execute(f"{dialect_for(p.flavor).writer_check_sql()};\n{sql}")
                 read_only, server_id, epoch = cur.fetchone()
                 if read_only or server_id != p.server_id or int(epoch or 0) != p.epoch:
                     try:
@@ -175,6 +174,28 @@ class ReplicatedSink(Sink):
                 self._target = pos if self._target is None else self._target.merged(pos)  # type: ignore[arg-type]
         self._wake.set()
         return WriteOutcome(make_token(p, position))
+
+    def write_statuses(self, statuses: Sequence) -> None:
+        """Upsert collector statuses on the verified primary (small, rare: not confirmed on a replica)."""
+        if not statuses:
+            return
+        self._start_thread()
+        if self._stale or self._conn is None:
+            self._resolve()
+        p, conn = self._primary, self._conn
+        assert p is not None and conn is not None
+        try:
+            with conn.cursor() as cur:
+                cur.execute(dialect_for(p.flavor).writer_check_sql())
+                read_only, server_id, epoch = cur.fetchone()
+                if read_only or server_id != p.server_id or int(epoch or 0) != p.epoch:
+                    conn.rollback()
+                    self._invalidate()
+                    raise SinkUnavailable(f"{p.endpoint} is no longer the primary of epoch {p.epoch}")
+            upsert_statuses(conn, statuses)
+        except pymysql.MySQLError as exc:
+            self._invalidate()
+            raise SinkUnavailable(f"{p.endpoint}: {exc}") from exc
 
     def confirmed(self, tokens: Sequence[str]) -> list[str]:
         """Tokens of the current primary whose position a replica has applied (never blocks)."""
@@ -260,11 +281,9 @@ class ReplicatedSink(Sink):
             delay = min(delay * 2, 0.2)
 
     def _open(self, snap: Snapshot, primary, epoch: int, adopt: bool) -> None:  # noqa: ANN001 - ServerState
-        host, port = split_endpoint(primary.endpoint)
-        addr = ServerAddress(host=host, port=port, user=self.creds.user, password=self.creds.password,
-                             database=self.database, tls_ca=self.creds.tls_ca, tls_cert=self.creds.tls_cert,
-                             tls_key=self.creds.tls_key, connect_timeout=self.creds.connect_timeout)
-        conn = connect(addr, database="", read_timeout=self.creds.io_timeout, multi_statements=True)
+        # Multi-statement queries: a batch is two round trips (see write_prepared).
+        conn = open_connection(primary.endpoint, self.creds, database="", autocommit=False,
+                               client_flag=CLIENT.MULTI_STATEMENTS, **SESSION_OPTIONS)
         try:
             if not self._grants_checked:
                 self._grants_checked = True
@@ -279,7 +298,7 @@ class ReplicatedSink(Sink):
                     conn.commit()
                     epoch = 1
                     log.warning("adopted %s as primary: wrote epoch 1 (the topology had none)", primary.endpoint)
-                cur.execute(_CHECK_SQL)  # verify on this very connection: the snapshot is already a little old
+                cur.execute(dialect_for(primary.flavor).writer_check_sql())  # verify on this very connection: the snapshot is already a little old
                 read_only, server_id, held = cur.fetchone()
                 if read_only or server_id != primary.server_id or int(held or 0) != epoch:
                     raise _Refused(f"changed while connecting (read_only={read_only}, server {server_id}, "
@@ -378,8 +397,7 @@ class ReplicatedSink(Sink):
                 # Applied, by sequence number. Ours only if nothing of a newer primary reached the replica
                 # (it would hold the newer epoch row) and, on MariaDB, if its last GTID of each domain comes
                 # from the server that wrote ours (a newer primary's GTIDs carry its own server id).
-                cur.execute(f"SELECT @@{'gtid_executed' if p.flavor == 'mysql' else 'gtid_slave_pos'}, "
-                            f"(SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch)")
+                cur.execute(d.confirm_check_sql())
                 applied, held = cur.fetchone()
                 held = int(held or 0)
         except pymysql.MySQLError:
@@ -388,7 +406,7 @@ class ReplicatedSink(Sink):
                 _quiet_close(conn)
             self._rotation += 1
             return False  # idle a moment: a dead replica refuses at once, no hot loop
-        same_source = p.flavor == "mysql" or _same_writers(str(target), applied)
+        same_source = d.same_writers(str(target), str(applied or ""))
         with self._lock:
             if self._primary == p and held == p.epoch and same_source:
                 self._confirmed = target if self._confirmed is None else self._confirmed.merged(target)  # type: ignore[arg-type]
@@ -396,13 +414,6 @@ class ReplicatedSink(Sink):
                 self._stale = True  # a newer primary exists (or may): the write path must re-resolve
                 return False  # and no hot loop on a replica that keeps answering "applied"
         return True
-
-
-def _same_writers(target: str, applied: str) -> bool:
-    """True if, in every domain of `target`, the replica's last applied GTID has the target's server id."""
-    mine = {g.domain: g.server_id for g in MariaPos.parse(target).gtids}
-    theirs = {g.domain: g.server_id for g in MariaPos.parse(applied).gtids}
-    return all(theirs.get(domain) == server_id for domain, server_id in mine.items())
 
 
 @dataclass(frozen=True)
@@ -427,7 +438,5 @@ def _quiet_close(conn: pymysql.connections.Connection) -> None:
 
 def from_config(db, **kwargs) -> ReplicatedSink:  # noqa: ANN001 - gateway.config.DatabaseConfig
     """A ReplicatedSink for a `[database]` section with `kind = "mysql"`."""
-    from gateway.topology.conn import credentials_from_config
-
     return ReplicatedSink(db.servers, credentials_from_config(db), database=db.database,
                           confirm=db.confirm_replica, **kwargs)

@@ -27,7 +27,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (2, "index for per-site queries", [
         "ALTER TABLE readings ADD KEY readings_site_device (site, device, sampled_at)",
     ]),
+    (3, "latest status per collector node", [
+        """CREATE TABLE IF NOT EXISTS device_status (
+  site         VARCHAR(32)  NOT NULL,
+  device       VARCHAR(32)  NOT NULL,
+  node         VARCHAR(16)  NOT NULL,
+  boot         INT UNSIGNED NULL,
+  state        VARCHAR(8)   NOT NULL,
+  role         VARCHAR(8)   NULL,
+  cached       INT UNSIGNED NULL,
+  cap          INT UNSIGNED NULL,
+  dropped      INT UNSIGNED NULL,
+  reset_cause  VARCHAR(8)   NULL,
+  store_err    INT UNSIGNED NULL,
+  clock        VARCHAR(5)   NULL,
+  period_ms    INT UNSIGNED NULL,
+  received_at  DATETIME(3)  NOT NULL,
+  PRIMARY KEY (site, device, node)
+) ENGINE=InnoDB""",
+    ]),
 ]
+
+STATUS_COLUMNS = ("site, device, node, boot, state, role, cached, cap, dropped, reset_cause, store_err, clock, "
+                  "period_ms, received_at")
 
 VERSION_TABLE = """CREATE TABLE IF NOT EXISTS iotgw_schema (
   version     INT UNSIGNED NOT NULL PRIMARY KEY,

@@ -6,8 +6,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome, to_params
-from gateway.sinks.schema import migrate
+from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome, status_params, to_params
+from gateway.sinks.schema import STATUS_COLUMNS, migrate
 
 INSERT_SQL = ("INSERT OR IGNORE INTO readings (device, node, boot, seq, site, sampled_at, clock_source, clock, value, "
               "unit, cached, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
@@ -49,6 +49,20 @@ class SQLiteSink(Sink):
                 self.conn.execute("ROLLBACK")
             raise SinkUnavailable(str(exc)) from exc
         return WriteOutcome(None)
+
+    def write_statuses(self, statuses: Sequence) -> None:
+        """Upsert the latest status per (site, device, node)."""
+        if not statuses:
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(f"INSERT OR REPLACE INTO device_status ({STATUS_COLUMNS}) "
+                                  f"VALUES ({','.join('?' * 14)})", status_params(statuses))
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise SinkUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         self.conn.close()

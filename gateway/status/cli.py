@@ -11,6 +11,9 @@ from typing import Any
 
 import click
 
+from gateway.config import ConfigError, load, resolve_secret
+from gateway.status.term import render
+
 DEFAULT_URL = "http://127.0.0.1:9108"
 
 
@@ -30,8 +33,6 @@ def fetch_status(url: str, token: str = "", timeout: float = 5.0) -> dict[str, A
 
 def _target(url: str | None, config: str | None, token: str | None) -> tuple[str, str]:
     if config:
-        from gateway.config import ConfigError, load, resolve_secret
-
         try:
             cfg = load(config)
             token = token or resolve_secret("http", cfg.http, "token")
@@ -61,7 +62,6 @@ def status(url: str | None, config: str | None, token: str | None, as_json: bool
     from rich.console import Console
     from rich.live import Live
 
-    from gateway.status.term import render
 
     console = Console()
     if not watch:

@@ -61,10 +61,7 @@ def add_status_routes(http: Any, document: Callable[[], dict[str, Any]], token: 
         return 200, "text/html; charset=utf-8", render_page(doc).encode()
 
     def add(path: str, handler: Callable[..., Answer]) -> None:
-        if hasattr(http, "add_route"):  # the server hands the request headers to routes that ask for them
-            http.add_route(path, handler, headers=True)
-        else:
-            http.routes[path] = handler
+        http.add_route(path, handler, headers=True)  # the token travels in a header: the route needs them
 
     add("/", page)
     add("/status/view", guarded(lambda: (200, "text/html; charset=utf-8", render_view(document()).encode())))

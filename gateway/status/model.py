@@ -134,7 +134,7 @@ class StatusInputs:
 # ------------------------------------------------------------------------------------------------ devices
 def _period_s(statuses: Iterable[DeviceStatusLike], th: Thresholds) -> tuple[float, bool]:
     """The device's expected period in seconds, and whether a status said it."""
-    known = [s.period_ms for s in statuses if getattr(s, "period_ms", None)]
+    known = [s.period_ms for s in statuses if s.period_ms]
     return (max(known) / 1000.0, True) if known else (th.default_period_s, False)
 
 
@@ -153,10 +153,10 @@ def build_devices(statuses: Sequence[DeviceStatusLike], activity: Sequence[NodeA
         nodes[(st.device, st.node)] = _node_row(st.device, st.node)
         row = nodes[(st.device, st.node)]
         row.update(site=st.site or row["site"], state=st.state or "unknown", role=st.role or "",
-                   status_boot=st.boot, cached=st.cached, cap=getattr(st, "cap", None), dropped=st.dropped,
-                   reset=getattr(st, "reset", None), store_err=getattr(st, "store_err", None),
-                   status_clock=getattr(st, "clock", None), period_ms=getattr(st, "period_ms", None),
-                   status_ms=getattr(st, "received_ms", None))
+                   status_boot=st.boot, cached=st.cached, cap=st.cap, dropped=st.dropped,
+                   reset=st.reset, store_err=st.store_err,
+                   status_clock=st.clock, period_ms=st.period_ms,
+                   status_ms=st.received_ms)
     for a in activity:
         row = nodes.setdefault((a.device, a.node), _node_row(a.device, a.node))
         row.update(site=a.site or row["site"], boot=a.boot, seq=a.seq, ts=a.ts, received_ms=a.received_ms,

@@ -8,64 +8,23 @@ status from those cached parts and the cheap in-memory ones, so a request costs 
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from gateway.client.reads import TopologySource
 from gateway.status.activity import ActivityTracker, PairTracker
 from gateway.status.history import History
 from gateway.status.model import GatewayFacts, ReadsFacts, StatusInputs, Thresholds, build_status
 from gateway.topology import analysis
+from gateway.topology.conn import credentials_from_config
 from gateway.topology.model import Snapshot
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ParsedStatus:
-    """A status payload read from its raw text (the attributes of `gateway.device_status.DeviceStatus`)."""
-
-    site: str
-    device: str
-    node: str
-    boot: int | None = None
-    state: str = "unknown"
-    role: str = ""
-    cached: int | None = None
-    cap: int | None = None
-    dropped: int | None = None
-    reset: str | None = None
-    store_err: int | None = None
-    clock: str | None = None
-    period_ms: int | None = None
-    received_ms: int | None = None
-
-
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def parse_raw_status(device: str, node: str, text: str) -> ParsedStatus:
-    """A status from the text MQTT ingest keeps per (device, node); unknown or odd fields stay None."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
-        doc = None
-    if not isinstance(doc, dict):
-        return ParsedStatus("", device, node, state="unknown")
-    period = _int(doc.get("period_ms", doc.get("period")))
-    return ParsedStatus(
-        site=str(doc.get("site", "")), device=device, node=node, boot=_int(doc.get("boot")),
-        state=str(doc.get("state", "unknown"))[:16], role=str(doc.get("role", ""))[:16],
-        cached=_int(doc.get("cached")), cap=_int(doc.get("cap")), dropped=_int(doc.get("dropped")),
-        reset=str(doc["reset"])[:32] if "reset" in doc else None, store_err=_int(doc.get("store_err")),
-        clock=str(doc["clock"])[:16] if "clock" in doc else None, period_ms=period)
 
 
 def counter_total(counter: Any) -> float:
@@ -164,9 +123,6 @@ class StatusService:
             return self._snapshot
         now = time.monotonic()
         if self._snapshot is None or now - self._snapshot_at >= 2.0:
-            from gateway.reads import TopologySource
-            from gateway.topology.conn import credentials_from_config
-
             if self._source is None:
                 creds = credentials_from_config(gw.cfg.database).with_timeouts(connect=1.0, io=2.0)
                 self._source = TopologySource(gw.cfg.database.servers, creds, refresh_s=0.0)
@@ -175,13 +131,8 @@ class StatusService:
 
     # ------------------------------------------------------------------ inputs and the document
     def statuses(self) -> list[Any]:
-        """The collectors' statuses: the gateway's status book when it has one, else MQTT ingest's raw texts."""
-        gw = self.gateway
-        book = getattr(gw, "statuses", None)
-        if book is not None and hasattr(book, "snapshot"):
-            return list(book.snapshot())
-        raw = dict(gw.mqtt.statuses) if gw.mqtt is not None else {}
-        return [parse_raw_status(dev, node, text) for (dev, node), text in sorted(raw.items())]
+        """The collectors' statuses: the latest of each node, from the gateway's status book."""
+        return list(self.gateway.statuses.snapshot())
 
     def inputs(self, now: float | None = None) -> StatusInputs:
         """Everything the model needs, at `now` (seconds; the service's clock by default)."""

@@ -9,7 +9,8 @@
 from gateway.topology.analysis import PrimaryDecision, rank_candidates, replica_health, roles, tree, writer_primary
 from gateway.topology.conn import Credentials
 from gateway.topology.discovery import discover, probe
-from gateway.topology.model import ServerState, Snapshot, load_snapshot
+from gateway.topology.model import ServerState, Snapshot
+from gateway.topology.snapshots import load_snapshot
 
 __all__ = ["Credentials", "PrimaryDecision", "ServerState", "Snapshot", "discover", "load_snapshot", "probe",
            "rank_candidates", "replica_health", "roles", "tree", "writer_primary"]

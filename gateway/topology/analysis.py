@@ -6,10 +6,11 @@ and `tree`. Nothing here connects to anything.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from gateway.topology.dialect import dialect_for
-from gateway.topology.model import ServerState, Snapshot
+from gateway.topology.model import ServerState, Snapshot, endpoint
 
 
 def parent(snap: Snapshot, s: ServerState) -> ServerState | None:
@@ -123,7 +124,7 @@ def lag_trx(replica: ServerState, primary: ServerState) -> int | None:
     if replica.flavor != primary.flavor:
         return None
     d = dialect_for(replica.flavor)
-    return d.parse_position(replica.gtid_applied).distance_to(d.parse_position(primary.gtid_binlog))  # type: ignore[arg-type]
+    return d.parse_position(replica.gtid_applied).distance_to(d.parse_position(primary.gtid_binlog))
 
 
 def replica_health(snap: Snapshot, primary: ServerState | None, max_lag_s: float | None = None,
@@ -187,7 +188,7 @@ def rank_candidates(snap: Snapshot, exclude: tuple[str, ...] = ()) -> list[Serve
         received = d.parse_position(s.replication.received_gtid or s.gtid_applied)
         applied = d.parse_position(s.gtid_applied)
         empty = d.parse_position("")
-        out.append((empty.distance_to(received), empty.distance_to(applied), -s.server_id, s))  # type: ignore[arg-type]
+        out.append((empty.distance_to(received), empty.distance_to(applied), -s.server_id, s))
     out.sort(key=lambda t: t[:3], reverse=True)
     return [t[3] for t in out]
 
@@ -244,3 +245,37 @@ def tree(snap: Snapshot) -> list[TreeNode]:
     roots.sort(key=lambda s: (s is not decision.primary, s.server_id))
     seen: set[int] = set()
     return [build(r, seen) for r in roots]
+
+
+@dataclass(frozen=True)
+class OldPrimary:
+    """Who the primary was, as far as the snapshot can tell."""
+
+    endpoint: str  # '' when nothing in the snapshot names a primary
+    server_id: int
+    state: ServerState | None  # the snapshot's entry for it, if it was probed (reachable or not)
+    how: str  # "epoch" or "replicas' source"
+
+    @property
+    def reachable(self) -> bool:
+        return self.state is not None and self.state.reachable
+
+
+def old_primary(snap: Snapshot) -> OldPrimary | None:
+    """The primary the topology had: named by the highest epoch, else the source most replicas name."""
+    with_epoch = [s for s in snap.reachable if s.epoch is not None]
+    if with_epoch:
+        top = max(with_epoch, key=lambda s: s.epoch.epoch).epoch  # type: ignore[union-attr]
+        ep = endpoint(top.host, top.port)
+        state = snap.by_server_id(top.server_id) or snap.get(ep)
+        return OldPrimary(ep, top.server_id, state, "epoch")
+    sources = Counter(s.replication.source for s in snap.reachable if s.replication is not None)
+    if not sources:
+        return None
+    ep, _ = sources.most_common(1)[0]
+    state = snap.get(ep)
+    # A dead source's id is still known to its replicas (Master_Server_Id, once they had connected).
+    ids = Counter(s.replication.source_server_id for s in snap.reachable
+                  if s.replication is not None and s.replication.source == ep and s.replication.source_server_id)
+    server_id = state.server_id if state is not None and state.reachable else (ids.most_common(1)[0][0] if ids else 0)
+    return OldPrimary(ep, server_id, state, "replicas' source")

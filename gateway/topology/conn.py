@@ -1,13 +1,20 @@
-"""How the topology layer opens connections: one set of credentials and timeouts, bounded everywhere."""
+"""How every part of the gateway opens a MySQL/MariaDB connection: one credentials type (account, TLS files,
+timeouts) and one factory (`open_connection`), bounded everywhere.
+
+A `Credentials` never shows its password in `repr`, and refuses a client certificate without a CA: the
+connection would otherwise go out in plaintext with the certificate silently unused.
+"""
 
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pymysql
 
+from gateway.config import resolve_secret
+from gateway.topology.dialect import Dialect, dialect_for
 from gateway.topology.model import split_endpoint
 
 
@@ -16,12 +23,26 @@ class Credentials:
     """An account and the limits every connection made with it keeps (no wait on a dead server is unbounded)."""
 
     user: str = "iotgw"
-    password: str = ""
+    password: str = field(default="", repr=False)
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     connect_timeout: float = 3.0
-    io_timeout: float = 10.0  # read/write timeout: a frozen (SIGSTOPped) server fails after this
+    io_timeout: float | None = 10.0  # read/write timeout: a frozen (SIGSTOPped) server fails after this
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert or self.tls_key) and not self.tls_ca:
+            raise ValueError("tls_cert/tls_key given without tls_ca: TLS needs the CA that signed the server's "
+                             "certificate (without it the connection would not be encrypted)")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for this account (None: plaintext, no CA configured)."""
+        if not self.tls_ca:
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key or None)
+        return ctx
 
     def with_timeouts(self, connect: float | None = None, io: float | None = None) -> Credentials:
         return replace(self, connect_timeout=connect or self.connect_timeout, io_timeout=io or self.io_timeout)
@@ -29,8 +50,6 @@ class Credentials:
 
 def credentials_from_config(db: Any, admin: bool = False) -> Credentials:
     """The writer account (or, with `admin`, the admin account) of a `DatabaseConfig`."""
-    from gateway.config import resolve_secret
-
     if admin:
         user = getattr(db, "admin_user", "root")
         password = resolve_secret("database", db, "admin_password") if hasattr(db, "admin_password") else ""
@@ -44,12 +63,35 @@ def open_connection(ep: str, creds: Credentials, database: str | None = None, au
                     io_timeout: float | None = None, **kwargs: Any) -> pymysql.Connection:
     """A PyMySQL connection to `HOST:PORT` with the account's TLS and bounded timeouts."""
     host, port = split_endpoint(ep)
-    ssl_ctx = None
-    if creds.tls_ca:
-        ssl_ctx = ssl.create_default_context(cafile=creds.tls_ca)
-        if creds.tls_cert:
-            ssl_ctx.load_cert_chain(creds.tls_cert, creds.tls_key or None)
     timeout = io_timeout if io_timeout is not None else creds.io_timeout
     return pymysql.connect(host=host, port=port, user=creds.user, password=creds.password, database=database,
                            autocommit=autocommit, connect_timeout=creds.connect_timeout, read_timeout=timeout,
-                           write_timeout=timeout, ssl=ssl_ctx, **kwargs)
+                           write_timeout=timeout, ssl=creds.ssl_context(), **kwargs)
+
+
+def is_read_only(conn: pymysql.Connection) -> bool:
+    """True if the server behind `conn` refuses ordinary writes now (a `rw` connection must not go there)."""
+    with conn.cursor() as cur:
+        cur.execute(Dialect.read_only_sql)
+        return bool(cur.fetchone()[0])
+
+
+def maintenance_session(cur: Any) -> None:
+    """Make this session's statements invisible to replication (`sql_log_bin=0`): run it before any
+    maintenance statement, so what we do on one server never becomes an errant transaction there."""
+    cur.execute("SET SESSION sql_log_bin=0")
+
+
+def dialect_of(cur: Any) -> Dialect:
+    """The dialect of the server a cursor is connected to (MariaDB says so in `@@version`)."""
+    cur.execute("SELECT @@version AS version")
+    row = cur.fetchone()
+    return dialect_for(str(row["version"] if isinstance(row, dict) else row[0]))
+
+
+def set_read_only(cur: Any, on: bool, dialect: Dialect | None = None) -> Dialect:
+    """Fence (`on`) or open the server of `cur`; returns its dialect (asked from the server if not given)."""
+    d = dialect or dialect_of(cur)
+    for sql in d.set_read_only_sql(on):
+        cur.execute(sql)
+    return d

@@ -16,9 +16,10 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from gateway.topology.conn import Credentials, open_connection
-from gateway.topology.dialect import META_SCHEMA, dialect_for, snapshot_from_raw
+from gateway.topology.conn import Credentials, dialect_of, open_connection
+from gateway.topology.dialect import META_SCHEMA
 from gateway.topology.model import RawObservation, Snapshot, endpoint, split_endpoint
+from gateway.topology.snapshots import snapshot_from_raw
 
 MAX_SERVERS = 64  # a bound on the walk: a topology larger than this is not what this tool is for
 
@@ -108,8 +109,7 @@ def _probe_on(ep: str, creds: Credentials, conn: pymysql.connections.Connection)
     started = time.time()
     try:
         with conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute("SELECT @@version AS version")
-            dialect = dialect_for(cur.fetchone()["version"])
+            dialect = dialect_of(cur)
             cur.execute(dialect.variables_sql())
             variables = {k: _plain(v) for k, v in cur.fetchone().items()}
             cur.execute(dialect.replica_status_sql)

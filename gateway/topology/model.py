@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -153,16 +152,3 @@ class Snapshot:
         """The raw observations as JSON: reloading re-parses them exactly as a live probe would."""
         return json.dumps({"format": "iotgw-topology-raw/1", "taken_at": self.taken_at,
                            "servers": [r.to_dict() for r in self.raw]}, indent=2, default=str)
-
-
-def load_snapshot(source: str | Path | dict[str, Any]) -> Snapshot:
-    """Load a stored snapshot (a JSON file path, JSON text, or the parsed dict) and parse it."""
-    from gateway.topology.dialect import snapshot_from_raw
-
-    if isinstance(source, dict):
-        data = source
-    else:
-        text = Path(source).read_text() if not str(source).lstrip().startswith("{") else str(source)
-        data = json.loads(text)
-    raws = [RawObservation.from_dict(r) for r in data["servers"]]
-    return snapshot_from_raw(raws, taken_at=float(data.get("taken_at", 0.0)))

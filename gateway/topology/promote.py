@@ -1,4 +1,4 @@
-"""A person's manual promotion (`iotgw topology promote X`), in the safe order of the design brief.
+"""A person's manual promotion (`iotgw topology promote X`), in the one safe order (each step needs the previous):
 
 fence any other writable primary → let the candidate apply its relay log → stop and reset its replication →
 publish the new primary (a higher epoch row, on the candidate) → `read_only=OFF` → repoint the other replicas.
@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 import pymysql
 
 from gateway.topology import analysis
-from gateway.topology.conn import Credentials, open_connection
+from gateway.topology.conn import Credentials, dialect_of, open_connection, set_read_only
 from gateway.topology.dialect import dialect_for
 from gateway.topology.discovery import discover
 from gateway.topology.epoch import write_epoch
 from gateway.topology.model import ServerState, Snapshot, endpoint, split_endpoint
+from gateway.topology.operation import OpError, Steps
 
 
-class PromotionError(RuntimeError):
+class PromotionError(OpError):
     """The promotion was refused or failed; the message says which step and why."""
 
 
@@ -38,9 +39,8 @@ class PromotionResult:
 
 def _wait_relay_applied(cur: pymysql.cursors.Cursor, ep: str, timeout: float) -> None:
     """Stop fetching, then wait until everything fetched is applied (never lose the relay log)."""
-    cur.execute("SELECT @@version")
-    d = dialect_for(cur.fetchone()[0])
-    cur.execute(d.stop_replica_sql + " IO_THREAD")
+    d = dialect_of(cur)
+    cur.execute(d.stop_io_thread_sql)
     cur.execute(d.replica_status_sql)
     cols = [c[0] for c in cur.description]
     row = dict(zip(cols, cur.fetchone() or (), strict=False))
@@ -67,7 +67,7 @@ def check_candidate(snap: Snapshot, target: ServerState) -> None:
         if other is target or other.replication is None or other.blackhole:
             continue
         theirs = d.parse_position(other.replication.received_gtid or other.gtid_applied)
-        if not (mine.contains(theirs) or mine_applied.contains(theirs)):  # type: ignore[arg-type]
+        if not (mine.contains(theirs) or mine_applied.contains(theirs)):
             raise PromotionError(f"{other.endpoint} has received {theirs}, more than {target.endpoint} "
                                  f"({mine}): promote the most advanced replica")
 
@@ -76,7 +76,6 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
             by: str = "iotgw topology promote", check: bool = True,
             progress: Callable[[str], None] | None = None) -> PromotionResult:
     """Make `target` the primary: fence, drain, publish epoch, open, repoint. Returns the steps taken."""
-    say = progress or (lambda _m: None)
     started = time.monotonic()
     target = endpoint(*split_endpoint(target))
     snap = discover([*seeds, target], admin)
@@ -87,16 +86,13 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
         check_candidate(snap, cand)
     result = PromotionResult(new_primary=cand.endpoint, epoch=0)
 
-    def step(message: str) -> None:
-        result.steps.append(message)
-        say(message)
+    step = Steps(progress, result.steps)
 
     d = dialect_for(cand.flavor)
     for other in snap.reachable:
         if other is not cand and other.writable and not other.is_replica:
             with open_connection(other.endpoint, admin) as conn, conn.cursor() as cur:
-                for sql in d.set_read_only_sql(True):
-                    cur.execute(sql)
+                set_read_only(cur, True, d)
             step(f"fenced {other.endpoint} (read_only=ON)")
     with open_connection(cand.endpoint, admin, io_timeout=apply_timeout + 10) as conn, conn.cursor() as cur:
         if cand.is_replica:
@@ -110,8 +106,7 @@ def promote(seeds: list[str], target: str, admin: Credentials, *, repoint: bool 
         write_epoch(cur, epoch, cand.server_id, host, port, by)
         result.epoch = epoch
         step(f"{cand.endpoint}: published epoch {epoch} naming server {cand.server_id}")
-        for sql in d.set_read_only_sql(False):
-            cur.execute(sql)
+        set_read_only(cur, False, d)
         step(f"{cand.endpoint}: read_only=OFF (the new primary)")
     if repoint:
         host, port = split_endpoint(cand.report_endpoint or cand.endpoint)

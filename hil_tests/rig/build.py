@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,13 +68,20 @@ SHORT_PERIODS = {
 }
 
 
+def c_string(text: str) -> str:
+    """A -D value that is a C string literal, escaped for the shell make runs the compiler in."""
+    return '\\"' + text + '\\"'
+
+
 def build_firmware(envs: Sequence[str], flags: dict[str, int | str] | None = None) -> dict[str, Path]:
     """Build firmware environments (``ft_uno``, ``pair_primary_uno``...) with ``-D`` flags; return their .elf.
 
     Uses ``firmware/arduino/Makefile`` with a build folder of our own under ``hil_tests/sim/build``.
+    A string define is given with its quotes escaped for the shell: ``{"IOTGW_DEVICE": c_string("tank-3")}``.
     """
     flags = dict(SHORT_PERIODS if flags is None else flags)
     tag = "-".join(f"{k.removeprefix('IOTGW_').lower()}{v}" for k, v in sorted(flags.items())) or "default"
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "", tag)  # string values carry shell-escaped quotes
     out = SIM / "build" / "fw" / tag
     out.mkdir(parents=True, exist_ok=True)
     extra = " ".join(f"-D{k}={v}" for k, v in sorted(flags.items()))

@@ -256,6 +256,15 @@ class Harness:
         """Cut or restore the I2C line between the two boards."""
         self.command("i2c restore" if connected else "i2c cut")
 
+    def i2c_target(self, address: int) -> None:
+        """Play an I2C target at ``address`` (7-bit): the boards' writes to it land in ``i2c_log`` with
+        destination ``"ext"`` (a partner implemented by the test, e.g. the MicroPython port's logic)."""
+        self.command(f"i2cpeer {address:02x}")
+
+    def i2c_write(self, board: str, data: bytes) -> float:
+        """Write ``data`` as an I2C controller to ``board``'s own target address; returns the simulated ms."""
+        return float(self._kv(self.command(f"i2cw {board} {data.hex()}"))["ms"])
+
     def wait_event(self, prefix: str, timeout: float = 120) -> str:
         """Wait for an event line starting with ``prefix`` (for example ``"a powercut"``)."""
         with self._events_cond:
@@ -269,7 +278,7 @@ class SimBoard(Board):
     """A board inside a :class:`Harness`. Its lines come from the control channel, stamped in
     simulated time, so they are seen even while the gateway holds the board's pty."""
 
-    capabilities = frozenset({"power", "freeze", "sim_time", "rtc", "adc", "i2c", "serial_cut", "eeprom"})
+    capabilities = frozenset({"power", "freeze", "sim_time", "rtc", "adc", "i2c", "serial_cut", "eeprom", "hang"})
 
     def __init__(self, name: str, harness: Harness) -> None:
         super().__init__(name)
@@ -325,6 +334,10 @@ class SimBoard(Board):
 
     def power(self, on: bool) -> None:
         self.harness.command(f"power {self.name} {'on' if on else 'off'}")
+
+    def hang(self) -> None:
+        """Hang the board's main program (a spin loop, interrupts still running): only a watchdog helps."""
+        self.harness.command(f"hang {self.name}")
 
     def freeze(self, frozen: bool) -> None:
         self.harness.command(f"{'stop' if frozen else 'resume'} {self.name}")

@@ -26,12 +26,20 @@
  *   until MS                  -> ok ms=... once simulated time has reached MS
  *   pace RATIO                -> run at RATIO x real time (0 = as fast as possible)
  *   stop NAME | resume NAME   -> freeze / continue the core (RAM kept)
- *   reset NAME                -> reset the core (EEPROM and RTC kept)
- *   power NAME off|on         -> power cut (core stops) / power up (reset, then run)
+ *   reset NAME                -> reset the core (EEPROM and RTC kept; MCUSR says EXTRF)
+ *   power NAME off|on         -> power cut (core stops) / power up (reset, then run; MCUSR
+ *                                says PORF)
  *   eecut NAME K              -> cut power right after the K-th next EEPROM byte write
  *   eewrites NAME             -> ok n=<EEPROM byte writes since start>
  *   eeprom NAME               -> ok <hex of the whole EEPROM>
+ *   hang NAME                 -> the board's main program hangs: the CPU jumps to a spin loop
+ *                                (interrupts keep running), as a call stuck on a bus or a card
+ *                                would; only its watchdog gets it out (it then resets: MCUSR WDRF)
  *   i2c cut | i2c restore     -> cut / restore the I2C line between the two boards
+ *   i2cpeer ADDR              -> the test is an I2C target at ADDR (hex, 7-bit): the boards' master
+ *                                writes to it are ACKed and reported as "T <board> ext <ms> <hex>"
+ *   i2cw NAME HEX             -> the test as an I2C controller: a master write of HEX to the
+ *                                board's own slave address (reported as "T ext <board> <ms> <hex>")
  *   uart NAME cut|restore     -> unplug / replug the board's serial line (the pty);
  *                                its lines are still reported on the control channel
  *   rtc NAME EPOCH_S          -> set the DS1307 to that Unix time, running
@@ -133,6 +141,7 @@ static board_t boards[MAX_BOARDS];
 static int nboards;
 static uint64_t sim_ps; /* global simulated time */
 static int i2c_cut;
+static uint8_t ext_target; /* "i2cpeer": a 7-bit address the test plays a target at (0: none) */
 static double pace_ratio;
 static uint64_t pace_sim0;
 static struct timespec pace_wall0;
@@ -485,11 +494,36 @@ static void twi_out_hook(struct avr_irq_t *irq, uint32_t value, void *param)
 			avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, sla, 1));
 			if (!(sla & 1))
 				bridge_enqueue(peer, BQ_START, sla);
+		} else if (ext_target && (sla >> 1) == ext_target && !i2c_cut) {
+			b->session_to_peer = 3 + (sla & 1); /* 3: write to the test's target, 4: read */
+			b->i2c_tx_len = 0;
+			avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, sla, 1));
 		}
 		return;
 	}
 	if (!b->session_to_peer)
 		return;
+	if (b->session_to_peer >= 3) { /* the test's target: writes reported as "T NAME ext", reads give 0xFF */
+		if (m.u.twi.msg & TWI_COND_STOP) {
+			if (b->session_to_peer == 3) {
+				fprintf(out, "T %s ext %.3f ", b->name, (double)board_ps(b) / PS_PER_MS);
+				for (int i = 0; i < b->i2c_tx_len; i++)
+					fprintf(out, "%02x", b->i2c_tx[i]);
+				fputc('\n', out);
+				fflush(out);
+			}
+			b->session_to_peer = 0;
+		} else if (i2c_cut) {
+			b->session_to_peer = 0;
+		} else if ((m.u.twi.msg & TWI_COND_WRITE) && b->session_to_peer == 3) {
+			avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_ACK, m.u.twi.addr, 1));
+			if (b->i2c_tx_len < (int)sizeof b->i2c_tx)
+				b->i2c_tx[b->i2c_tx_len++] = m.u.twi.data;
+		} else if (m.u.twi.msg & TWI_COND_READ) {
+			avr_raise_irq(in, avr_twi_irq_msg(TWI_COND_READ, m.u.twi.addr, 0xFF));
+		}
+		return;
+	}
 	if (m.u.twi.msg & TWI_COND_STOP) {
 		if (b->session_to_peer == 1) {
 			bridge_enqueue(peer, BQ_STOP, 0);
@@ -602,9 +636,15 @@ static void rtc_cancel_part_tick(board_t *b)
 	}
 }
 
-static void board_power_on(board_t *b)
+/* MCUSR (data address 0x54 on the ATmega328P and 2560): what the reset pin or the supply did. */
+#define MCUSR_ADDR 0x54
+#define MCUSR_PORF 0x01
+#define MCUSR_EXTRF 0x02
+
+static void board_power_on(board_t *b, uint8_t reset_flags)
 {
 	avr_reset(b->avr);
+	b->avr->data[MCUSR_ADDR] |= reset_flags;
 	rtc_cancel_part_tick(b);
 	b->bq_len = 0;
 	b->twi_handled = 1;
@@ -716,7 +756,8 @@ static void cmd_exec(char *line)
 	int needs_board = !strcmp(c, "stop") || !strcmp(c, "resume") || !strcmp(c, "reset") ||
 			  !strcmp(c, "power") || !strcmp(c, "eecut") || !strcmp(c, "eeprom") ||
 			  !strcmp(c, "eewrites") || !strcmp(c, "rtc") || !strcmp(c, "rtcget") ||
-			  !strcmp(c, "adc") || !strcmp(c, "uart");
+			  !strcmp(c, "adc") || !strcmp(c, "uart") || !strcmp(c, "hang") ||
+			  !strcmp(c, "i2cw");
 	if (needs_board && !b) {
 		reply("err unknown board %s", argc > 1 ? argv[1] : "(none)");
 		return;
@@ -749,13 +790,13 @@ static void cmd_exec(char *line)
 		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "reset")) {
 		eeprom_save(b);
-		board_power_on(b);
+		board_power_on(b, MCUSR_EXTRF);
 		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "power") && argc > 2) {
 		if (!strcmp(argv[2], "off"))
 			board_power_off(b);
 		else
-			board_power_on(b);
+			board_power_on(b, MCUSR_PORF);
 		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "eecut") && argc > 2) {
 		b->eecut_left = atol(argv[2]);
@@ -779,6 +820,33 @@ static void cmd_exec(char *line)
 		}
 		b->uart_cut = cut;
 		reply("ok uart=%s", cut ? "cut" : "connected");
+	} else if (!strcmp(c, "hang")) {
+		/* "rjmp ." (0xCFFF) in the last word of flash, which the firmware does not use */
+		uint32_t at = (b->avr->flashend - 1) & ~1u;
+		b->avr->flash[at] = 0xFF;
+		b->avr->flash[at + 1] = 0xCF;
+		b->avr->pc = at;
+		reply("ok ms=%.3f", now_ms);
+	} else if (!strcmp(c, "i2cpeer") && argc > 1) {
+		ext_target = (uint8_t)strtol(argv[1], NULL, 16);
+		reply("ok i2cpeer=%02x", ext_target);
+	} else if (!strcmp(c, "i2cw") && argc > 2) {
+		/* a master write from the test to the board's own slave address */
+		uint8_t addr7 = b->avr->data[TWAR_ADDR] >> 1;
+		size_t n = strlen(argv[2]) / 2;
+		if (!peer_listens(b, addr7) || n == 0 || n > 32) {
+			reply("err %s does not listen on I2C", b->name);
+			return;
+		}
+		bridge_enqueue(b, BQ_START, (uint8_t)(addr7 << 1));
+		for (size_t i = 0; i < n; i++) {
+			char hx[3] = {argv[2][2 * i], argv[2][2 * i + 1], 0};
+			bridge_enqueue(b, BQ_DATA, (uint8_t)strtol(hx, NULL, 16));
+		}
+		bridge_enqueue(b, BQ_STOP, 0);
+		fprintf(out, "T ext %s %.3f %s\n", b->name, now_ms, argv[2]);
+		fflush(out);
+		reply("ok ms=%.3f", now_ms);
 	} else if (!strcmp(c, "i2c") && argc > 1) {
 		i2c_cut = !strcmp(argv[1], "cut");
 		reply("ok i2c=%s", i2c_cut ? "cut" : "connected");
@@ -972,7 +1040,7 @@ int main(int argc, char **argv)
 	setvbuf(out, NULL, _IOLBF, 0);
 
 	for (int i = 0; i < nboards; i++)
-		board_power_on(&boards[i]);
+		board_power_on(&boards[i], MCUSR_PORF);
 	clock_gettime(CLOCK_MONOTONIC, &pace_wall0);
 	pace_sim0 = 0;
 

@@ -216,6 +216,132 @@ def ack_vectors() -> dict:
     return {"acks": acks}
 
 
+STATUS_KEYS = ("boot", "state", "role", "cached", "cap", "dropped", "reset", "store_err", "clock", "period")
+
+
+def status_payload(dev: str, node: str, fields: dict) -> str:
+    """The status of protocol section 6, keys in the canonical order, no spaces."""
+    parts = [f'"v":1,"dev":"{dev}","node":"{node}"']
+    for key in STATUS_KEYS:
+        value = fields[key]
+        parts.append(f'"{key}":' + (f'"{value}"' if isinstance(value, str) else str(value)))
+    return "{" + ",".join(parts) + "}"
+
+
+def status_vectors() -> dict:
+    cases = [
+        ("active node of a pair", "pair-1", "a",
+         {"boot": 3, "state": "online", "role": "active", "cached": 12, "cap": 500, "dropped": 0, "reset": "wdt",
+          "store_err": 0, "clock": "rtc", "period": 5000}),
+        ("single collector after a cache-full episode, clock lost", "ft-1", "a",
+         {"boot": 65537, "state": "online", "role": "single", "cached": 38, "cap": 38, "dropped": 7,
+          "reset": "power", "store_err": 2, "clock": "lost", "period": 200}),
+        ("standby node without a clock", "pair-1", "b",
+         {"boot": 1, "state": "online", "role": "standby", "cached": 0, "cap": 0, "dropped": 0, "reset": "ext",
+          "store_err": 0, "clock": "none", "period": 1000}),
+        ("soft reset", "tank_3", "node-2",
+         {"boot": 0, "state": "online", "role": "single", "cached": 1, "cap": 2000, "dropped": 0, "reset": "soft",
+          "store_err": 0, "clock": "rtc", "period": 120000}),
+        ("unknown reset", "tank_3", "n", {"boot": 9, "state": "online", "role": "active", "cached": 0, "cap": 160,
+                                          "dropped": 0, "reset": "unknown", "store_err": 0, "clock": "rtc",
+                                          "period": 60000}),
+        ("widest: longest names, largest numbers", "D" * 32, "n" * 16,
+         {"boot": 4294967295, "state": "online", "role": "standby", "cached": 65535, "cap": 65535,
+          "dropped": 4294967295, "reset": "brownout", "store_err": 4294967295, "clock": "lost",
+          "period": 4294967295}),
+    ]
+    out = []
+    for name, dev, node, fields in cases:
+        payload = status_payload(dev, node, fields)
+        assert len(payload) <= 256, (name, len(payload))
+        out.append({"name": name, "dev": dev, "node": node, "fields": fields, "payload": payload,
+                    "serial_line": frame("S", payload), "topic": f"iot/site-1/{dev}/status",
+                    "will": f'{{"v":1,"dev":"{dev}","node":"{node}","state":"offline"}}'})
+    return {"max_payload_bytes": 256, "keys": ["v", "dev", "node", *STATUS_KEYS],
+            "reset": ["power", "wdt", "ext", "brownout", "soft", "unknown"], "clock": ["rtc", "lost", "none"],
+            "statuses": out}
+
+
+# The pair's heartbeat (protocol section 9): an I2C write of register 0 + the 3-byte frame to the secondary.
+HB_MAGIC, HB_CLAIMING, HB_ACTIVE = 0xB7, 0, 1
+HB_ADDRESS, HB_FRAME_REGISTER, HB_REPLY_REGISTER = 0x42, 0, 3
+HB_PERIOD_MS, HB_TIMEOUT_MS, HB_HANDBACK_BEATS = 1000, 3500, 3
+
+
+def hb_secondary_model(timeout_ms: int, handback: int, events: list) -> list[str]:
+    """The secondary's role after each event, by the rules of section 9 (an independent model)."""
+    active, last_active, last_beat, streak, out = False, 0, None, 0, []
+    for ev in events:
+        t = ev["t"]
+        if "beat" in ev:
+            streak = streak + 1 if last_beat is not None and t - last_beat < timeout_ms else 1
+            last_beat = t
+            if ev["beat"] == "active":
+                last_active = t
+                if active and streak >= handback:
+                    active = False
+        elif not active and t - last_active >= timeout_ms:
+            active = True
+        out.append("active" if active else "standby")
+    return out
+
+
+def hb_primary_model(handback: int, replies: list) -> list[str]:
+    """The state each beat of a (re)started primary says, given what it read back after each beat."""
+    active, out = False, []
+    for k, reply in enumerate(replies, start=1):
+        if k >= handback:
+            active = True
+        out.append("active" if active else "claiming")
+        if reply == "standby":
+            active = True
+    return out
+
+
+def heartbeat_vectors() -> dict:
+    def frame_case(name, state, counter):
+        data = bytes((HB_MAGIC, state, counter))
+        return {"name": name, "state": "active" if state else "claiming", "counter": counter, "frame_hex": data.hex(),
+                "i2c_write_hex": bytes((HB_FRAME_REGISTER,)).hex() + data.hex()}
+
+    frames = [frame_case("first beat of a claiming primary", HB_CLAIMING, 1),
+              frame_case("active", HB_ACTIVE, 3), frame_case("counter wraps", HB_ACTIVE, 0),
+              frame_case("counter 255", HB_CLAIMING, 255)]
+    invalid = [{"name": "wrong magic", "frame_hex": "480101"}, {"name": "unknown state", "frame_hex": "b70201"},
+               {"name": "too short", "frame_hex": "b701"}, {"name": "empty", "frame_hex": ""}]
+    T, N = 600, 3  # the scenarios' timeout and hand-back count (a 200 ms period, as the HIL builds use)
+    beats = lambda start, n, state, period=200: [{"t": start + i * period, "beat": state} for i in range(n)]  # noqa: E731
+    sec = [
+        ("no primary at all: takeover exactly one timeout after start",
+         [{"t": 599, "poll": True}, {"t": 600, "poll": True}]),
+        ("an active primary holds the secondary back",
+         beats(0, 3, "active") + [{"t": 999, "poll": True}, {"t": 1000, "poll": True}]),
+        ("a claiming primary does not hold it back (it does not record yet)",
+         beats(0, 5, "claiming") + [{"t": 800, "poll": True}]),
+        ("hand-back on the active beat that completes a run of N consecutive beats",
+         [{"t": 600, "poll": True}] + beats(1000, 2, "claiming") + beats(1400, 1, "active")),
+        ("a stray active beat does not hand back (hysteresis)",
+         [{"t": 600, "poll": True}, {"t": 1000, "beat": "active"}, {"t": 1700, "poll": True},
+          {"t": 2000, "beat": "active"}, {"t": 2700, "poll": True}]),
+        ("a silence of one timeout restarts the count",
+         [{"t": 600, "poll": True}] + beats(1000, 2, "active") + [{"t": 1800, "beat": "active"},
+                                                                   {"t": 2000, "beat": "active"},
+                                                                   {"t": 2200, "beat": "active"}]),
+    ]
+    secondary = [{"name": n, "timeout_ms": T, "handback_beats": N, "events": ev,
+                  "roles": hb_secondary_model(T, N, ev)} for n, ev in sec]
+    pri = [
+        ("alone or with an unknown partner: active from beat N", ["none"] * 5),
+        ("partner read back standby: active from the next beat", ["standby", "none", "none"]),
+        ("partner active: claims N-1 beats, then active", ["active", "active", "active", "active"]),
+    ]
+    primary = [{"name": n, "handback_beats": N, "replies": r, "says": hb_primary_model(N, r)} for n, r in pri]
+    return {"address": HB_ADDRESS, "frame_register": HB_FRAME_REGISTER, "reply_register": HB_REPLY_REGISTER,
+            "reply": {"standby": 0, "active": 1}, "period_ms": HB_PERIOD_MS, "timeout_ms": HB_TIMEOUT_MS,
+            "handback_beats": HB_HANDBACK_BEATS, "frames": frames, "invalid_frames": invalid,
+            "secondary": secondary, "primary": primary}
+
+
 def watermark_vectors() -> list[dict]:
     def run(arrivals):
         held, upto, out = set(), -1, []
@@ -294,6 +420,8 @@ def main() -> None:
         "readings_invalid.json": invalid_vectors(),
         "serial_lines.json": serial_vectors(),
         "acks.json": ack_vectors(),
+        "status.json": status_vectors(),
+        "heartbeat.json": heartbeat_vectors(),
         "ack_watermark.json": watermark_vectors(),
         "ds1307.json": ds1307_vectors(),
         "cache_records.json": cache_record_vectors(),

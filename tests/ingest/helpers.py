@@ -6,9 +6,9 @@ import threading
 import uuid
 from pathlib import Path
 
-from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.simulator import SimOptions, SimReport, Simulator
 
 

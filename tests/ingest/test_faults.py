@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.launch import spool_depth, wait_for
+from gateway.sandbox.launch import spool_depth, wait_for
 from tests.ingest.helpers import Background, assert_exact, count_on, sim_for, start_gateway, wait_stored
 
 pytestmark = pytest.mark.servers

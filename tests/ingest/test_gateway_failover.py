@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import ConfigError
-from gateway.launch import GatewayProcess, sandbox_config, wait_for
 from gateway.ops.monitor import from_config_table
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, wait_for
 from tests.ingest.helpers import Background, assert_exact, count_on, sim_for, unique, wait_stored
 
 pytestmark = pytest.mark.servers

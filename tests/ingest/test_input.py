@@ -14,8 +14,8 @@ import pytest
 import serial
 
 from gateway import protocol
-from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.simulator import SimOptions, simulate
 from tests.ingest.helpers import assert_exact, broker_of, simulate_through, start_gateway, unique, wait_stored
 

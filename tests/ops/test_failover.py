@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.ops.helpers import Load, cli, consistency, ep, read_only, rows_or_zero, wait_until
+from tests.helpers import Load, cli, consistency, read_only, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -28,12 +28,12 @@ def test_failover_after_kill_picks_caught_up_replica_over_lagging_one(make_sandb
         code, out = cli("topology", "failover", "--sandbox", d, "--dry-run", "--json")
         assert code == 0, out
         plan = json.loads(out)
-        assert plan["dry_run"] and plan["candidate"] != ep(sb, "db2")
+        assert plan["dry_run"] and plan["candidate"] != sb.endpoint("db2")
         assert all(read_only(sb, n) for n in ("db2", "db3", "db4"))  # a dry run changes nothing
         code, out = cli("topology", "failover", "--sandbox", d, "--json")
         assert code == 0, out
         result = json.loads(out)
-        new = next(n for n in ("db3", "db4") if ep(sb, n) == result["new_primary"])
+        new = next(n for n in ("db3", "db4") if sb.endpoint(n) == result["new_primary"])
         assert result["new_primary"] == plan["candidate"] and result["epoch"] == 2
         steps = "\n".join(result["steps"])
         assert "SQL thread was stopped" in steps and "NOT repointed" not in steps
@@ -73,7 +73,7 @@ def test_blackhole_relay_is_never_promoted(make_sandbox):
     sb.kill("db1")
     code, out = cli("topology", "failover", "--sandbox", str(sb.directory), "--json")
     assert code == 0, out
-    assert json.loads(out)["new_primary"] == ep(sb, "db3")
+    assert json.loads(out)["new_primary"] == sb.endpoint("db3")
     with sb.connect("db3") as conn, conn.cursor() as cur:
         cur.executemany("INSERT INTO iot.t VALUES (%s, %s)", [(i, i) for i in range(200, 300)])
     count, _ = consistency(sb, ["db3", "db4"], "db3", table="iot.t")  # db4 still below the relay

@@ -7,10 +7,9 @@ import time
 import pytest
 
 from gateway.ops.monitor import MonitorConfig, start_in_background
-from gateway.ops.sandbox_rebuild import rebuild_node
+from gateway.sandbox.rebuild import rebuild_node
 from gateway.topology.epoch import write_epoch
-from tests.ops.helpers import Load, consistency, ep, read_only, rows_or_zero, wait_until
-from tests.topology.helpers import ADMIN
+from tests.helpers import ADMIN, Load, consistency, read_only, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -21,7 +20,7 @@ class Running:
     def __init__(self, sb, **settings):
         cfg = MonitorConfig(**{"interval": 0.5, "failcount": 2, "block_s": 2.0, "repl": ("repl", "repl"),
                                **settings})
-        self.monitor, self.thread = start_in_background([ep(sb, n) for n in sb.db_names()], ADMIN, cfg)
+        self.monitor, self.thread = start_in_background([sb.endpoint(n) for n in sb.db_names()], ADMIN, cfg)
 
     def kinds(self, kind):
         return [e for e in self.monitor.events if e.kind == kind]
@@ -33,7 +32,7 @@ class Running:
 
 
 def name_of(sb, endpoint):
-    return next(n for n in sb.db_names() if ep(sb, n) == endpoint)
+    return next(n for n in sb.db_names() if sb.endpoint(n) == endpoint)
 
 
 def replicates_from(sb, name, source):
@@ -52,7 +51,7 @@ def bring_back(sb, mon, old, new):
     sb.restart(old)
     outcome = wait_until(
         lambda: ("rejoined" if replicates_from(sb, old, new) else None)
-        or ("diverged" if ep(sb, old) in mon.monitor.diverged else None),
+        or ("diverged" if sb.endpoint(old) in mon.monitor.diverged else None),
         30, f"{old} to be rejoined or reported diverged")
     if outcome == "diverged":
         assert read_only(sb, old)  # fenced meanwhile
@@ -126,7 +125,7 @@ def test_hung_primary_is_failed_over_and_fenced_when_it_resumes(make_sandbox, tm
         fenced_at = own_seq(sb, "db1")  # a write in flight at the freeze may have committed on thaw: no more
         outcome = wait_until(
             lambda: ("rejoined" if replicates_from(sb, "db1", new) else None)
-            or ("diverged" if ep(sb, "db1") in mon.monitor.diverged else None),
+            or ("diverged" if sb.endpoint("db1") in mon.monitor.diverged else None),
             30, "db1 to be rejoined or reported diverged")
         with sb.connect(new) as conn, conn.cursor() as cur:
             cur.execute("SELECT @@gtid_binlog_state")

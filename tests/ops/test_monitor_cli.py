@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from gateway.sandbox.ports import free_port
-from tests.ops.helpers import ep, read_only, wait_until
+from tests.helpers import read_only, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -42,8 +42,8 @@ def test_monitor_process_fails_over_and_publishes(make_sandbox, tmp_path):
         sb.kill("db1")
         wait_until(hook_out.exists, 30, "the post-failover hook")
         old, new, epoch = hook_out.read_text().split()
-        assert old == ep(sb, "db1") and new in (ep(sb, "db2"), ep(sb, "db3")) and epoch == "1"
-        assert not read_only(sb, next(n for n in ("db2", "db3") if ep(sb, n) == new))
+        assert old == sb.endpoint("db1") and new in (sb.endpoint("db2"), sb.endpoint("db3")) and epoch == "1"
+        assert not read_only(sb, next(n for n in ("db2", "db3") if sb.endpoint(n) == new))
         retained = subprocess.run(["mosquitto_sub", "-h", broker["host"], "-p", str(broker["port"]), "-t",
                                    "iotgw/topology", "-C", "1", "-W", "10"], capture_output=True, text=True,
                                   timeout=20)

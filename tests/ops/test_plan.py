@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from gateway.ops import plan
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 HERE = Path(__file__).parent / "snapshots"
 

@@ -6,10 +6,9 @@ import pytest
 
 from gateway.ops.clone import rejoin
 from gateway.ops.failover import failover
-from gateway.ops.sandbox_rebuild import rebuild_node
 from gateway.sandbox import Sandbox
-from tests.ops.helpers import cli, consistency, ep, read_only, rows_or_zero, wait_until
-from tests.topology.helpers import ADMIN
+from gateway.sandbox.rebuild import rebuild_node
+from tests.helpers import ADMIN, cli, consistency, read_only, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 REPL = ("repl", "repl")
@@ -36,12 +35,12 @@ def test_clean_old_primary_rejoins_and_diverged_one_is_rebuilt(make_sandbox):
     _write(sb, "db1", 0, 100)
     sb.wait_caught_up()
     sb.kill("db1")  # nothing in flight: it has not diverged
-    new = failover([ep(sb, n) for n in sb.db_names()], ADMIN).new_primary
-    new_name = next(n for n in ("db2", "db3") if ep(sb, n) == new)
+    new = failover([sb.endpoint(n) for n in sb.db_names()], ADMIN).new_primary
+    new_name = next(n for n in ("db2", "db3") if sb.endpoint(n) == new)
     other = ({"db2", "db3"} - {new_name}).pop()
     sb.restart("db1")
     assert read_only(sb, "db1")
-    r = rejoin(ep(sb, "db1"), new, ADMIN, REPL)
+    r = rejoin(sb.endpoint("db1"), new, ADMIN, REPL)
     assert r.rejoined and not r.diverged
     _write(sb, new_name, 100, 50)
     wait_until(lambda: _replicating(sb, "db1", new_name), 30, "db1 to replicate from the new primary")
@@ -56,11 +55,11 @@ def test_clean_old_primary_rejoins_and_diverged_one_is_rebuilt(make_sandbox):
     for n in ("db1", other):
         with sb.connect(n) as conn, conn.cursor() as cur:
             cur.execute("START SLAVE")
-    second = failover([ep(sb, n) for n in sb.db_names()], ADMIN).new_primary
-    second_name = next(n for n in ("db1", other) if ep(sb, n) == second)
+    second = failover([sb.endpoint(n) for n in sb.db_names()], ADMIN).new_primary
+    second_name = next(n for n in ("db1", other) if sb.endpoint(n) == second)
     _write(sb, second_name, 1000, 10)  # the new primary's 0-X-N now clashes with the lost 0-Y-N
     sb.restart(new_name)
-    r = rejoin(ep(sb, new_name), second, ADMIN, REPL)
+    r = rejoin(sb.endpoint(new_name), second, ADMIN, REPL)
     assert not r.rejoined and len(r.diverged) == 1
     assert read_only(sb, new_name)  # fenced all the same
     old_id = sb.node(new_name).server_id

@@ -8,8 +8,7 @@ import pytest
 
 from gateway.topology import analysis
 from gateway.topology.discovery import discover
-from tests.ops.helpers import cli, consistency, ep
-from tests.topology.helpers import ADMIN, WRITER
+from tests.helpers import ADMIN, WRITER, cli, consistency
 
 pytestmark = [pytest.mark.servers]
 
@@ -21,7 +20,7 @@ def test_setup_refuses_duplicate_server_id_then_builds_1p3r(make_sandbox):
         cur.execute("SET GLOBAL server_id=%s", (sb.node("db2").server_id,))
     code, out = cli("topology", "setup", "--sandbox", d)
     assert code != 0
-    assert f"duplicate server id {sb.node('db2').server_id}" in out and ep(sb, "db3") in out
+    assert f"duplicate server id {sb.node('db2').server_id}" in out and sb.endpoint("db3") in out
     with sb.connect("db2") as conn, conn.cursor() as cur:
         cur.execute("SHOW SLAVE STATUS")
         assert cur.fetchone() is None  # refused before changing anything
@@ -31,11 +30,11 @@ def test_setup_refuses_duplicate_server_id_then_builds_1p3r(make_sandbox):
     code, out = cli("topology", "setup", "--sandbox", d, "--json")
     assert code == 0, out
     result = json.loads(out)
-    assert result["primary"] == ep(sb, "db1") and len(result["replicas"]) == 3
+    assert result["primary"] == sb.endpoint("db1") and len(result["replicas"]) == 3
     assert sum("verified" in s for s in result["steps"]) == 3
-    snap = discover([ep(sb, "db4")], ADMIN)  # any seed finds the whole topology
+    snap = discover([sb.endpoint("db4")], ADMIN)  # any seed finds the whole topology
     decision = analysis.writer_primary(snap)
-    assert decision.primary.endpoint == ep(sb, "db1") and decision.epoch == 1
+    assert decision.primary.endpoint == sb.endpoint("db1") and decision.epoch == 1
     assert [h.server.server_id for h in analysis.healthy_replicas(snap, decision.primary)] == [2, 3, 4]
     # The writer account writes on the primary and every replica follows.
     with sb.connect("db1") as conn, conn.cursor() as cur:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ops.helpers import Load, cli, cli_json, consistency, ep, read_only, rows_or_zero, wait_until
+from tests.helpers import Load, cli, cli_json, consistency, read_only, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -37,7 +37,7 @@ def test_switchover_there_and_back_under_load(make_sandbox, tmp_path):
         wait_until(lambda: rows_or_zero(sb, "db1") > base + 100, 30, "writes continue on db1 after the rollback")
 
         there = cli_json("topology", "switchover", "--sandbox", d, "--new-primary", "db2", "--demote-old")
-        assert there["new_primary"] == ep(sb, "db2") and there["epoch"] == 2
+        assert there["new_primary"] == sb.endpoint("db2") and there["epoch"] == 2
         wait_until(lambda: load.follows(sb, "db2"), 30, "the writer to follow db2")
         base = rows_or_zero(sb, "db2")
         wait_until(lambda: rows_or_zero(sb, "db2") > base + 200, 30, "writes on db2")
@@ -45,7 +45,7 @@ def test_switchover_there_and_back_under_load(make_sandbox, tmp_path):
         assert _source_port(sb, "db3") == sb.node("db2").port
 
         back = cli_json("topology", "switchover", "--sandbox", d, "--new-primary", "db1", "--demote-old")
-        assert back["new_primary"] == ep(sb, "db1") and back["epoch"] == 3
+        assert back["new_primary"] == sb.endpoint("db1") and back["epoch"] == 3
         wait_until(lambda: load.follows(sb, "db1"), 30, "the writer to follow db1 again")
         base = rows_or_zero(sb, "db1")
         wait_until(lambda: rows_or_zero(sb, "db1") > base + 200, 30, "writes on db1 again")

@@ -1,5 +1,5 @@
 """Several independent Mosquitto brokers in one sandbox (`--brokers N`), faults on one of them, and N gateways
-launched on them (gateway.launch.launch_gateways)."""
+launched on them (gateway.sandbox.launch.launch_gateways)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from gateway.launch import launch_gateways, wait_for
 from gateway.mqttconn import BrokerSettings
 from gateway.sandbox import Sandbox, SandboxError
+from gateway.sandbox.launch import launch_gateways, wait_for
 from gateway.sandbox.process import is_ours, wait_until
 from gateway.simulator import SimOptions, simulate
 

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from gateway.launch import http_json, wait_for
+from gateway.sandbox.launch import http_json, wait_for
 from tests.ingest.helpers import simulate_through, start_gateway, wait_stored
 
 pytestmark = pytest.mark.servers

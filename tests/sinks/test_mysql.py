@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.launch import dump_toml
+from gateway.sandbox.launch import dump_toml
 from gateway.sinks.replicated import ReplicatedSink
 from gateway.topology.conn import Credentials
 
@@ -46,7 +46,7 @@ def test_db_init_creates_and_upgrades_the_schema_like_schema_sql(sandbox, tmp_pa
     cfg.write_text(dump_toml({"database": {"kind": "mysql", "servers": [f"{node.host}:{node.port}"], "user": "iotgw",
                                            "password": "iotgw", "database": "iot"}}))
     first = CliRunner().invoke(main, ["db", "init", "--config", str(cfg)])
-    assert first.exit_code == 0 and "applied 2 migration(s)" in first.output, first.output
+    assert first.exit_code == 0 and "applied 3 migration(s)" in first.output, first.output
     again = CliRunner().invoke(main, ["db", "init", "--config", str(cfg)])
     assert "already up to date" in again.output
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
@@ -56,7 +56,7 @@ def test_db_init_creates_and_upgrades_the_schema_like_schema_sql(sandbox, tmp_pa
             body = "\n".join(ln for ln in stmt.splitlines() if not ln.strip().startswith("--")).strip()
             if body:
                 cur.execute(body)
-        for table in ("readings", "iotgw_schema"):
+        for table in ("readings", "device_status", "iotgw_schema"):
             assert show_create(conn, "iot", table) == show_create(conn, "reference", table)
 
 
@@ -101,7 +101,7 @@ def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox
     writer(sandbox).write([ROW[:3] + (9,) + ROW[4:]])
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM iot.iotgw_schema ORDER BY version")
-        assert [r[0] for r in cur.fetchall()] == [1, 2]
+        assert [r[0] for r in cur.fetchall()] == [1, 2, 3]
 
 
 def test_strings_are_escaped_in_the_multi_row_insert(sandbox, writer):

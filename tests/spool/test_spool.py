@@ -96,3 +96,19 @@ def test_watermark_is_the_contiguous_prefix_whatever_the_order(tmp_path_factory,
     assert spool.depth == len(set(arrivals))
     spool.close()
     assert Spool(path).marks.current(("d1", "a", 1)) == expected
+
+
+def test_quarantine_is_bounded_in_bytes_and_cuts_raw_to_1_kib(tmp_path):
+    from gateway.protocol import Rejected
+    from gateway.spool import QUARANTINE_RAW_MAX, Entry, Spool, quarantined, read_stats
+
+    spool = Spool(tmp_path / "spool.db", quarantine_max=1000, quarantine_max_bytes=20_000)
+    for i in range(60):
+        spool.commit_group([Entry(quarantined("mqtt", "t/s/d/reading", "s", Rejected("too_large"),
+                                              bytes([65 + i % 26]) * 100_000, i))])
+    rows = spool.conn.execute("SELECT length(raw), raw_len, received_ms FROM quarantine ORDER BY id").fetchall()
+    size = spool.conn.execute("SELECT sum(length(raw) + length(topic) + length(detail)) FROM quarantine").fetchone()[0]
+    spool.close()
+    assert size <= 20_000 and len(rows) < 60 and rows[-1][2] == 59  # the newest kept, the oldest evicted
+    assert all(r[0] == QUARANTINE_RAW_MAX and r[1] == 100_000 for r in rows)
+    assert read_stats(tmp_path / "spool.db").quarantine_evicted == 60 - len(rows)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 
 from gateway.drain import DrainWorker
-from gateway.launch import wait_for
 from gateway.protocol import Reading
+from gateway.sandbox.launch import wait_for
 from gateway.sinks.base import SinkUnavailable, WriteOutcome
 from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import Entry, Spool

@@ -10,8 +10,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from gateway.launch import GatewayProcess, sandbox_config, wait_for
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, wait_for
 from gateway.sandbox.ports import free_port
 from tests.ingest.helpers import unique
 

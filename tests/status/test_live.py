@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from gateway.launch import wait_for
 from gateway.protocol import encode_reading
 from gateway.sandbox import Sandbox
+from gateway.sandbox.launch import wait_for
 from tests.ingest.helpers import Background, sim_for
 from tests.status.helpers import Collectors, api_status, chromium, endpoint_of, start_gateway_with_monitor
 
@@ -58,7 +58,16 @@ def test_cli_json_equals_api_and_watch_shows_the_primary(chain, tmp_path):
     assert report.unacked == 0
     wait_for(lambda: len([d for d in api_status(url)["devices"] if d["last_reading_ms"]]) == 3, 30,
              "the three devices' readings in /api/status")
-    # Quiescent: the counters' rates have fallen back to zero and two documents in a row are the same.
+    # Every device here announced a 1 s period: 3 s after its last reading (quiet-001: after its status) it
+    # turns silent, which changes the document. Wait for all four flips, so none can fall between the
+    # documents compared below (the CLI alone takes seconds to start on a loaded machine).
+    periodic = {"dev-001", "dev-002", "dev-003", "quiet-001"}
+    wait_for(lambda: periodic <= {a["subject"] for a in api_status(url)["alerts"]}, 30,
+             "all four 1 s devices marked silent")
+    # Quiescent: the rates (over the last 10 s, sampled every tick) have fallen back to zero, and two
+    # documents in a row are the same.
+    wait_for(lambda: (api_status(url)["gateway"]["ingest_rate"], api_status(url)["gateway"]["drain_rate"]) == (0, 0),
+             30, "ingest and drain rates back to zero")
     wait_for(lambda: _stable(api_status(url)) == _stable(api_status(url)), 30, "a steady status document")
     cli = [sys.executable, "-m", "gateway.cli", "status", "--url", url]
     before = _stable(api_status(url))

@@ -7,6 +7,7 @@ import copy
 import json
 from pathlib import Path
 
+from gateway.device_status import DeviceStatus
 from gateway.status.activity import ActivityTracker, PairTracker
 from gateway.status.model import (
     GatewayFacts,
@@ -16,8 +17,7 @@ from gateway.status.model import (
     Thresholds,
     build_status,
 )
-from gateway.status.service import ParsedStatus, parse_raw_status
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 TESTS = Path(__file__).resolve().parents[1]
 HEALTHY = TESTS / "topology" / "snapshots" / "mariadb_1p3r_epoch.json"
@@ -29,7 +29,8 @@ def status(device, node="a", **kw):
     fields = {"site": "s", "boot": 1, "state": "online", "role": "single", "cached": 0, "dropped": 0,
               "period_ms": 1000, "received_ms": NOW - 500}
     fields.update(kw)
-    return ParsedStatus(device=device, node=node, **fields)
+    fields = {"cap": None, "reset": None, "store_err": None, "clock": None, **fields}
+    return DeviceStatus(device=device, node=node, **fields)
 
 
 def activity(device, node="a", ago_s=0.5, **kw):
@@ -136,14 +137,6 @@ def test_gateway_alerts_spool_and_broker_drops():
     calm = build_status(inputs(gateway=GatewayFacts(spool_depth=10, spool_limit=1000, broker_drops=0),
                                database_kind="sqlite"))
     assert calm["alerts"] == []
-
-
-def test_raw_status_texts_are_read_defensively():
-    s = parse_raw_status("d", "a", '{"v":1,"dev":"d","node":"a","state":"offline","role":"standby","period":500}')
-    assert (s.state, s.role, s.period_ms) == ("offline", "standby", 500)
-    for odd in ("[1,2]", "not json", "{\"boot\": \"x\", \"cached\": true}", "[" * 5000):
-        s = parse_raw_status("d", "a", odd)
-        assert s.boot is None and s.cached is None
 
 
 def test_activity_counts_each_sequence_once_and_the_last_hour_only():

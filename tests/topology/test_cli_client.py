@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.client import Client, connect
-from tests.topology.helpers import WRITER, ep
+from tests.helpers import WRITER
 
 pytestmark = pytest.mark.servers
 
@@ -25,8 +25,8 @@ def test_topology_show_json_and_table(sandbox):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     roles = {s["endpoint"]: s["role"] for s in report["servers"]}
-    assert roles == {ep(sandbox, "db1"): "primary", ep(sandbox, "db2"): "replica", ep(sandbox, "db3"): "replica"}
-    assert report["primary"] == ep(sandbox, "db1") and report["adopt"]  # a fresh sandbox has no epoch yet
+    assert roles == {sandbox.endpoint("db1"): "primary", sandbox.endpoint("db2"): "replica", sandbox.endpoint("db3"): "replica"}
+    assert report["primary"] == sandbox.endpoint("db1") and report["adopt"]  # a fresh sandbox has no epoch yet
     assert all(s["healthy"] for s in report["servers"])
     table = run("topology", "show", "--sandbox", str(sandbox.directory))
     assert table.exit_code == 0, table.output
@@ -36,9 +36,9 @@ def test_topology_show_json_and_table(sandbox):
 def test_show_with_servers_and_env_credentials(sandbox, monkeypatch):
     monkeypatch.setenv("IOTGW_DB_USER", "iotgw")
     monkeypatch.setenv("IOTGW_DB_PASSWORD", "iotgw")
-    result = run("topology", "show", "--servers", f"{ep(sandbox, 'db3')}", "--json")
+    result = run("topology", "show", "--servers", f"{sandbox.endpoint('db3')}", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["primary"] == ep(sandbox, "db1")
+    assert json.loads(result.output)["primary"] == sandbox.endpoint("db1")
     assert run("topology", "show").exit_code != 0  # no way to find servers: a usage error
 
 
@@ -53,7 +53,7 @@ def test_query_modes_go_to_the_right_servers(sandbox):
 
 
 def test_connect_api_rotates_and_writes_to_the_primary(sandbox):
-    servers = [ep(sandbox, "db2")]
+    servers = [sandbox.endpoint("db2")]
     with connect("rw", servers=servers, user="iotgw", password="iotgw") as conn, conn.cursor() as cur:
         cur.execute("SELECT @@server_id, @@read_only")
         assert cur.fetchone() == (sandbox.node("db1").server_id, 0)
@@ -68,13 +68,13 @@ def test_connect_api_rotates_and_writes_to_the_primary(sandbox):
 
 def test_connect_retries_after_a_cached_replica_died(make_sandbox):
     sb = make_sandbox(replicas=2, broker=False)
-    client = Client([ep(sb, "db1")], WRITER, refresh_s=60, attempts=3)
+    client = Client([sb.endpoint("db1")], WRITER, refresh_s=60, attempts=3)
     client.source.snapshot()  # cached: still lists db2 as healthy after it dies
     sb.kill("db2")
     with client.connect("ro") as conn, conn.cursor() as cur:  # db2 refused -> re-probe -> db3
         cur.execute("SELECT @@server_id")
         assert cur.fetchone()[0] == sb.node("db3").server_id
-    assert any(e == ep(sb, "db2") for e, _ in client.selector.last_skipped)
+    assert any(e == sb.endpoint("db2") for e, _ in client.selector.last_skipped)
     sb.kill("db3")
     with pytest.raises(pymysql.err.OperationalError, match="no ro server after 3 attempts"):
         client.connect("ro")
@@ -86,7 +86,7 @@ def test_config_file_drives_query_and_connect(sandbox, tmp_path):
     cfg.write_text(f"""
 [database]
 kind = "mysql"
-servers = ["{ep(sandbox, 'db3')}"]
+servers = ["{sandbox.endpoint('db3')}"]
 user = "iotgw"
 password_env = "IOTGW_TEST_DB_PASSWORD"
 database = "iot"

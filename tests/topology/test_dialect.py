@@ -84,3 +84,33 @@ def test_reset_slave_leaves_an_empty_row_that_is_no_replication():
 def test_unreachable_observation():
     state = MARIADB.parse_observation(RawObservation(endpoint="127.0.0.1:1", reachable=False, error="2003: refused"))
     assert not state.reachable and state.error == "2003: refused" and not state.writable
+
+
+def test_position_statements_differ_by_flavour():
+    assert (MARIADB.binlog_position_sql, MYSQL.binlog_position_sql) == ("SELECT @@gtid_binlog_pos",
+                                                                        "SELECT @@GLOBAL.gtid_executed")
+    assert MARIADB.applied_position_sql == "SELECT @@gtid_slave_pos"
+    assert MARIADB.stop_io_thread_sql == "STOP SLAVE IO_THREAD" and MYSQL.stop_io_thread_sql == "STOP REPLICA IO_THREAD"
+    assert MARIADB.set_applied_position_sql("0-1-5") == [("SET GLOBAL gtid_slave_pos=%s", ("0-1-5",))]
+    assert MYSQL.set_applied_position_sql("u:1") == [] and MYSQL.resume_after_own_writes_sql() == []
+    assert "gtid_slave_pos" in MARIADB.confirm_check_sql() and "gtid_executed" in MYSQL.confirm_check_sql()
+
+
+def test_dump_position_is_read_from_either_dump_format():
+    maria = "-- CHANGE MASTER TO MASTER_LOG_FILE='b.000001';\n-- SET GLOBAL gtid_slave_pos='0-1-42';\n"
+    assert MARIADB.dump_position(maria) == "0-1-42" and MARIADB.dump_position("no position") is None
+    mysql = "SET @@GLOBAL.GTID_PURGED=/*!80000 '+'*/ '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5';"
+    assert MYSQL.dump_position(mysql) == "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+
+
+def test_same_writers_tells_a_newer_primary_apart_on_mariadb_only():
+    assert MARIADB.same_writers("0-1-10", "0-1-12") and not MARIADB.same_writers("0-1-10", "0-2-12")
+    assert MYSQL.same_writers("u", "v")
+
+
+def test_setup_prerequisites_by_flavour():
+    assert MARIADB.setup_problems({"gtid_strict_mode": "ON", "log_slave_updates": 1}) == []
+    assert [p.split()[0] for p in MARIADB.setup_problems({})] == ["gtid_strict_mode", "log_slave_updates"]
+    assert MYSQL.setup_problems({}) == []
+    assert MARIADB.transactions_missing_from({"gtid_binlog_pos": "0-2-5"}, {"gtid_binlog_pos": "0-1-9"}) == ["0-2-5"]
+    assert MARIADB.transactions_missing_from({"gtid_binlog_pos": "0-1-5"}, {"gtid_binlog_pos": "0-1-9"}) == []

@@ -6,8 +6,8 @@ import pytest
 
 from gateway.topology import analysis
 from gateway.topology.discovery import discover
-from gateway.topology.model import load_snapshot
-from tests.topology.helpers import WRITER, ep, wait_until
+from gateway.topology.snapshots import load_snapshot
+from tests.helpers import WRITER, wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -33,19 +33,19 @@ def test_roles_from_every_seed_with_an_intermediate_replica(sandbox):
     _repoint(sb, "db3", "db2")  # by hand: db3 now replicates from db2, which becomes an intermediate
     try:
         wait_until(lambda: sb.node("db3").port in _listed_replicas(sb, "db2"), 20, "db2 to list db3")
-        expected = {ep(sb, "db1"): "primary", ep(sb, "db2"): "intermediate", ep(sb, "db3"): "replica"}
+        expected = {sb.endpoint("db1"): "primary", sb.endpoint("db2"): "intermediate", sb.endpoint("db3"): "replica"}
         for seed in ("db1", "db2", "db3"):
-            snap = discover([ep(sb, seed)], WRITER)
+            snap = discover([sb.endpoint(seed)], WRITER)
             assert analysis.roles(snap) == expected, f"seed {seed}"
             (root,) = analysis.tree(snap)
-            assert root.server.endpoint == ep(sb, "db1")
-            assert [c.server.endpoint for c in root.children] == [ep(sb, "db2")]
-            assert [g.server.endpoint for g in root.children[0].children] == [ep(sb, "db3")]
-        leaf = snap.get(ep(sb, "db3"))
+            assert root.server.endpoint == sb.endpoint("db1")
+            assert [c.server.endpoint for c in root.children] == [sb.endpoint("db2")]
+            assert [g.server.endpoint for g in root.children[0].children] == [sb.endpoint("db3")]
+        leaf = snap.get(sb.endpoint("db3"))
         assert leaf.replication.running and leaf.replication.source_server_id == sb.node("db2").server_id
         assert leaf.has_binlog and leaf.read_only and not leaf.blackhole
-        health = {h.server.endpoint: h for h in analysis.replica_health(snap, snap.get(ep(sb, "db1")))}
-        assert health[ep(sb, "db3")].healthy and health[ep(sb, "db3")].depth == 2
+        health = {h.server.endpoint: h for h in analysis.replica_health(snap, snap.get(sb.endpoint("db1")))}
+        assert health[sb.endpoint("db3")].healthy and health[sb.endpoint("db3")].depth == 2
         # The stored form re-parses to the same servers (what the snapshot tests rely on).
         assert load_snapshot(snap.to_json()).servers == snap.servers
     finally:
@@ -56,17 +56,17 @@ def test_roles_from_every_seed_with_an_intermediate_replica(sandbox):
 
 def test_unreachable_seed_and_replica_error_are_reported(sandbox):
     sb = sandbox
-    snap = discover(["127.0.0.1:1", ep(sb, "db2")], WRITER)  # a dead seed next to a live one
+    snap = discover(["127.0.0.1:1", sb.endpoint("db2")], WRITER)  # a dead seed next to a live one
     dead = snap.get("127.0.0.1:1")
     assert dead is not None and not dead.reachable and dead.error
-    assert analysis.writer_primary(snap).primary.endpoint == ep(sb, "db1")
+    assert analysis.writer_primary(snap).primary.endpoint == sb.endpoint("db1")
     with sb.connect("db2") as conn, conn.cursor() as cur:
         cur.execute("STOP SLAVE IO_THREAD")
     try:
-        snap = discover([ep(sb, "db1")], WRITER)
-        health = {h.server.endpoint: h for h in analysis.replica_health(snap, snap.get(ep(sb, "db1")))}
-        assert not health[ep(sb, "db2")].healthy and "IO thread No" in health[ep(sb, "db2")].reasons[0]
-        assert health[ep(sb, "db3")].healthy
+        snap = discover([sb.endpoint("db1")], WRITER)
+        health = {h.server.endpoint: h for h in analysis.replica_health(snap, snap.get(sb.endpoint("db1")))}
+        assert not health[sb.endpoint("db2")].healthy and "IO thread No" in health[sb.endpoint("db2")].reasons[0]
+        assert health[sb.endpoint("db3")].healthy
     finally:
         with sb.connect("db2") as conn, conn.cursor() as cur:
             cur.execute("START SLAVE IO_THREAD")

@@ -62,3 +62,17 @@ def test_mysql_set_arithmetic_matches_python_sets(a, b):
     assert sa.minus(sb).count() == len(members(a) - members(b))
     assert sa.contains(sb) == (members(b) <= members(a))
     assert sa.merged(sb).count() == len(members(a) | members(b))
+
+
+def test_flavours_never_combine():
+    from gateway.topology.gtid import GtidError, MariaBinlogState
+
+    maria, mysql = MariaPos.parse("0-1-5"), MysqlGtidSet.parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5")
+    for a, b in ((maria, mysql), (mysql, maria)):
+        with pytest.raises(GtidError, match="cannot combine"):
+            a.contains(b)
+        with pytest.raises(GtidError, match="cannot combine"):
+            a.merged(b)
+    with pytest.raises(GtidError, match="cannot combine"):
+        MariaBinlogState.parse("0-1-5").merged(maria)
+    assert maria.merged(MariaPos.parse("0-1-7,1-2-3")).contains(MariaPos.parse("1-2-3"))

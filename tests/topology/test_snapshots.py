@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.topology import analysis
-from gateway.topology.model import load_snapshot
+from gateway.topology.snapshots import load_snapshot
 
 HERE = Path(__file__).parent / "snapshots"
 

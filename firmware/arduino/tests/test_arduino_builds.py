@@ -1,6 +1,6 @@
 """AVR builds of both sketches for Uno and Mega: the plain Makefile and PlatformIO's offline environments.
 
-Sizes must stay within the budgets of issue 6 (firmware/arduino/tools/avr_sizes.py).
+Sizes must stay within the budgets of firmware/arduino/tools/avr_sizes.py.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def test_device_name_is_checked_at_compile_time(tmp_path, device, ok):
 
 def test_platformio_offline_envs_build_within_budget(tmp_path):
     envs = pio_offline.offline_envs()
-    assert len(envs) == 6 and all(e.endswith("_offline") for e in envs)
+    # six plain builds, plus the SD and MQTT ones where the real Arduino libraries are
+    assert len(envs) == (8 if pio_offline.arduino_libs() else 6) and all(e.endswith("_offline") for e in envs)
     result = pio_offline.run(envs, core_dir=tmp_path / "core", build_dir=tmp_path / "build", timeout=280)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -71,3 +72,26 @@ def test_platformio_offline_envs_build_within_budget(tmp_path):
 def test_offline_runner_refuses_registry_envs(tmp_path):
     with pytest.raises(ValueError):
         pio_offline.run(["ft_uno"], core_dir=tmp_path / "core")
+
+
+def test_sd_and_mqtt_builds_against_the_real_libraries_within_budget(tmp_path):
+    # SD 1.3.0, Ethernet 2.0.2, PubSubClient 2.8 from the shared third_party folder (Makefile ARDUINO_LIBS)
+    repo = FIRMWARE.parents[1]
+    candidates = [repo.parent / "shared/third_party/arduino-libraries", repo.parents[1] / "shared/third_party/arduino-libraries"]
+    libs = next((c for c in candidates if (c / "SD").is_dir()), None)
+    if libs is None:
+        pytest.skip("the real Arduino libraries (SD, Ethernet, PubSubClient) are not next to the repository")
+    envs = ["ft_sd_uno", "ft_sd_mega", "ft_mqtt_mega", "ft_sd_mqtt_mega"]
+    result = subprocess.run(["make", "-s", "-j2", f"BUILD_DIR={tmp_path}", f"ARDUINO_LIBS={libs}", *envs], cwd=FIRMWARE,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for env in envs:
+        elf = tmp_path / env / f"{env}.elf"
+        flash, ram = avr_sizes.elf_sizes(elf)
+        budget = avr_sizes.budget_for(env)
+        assert budget and flash <= budget[0] and ram <= budget[1], (env, flash, ram, budget)
+        objects = {p.name for p in (tmp_path / env / "lib").glob("*.o")}
+        if "_sd" in env:
+            assert {"SD.cpp.o", "SdFile.cpp.o", "Sd2Card.cpp.o", "SPI.cpp.o"} <= objects, objects
+        if "_mqtt" in env:
+            assert {"PubSubClient.cpp.o", "Ethernet.cpp.o", "w5100.cpp.o"} <= objects, objects

@@ -73,16 +73,26 @@ def test_sketches_boot_and_speak_protocol_under_simavr(tmp_path):
     check_lone_secondary(tmp_path / "pair_secondary_uno" / "pair_secondary_uno.elf")
 
 
+def blank_boot(lines: list[str]) -> int:
+    """The boot number a blank EEPROM starts from: seeded (RTC or noise), never 1 (docs/firmware.md)."""
+    m = re.fullmatch(r"boot (\d+)", lines[1])
+    assert m, lines
+    boot = int(m[1])
+    assert 65536 <= boot < 2**31, boot
+    return boot
+
+
 def check_ft_collector(elf):
     """No RTC, no gateway: readings stamped null/none, resent as cached after the ack timeout."""
     lines = run_until(elf, lambda ls: any('"cached":true}' in x for x in ls))
-    assert lines[:5] == ["iotgw ft_collector dev=ft-1 node=a", "boot 1", "rtc missing", "cache open records=0",
-                         "role single"], lines
+    boot = blank_boot(lines)
+    assert lines[:6] == ["iotgw ft_collector dev=ft-1 node=a", f"boot {boot}", "reset power", "rtc missing",
+                         "cache open records=0", "role single"], lines
     frames = [x for x in lines if x.startswith("!")]
     assert frames and all(frame_ok(f) for f in frames), frames
-    assert frames[0].startswith('!S {"v":1,"dev":"ft-1","node":"a","boot":1,"state":"online","role":"single"')
+    assert frames[0].startswith(f'!S {{"v":1,"dev":"ft-1","node":"a","boot":{boot},"state":"online","role":"single","cached":0,"cap":38,"dropped":0,"reset":"power","store_err":0,"clock":"none"')
     readings = [f for f in frames if f.startswith("!R")]
-    assert readings[0].startswith('!R {"v":1,"dev":"ft-1","node":"a","boot":1,"seq":0,"ts":null,"src":"none",')
+    assert readings[0].startswith(f'!R {{"v":1,"dev":"ft-1","node":"a","boot":{boot},"seq":0,"ts":null,"src":"none",')
     assert '"cached":false}' in readings[0]
     assert "cache append seq=0" in lines
     resend = lines.index("cache resend from seq=0")
@@ -93,7 +103,8 @@ def check_ft_collector(elf):
 def check_lone_primary(elf):
     """Nobody acknowledges its heartbeat: it claims for two beats, then turns active and records."""
     lines = run_until(elf, lambda ls: sum(x.startswith("!R") for x in ls) >= 2)
-    assert lines[:3] == ["iotgw redundant_collector primary dev=pair-1 node=a", "boot 1", "role standby"], lines
+    assert lines[:4] == ["iotgw redundant_collector primary dev=pair-1 node=a", f"boot {blank_boot(lines)}",
+                         "reset power", "role standby"], lines
     assert "heartbeat not acked" in lines
     active = lines.index("role active")
     assert active > lines.index("heartbeat not acked")
@@ -105,7 +116,8 @@ def check_lone_primary(elf):
 def check_lone_secondary(elf):
     """No heartbeat at all: it takes over after the timeout and records as node b."""
     lines = run_until(elf, lambda ls: sum(x.startswith("!R") for x in ls) >= 2)
-    assert lines[:3] == ["iotgw redundant_collector secondary dev=pair-1 node=b", "boot 1", "role standby"], lines
+    assert lines[:4] == ["iotgw redundant_collector secondary dev=pair-1 node=b", f"boot {blank_boot(lines)}",
+                         "reset power", "role standby"], lines
     active = lines.index("role active")
     status = [x for x in lines if x.startswith("!S")]
     assert len(status) == 2 and '"role":"active"' in status[1] and all(frame_ok(s) for s in status)

@@ -33,13 +33,31 @@ if __name__ == "__main__":
 '''
 
 
+def arduino_libs() -> Path | None:
+    """The real SD/Ethernet/PubSubClient libraries: shared/third_party/arduino-libraries next to the
+    repository (or next to its worktree folder), or IOTGW_ARDUINO_LIBS; None when they are not there."""
+    given = os.environ.get("IOTGW_ARDUINO_LIBS")
+    candidates = [Path(given)] if given else []
+    candidates += [REPO.parent / "shared/third_party/arduino-libraries",
+                   REPO.parents[1] / "shared/third_party/arduino-libraries"]
+    return next((c for c in candidates if (c / "SD").is_dir()), None)
+
+
+def needs_arduino_libs(env: str) -> bool:
+    return "_sd" in env or "_mqtt" in env
+
+
 def offline_envs(ini: Path = REPO / "platformio.ini") -> list[str]:
-    """Names of the offline environments declared in platformio.ini."""
+    """Names of the offline environments declared in platformio.ini (the SD/MQTT ones only where the real
+    libraries are: without them they cannot build)."""
     names = []
+    have_libs = arduino_libs() is not None
     for line in ini.read_text().splitlines():
         line = line.strip()
         if line.startswith("[env:") and line.endswith("_offline]"):
-            names.append(line[5:-1])
+            name = line[5:-1]
+            if have_libs or not needs_arduino_libs(name):
+                names.append(name)
     return names
 
 
@@ -86,6 +104,9 @@ def environment(core_dir: Path, build_dir: Path | None = None) -> dict[str, str]
     )
     if build_dir is not None:
         env["PLATFORMIO_BUILD_DIR"] = str(build_dir)
+    libs = arduino_libs()
+    if libs is not None:
+        env["IOTGW_ARDUINO_LIBS"] = str(libs)
     return env
 
 

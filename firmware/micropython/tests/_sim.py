@@ -79,8 +79,8 @@ def make_rtc(unix=1700000000, running=True):
 
 
 def make_collector(clock, dev="ft-1", node="a", boot=1, storage=None, capacity=100, rtc=None, sensor=None,
-                   sample_ms=1000, ack_timeout_ms=5000, role="single", log=None):
-    cfg = CollectorConfig(dev, node, "site-1", "iot", "C", sample_ms, ack_timeout_ms)
+                   sample_ms=1000, ack_timeout_ms=5000, role="single", log=None, status_ms=60000):
+    cfg = CollectorConfig(dev, node, "site-1", "iot", "C", sample_ms, ack_timeout_ms, status_ms=status_ms)
     link = MqttLink(lambda: simple.MQTTClient(dev + "-" + node, "broker"), "iot", "site-1", dev)
     cache = CacheLog(storage if storage is not None else MemoryStorage(), capacity)
     if rtc is None:

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 pytest.importorskip("gateway.sandbox", reason="the gateway package is part of this repository")
-from gateway.launch import GatewayProcess, sandbox_config, spool_depth, wait_for  # noqa: E402
+from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 from run_collector import HostCollectors  # noqa: E402
 

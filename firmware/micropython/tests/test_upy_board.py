@@ -62,7 +62,7 @@ def test_boot_counter_increments_per_start():
 
 def test_sd_card_used_when_present():
     _fresh()
-    cfg = _config()
+    cfg = _config(board="esp32", adc_pin=26)  # the ESP32 profile has machine.SDCard slot 2
     mounted = []
 
     def mount(card, path):
@@ -146,7 +146,7 @@ def test_uart_link_to_serial_ingest():
     cfg = _config(link="uart")
     clock = ManualTicks()
     node = board.main(cfg, clock, max_steps=10)  # no WLAN needed for a serial link
-    uart = machine.UARTS[cfg["uart_id"]]
+    uart = machine.UARTS[1]  # the Pico W profile's uart_id
     lines = [parse_line(line) for line in uart.sent.split(b"\n") if line]
     assert lines[0][0] == "S" and json.loads(lines[0][1])["state"] == "online"
     readings = [json.loads(p) for k, p in lines if k == "R"]
@@ -181,3 +181,84 @@ def test_sockets_get_a_timeout_before_connect():
     assert Module.socket.getaddrinfo("10.0.0.1", 1883)[0][-1] == ("10.0.0.1", 1883)
     board.install_socket_timeout(Module, 6)  # again: adjusts, does not wrap twice
     assert Module.socket.socket().timeout == 6 and isinstance(Module.socket.real, _FakeSocketModule)
+
+
+def test_watchdog_fed_every_loop_and_reset_reason_reported():
+    _fresh()
+    machine.RESET_CAUSE = machine.WDT_RESET
+    cfg = _config()
+    node = board.main(cfg, ManualTicks(), max_steps=25)
+    assert node.reset_reason == "wdt"
+    assert len(machine.WDTS) == 1 and machine.WDTS[0].timeout == 8000
+    assert machine.WDTS[0].feeds == 25  # once per loop iteration, from the loop only
+    _fresh()
+    cfg["wdt_ms"] = 0  # off
+    node = board.main(cfg, ManualTicks(), max_steps=3)
+    assert node.reset_reason == "power" and not machine.WDTS
+
+
+def test_pico_w_and_esp32_profiles_boot_on_a_port_without_sdcard():
+    # rp2 (Pico W) has no machine.SDCard at all; an ESP32 profile asks for slot 2: either way the glue
+    # falls back to the flash cache and runs, it does not crash at boot
+    saved = machine.SDCard
+    try:
+        for name, adc_pin in (("pico_w", 26), ("esp32", 34)):
+            _fresh()
+            del machine.SDCard
+            machine.ADC_VALUES[adc_pin] = 32768
+            broker = simple.reset()
+            cfg = _config(board=name)
+            for key in ("i2c_scl", "adc_pin", "sd_slot"):
+                cfg.pop(key, None)  # from the profile
+            node = board.main(cfg, ManualTicks(), max_steps=60)
+            machine.SDCard = saved
+            assert node.cache.storage.path == cfg["flash_dir"] + "/cache.log", name
+            readings = [json.loads(p) for p in broker.published("reading")]
+            assert len(readings) == 2 and abs(readings[0]["val"] - 32768 * cfg["adc_scale"]) < 0.001, name
+            assert machine.WDTS[-1].timeout == 8000
+    finally:
+        machine.SDCard = saved
+    try:
+        board.build(_config(board="uno"), ManualTicks())
+    except ValueError as exc:
+        assert "uno" in str(exc) and "esp32" in str(exc)
+    else:
+        raise AssertionError("an unknown board profile was accepted")
+
+
+def test_wlan_rejoined_with_backoff_without_blocking():
+    import network
+
+    cfg = _config()
+    clock = ManualTicks()
+    wlan = network.WLAN()
+    wlan.active(True)
+    keeper = board.WlanKeeper(cfg, clock, wlan)
+    tries = []
+    real_connect = wlan.connect
+    wlan.connect = lambda ssid, pw: (tries.append(clock.elapsed_ms), real_connect(ssid, pw))
+    network.CONNECT_POLLS = 10 ** 9  # the access point is gone
+    try:
+        for _ in range(700):  # 70 s in 100 ms loop steps; each step returns at once
+            keeper.step()
+            clock.advance(100)
+        assert tries[:7] == [0, 1000, 3000, 7000, 15000, 31000, 63000], tries
+        network.CONNECT_POLLS = 2  # back: the next attempt joins, and the backoff starts again
+        wlan._polls = 0
+        assert keeper.step() and keeper.delay == 1000
+    finally:
+        network.CONNECT_POLLS = 2
+
+
+def test_mqtt_device_credentials_and_tls():
+    _fresh()
+    cfg = _config(mqtt_user="pair-1-a", mqtt_password="s3cret", mqtt_port=None)
+    client = board.make_mqtt_factory(cfg)()
+    assert (client.user, client.password, client.port, client.ssl) == ("pair-1-a", "s3cret", 1883, None)
+    try:
+        import ssl
+    except ImportError:
+        ssl = None
+    if ssl is not None and hasattr(ssl, "SSLContext"):  # the WebAssembly port has no ssl module
+        client = board.make_mqtt_factory(_config(mqtt_tls=True, mqtt_port=None))()
+        assert client.port == 8883 and isinstance(client.ssl, ssl.SSLContext)

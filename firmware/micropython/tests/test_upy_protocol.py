@@ -124,7 +124,16 @@ def test_bad_acks_ignored():
 
 
 def test_status_and_will_match_protocol():
-    status = vectors("serial_lines.json")["lines"][2]["payload"]
-    assert protocol.encode_status("pair-1", "b", 3, "standby", 0, 0) == status
+    spec = vectors("status.json")
+    for case in spec["statuses"]:
+        f = case["fields"]
+        payload = protocol.encode_status(case["dev"], case["node"], f["boot"], f["role"], f["cached"], f["cap"],
+                                         f["dropped"], f["reset"], f["store_err"], f["clock"], f["period"])
+        assert payload == case["payload"], case["name"]
+        assert len(payload.encode()) <= spec["max_payload_bytes"]
+        assert protocol.frame("S", payload) == case["serial_line"], case["name"]
+        assert protocol.encode_will(case["dev"], case["node"]) == case["will"]
     assert protocol.encode_will("pair-1", "b") == '{"v":1,"dev":"pair-1","node":"b","state":"offline"}'
     assert raises(EncodeError, protocol.encode_status, "pair-1", "b", 3, "boss").field == "role"
+    assert raises(EncodeError, protocol.encode_status, "pair-1", "b", 3, "single", 0, 0, 0, "crash").field == "reset"
+    assert raises(EncodeError, protocol.encode_status, "pair-1", "b", 3, "single", 65536).field == "cached"

@@ -19,8 +19,10 @@ class StringOut : public iotgw::Out {
 // `budget` more byte writes (later writes are silently not done, as on a board whose supply died).
 class RamStorage : public iotgw::Storage {
  public:
-  explicit RamStorage(uint32_t n) : bytes(n, 0xFF) {}
+  explicit RamStorage(uint32_t n) : bytes(n, 0xFF), cell_writes(n, 0), worn(n, false) {}
   std::vector<uint8_t> bytes;
+  std::vector<long> cell_writes;  // per cell, only writes that change it (the board's EEPROM.update)
+  std::vector<bool> worn;         // cells that accept a write but keep their old value
   long budget = -1;  // -1: unlimited
   long writes = 0;
   uint32_t size() const override { return (uint32_t)bytes.size(); }
@@ -29,8 +31,10 @@ class RamStorage : public iotgw::Storage {
     if (budget == 0) return false;
     if (budget > 0) --budget;
     ++writes;
-    bytes.at(a) = v;
-    return true;
+    if (bytes.at(a) == v) return true;
+    ++cell_writes.at(a);
+    if (!worn.at(a)) bytes.at(a) = v;
+    return true;  // like EEPROM.update: no error even when the cell did not take the value
   }
 };
 

@@ -12,6 +12,7 @@ import random
 import time
 
 import machine
+from iotboard.profiles import with_profile
 from iotcollector.beatlink import MEM_SIZE, I2cBeatSender, PulseBeatReceiver, PulseBeatSender, TargetMemBeatReceiver
 from iotcollector.bootcount import next_boot
 from iotcollector.cachelog import CacheLog, FileStorage
@@ -47,6 +48,76 @@ def wlan_connect(cfg, clock=time, timeout_ms: int = 20000) -> bool:
     return True
 
 
+# machine.reset_cause() values -> the status's "reset" (protocol section 6). Ports define the constants
+# they have; a missing one simply never matches.
+_RESET_NAMES = (("PWRON_RESET", "power"), ("WDT_RESET", "wdt"), ("HARD_RESET", "ext"), ("BROWNOUT_RESET", "brownout"),
+                ("SOFT_RESET", "soft"), ("DEEPSLEEP_RESET", "soft"))
+
+
+def reset_reason() -> str:
+    """Why this board started: power, wdt, ext, brownout, soft or unknown."""
+    try:
+        cause = machine.reset_cause()
+    except (AttributeError, OSError):
+        return "unknown"
+    for const, name in _RESET_NAMES:
+        if getattr(machine, const, None) == cause:
+            return name
+    return "unknown"
+
+
+def make_watchdog(cfg):
+    """The hardware watchdog (``wdt_ms``, default 8000; 0 disables it), or None. rp2 allows at most 8388 ms."""
+    ms = cfg.get("wdt_ms", 8000)
+    if not ms:
+        return None
+    try:
+        return machine.WDT(timeout=ms)
+    except (AttributeError, ValueError, OSError) as exc:
+        log("no watchdog (%s)" % exc)
+        return None
+
+
+class WlanKeeper:
+    """Keeps the WLAN joined while the node runs: when it drops, rejoin without blocking the loop (the
+    heartbeat and the takeover timer must stay on time), the attempts spaced by a backoff that doubles
+    from ``base_ms`` to ``max_ms`` and starts again once connected. The MQTT link has its own backoff
+    (LinkSupervisor) and reconnects once the WLAN is back."""
+
+    def __init__(self, cfg, clock=time, wlan=None, base_ms: int = 1000, max_ms: int = 60000) -> None:
+        if wlan is None:
+            import network
+
+            wlan = network.WLAN(network.STA_IF)
+        self.cfg = cfg
+        self.clock = clock
+        self.wlan = wlan
+        self.base_ms = base_ms
+        self.max_ms = max_ms
+        self.delay = base_ms
+        self.next_try = clock.ticks_ms()
+        self.attempts = 0
+
+    def step(self) -> bool:
+        """Call every loop; True while connected."""
+        if self.wlan.isconnected():
+            self.delay = self.base_ms
+            return True
+        now = self.clock.ticks_ms()
+        if self.clock.ticks_diff(now, self.next_try) < 0:
+            return False
+        self.attempts += 1
+        log("wlan down: joining %s (attempt %d)" % (self.cfg["wifi_ssid"], self.attempts))
+        try:
+            self.wlan.active(True)
+            self.wlan.connect(self.cfg["wifi_ssid"], self.cfg["wifi_password"])
+        except OSError as exc:
+            log("wlan connect failed: %s" % exc)
+        self.next_try = self.clock.ticks_add(now, self.delay)
+        self.delay = min(self.delay * 2, self.max_ms)
+        return False
+
+
 def make_i2c(cfg):
     return machine.I2C(cfg["i2c_id"], scl=machine.Pin(cfg["i2c_scl"]), sda=machine.Pin(cfg["i2c_sda"]),
                        freq=cfg["i2c_freq"])
@@ -65,8 +136,11 @@ def make_sensor(cfg):
 def mount_sd(cfg, mount=None):
     """Mount the SD card at ``sd_mount`` (with ``os.mount`` unless ``mount`` is given); returns the folder,
     or None when there is no card."""
+    spi = cfg.get("sd_spi")
+    if not spi and cfg.get("sd_slot") is None:
+        log("no SD card configured: caching in flash")
+        return None
     try:
-        spi = cfg.get("sd_spi")
         if spi:
             import sdcard  # micropython-lib driver: mpremote mip install sdcard
 
@@ -76,7 +150,7 @@ def mount_sd(cfg, mount=None):
         else:
             card = machine.SDCard(slot=cfg["sd_slot"])
         (mount or os.mount)(card, cfg["sd_mount"])
-    except (OSError, ImportError) as exc:
+    except (OSError, ImportError, AttributeError, TypeError) as exc:  # AttributeError: no machine.SDCard (rp2)
         log("no SD card (%s): caching in flash" % exc)
         return None
     return cfg["sd_mount"]
@@ -152,7 +226,33 @@ def make_mqtt_factory(cfg):
     install_socket_timeout(umqtt.simple, timeout_s)
     client_class = timeout_client_class(MQTTClient, timeout_s)
     client_id = "%s-%s" % (cfg["dev"], cfg["node"])
-    return lambda: client_class(client_id, cfg["mqtt_host"], port=cfg["mqtt_port"], keepalive=cfg["mqtt_keepalive"])
+    tls = make_tls_context(cfg)
+    port = cfg.get("mqtt_port") or (8883 if tls is not None else 1883)
+    # user/password: the device credentials from the gateway's device list (docs/micropython.md)
+    user = cfg.get("mqtt_user") or None
+    password = cfg.get("mqtt_password") or None
+    return lambda: client_class(client_id, cfg["mqtt_host"], port=port, user=user, password=password,
+                                keepalive=cfg["mqtt_keepalive"], ssl=tls)
+
+
+def make_tls_context(cfg):
+    """An ``ssl.SSLContext`` for ``mqtt_tls`` (umqtt.simple takes it as ``ssl=``): the server's certificate
+    is verified against ``mqtt_ca`` (a PEM or DER file on the board) when given; None without TLS."""
+    if not cfg.get("mqtt_tls"):
+        return None
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cfg.get("mqtt_ca"):
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=cfg["mqtt_ca"])
+    else:
+        # No CA on the board: encrypted but not authenticated (say so, it is a choice the user makes).
+        if hasattr(ctx, "check_hostname"):
+            ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        log("mqtt tls without mqtt_ca: the broker's certificate is not verified")
+    return ctx
 
 
 class UsbSerial:
@@ -180,11 +280,12 @@ class UsbSerial:
         return out or None
 
 
-def make_link(cfg, make_client=None):
+def make_link(cfg, make_client=None, clock=time):
     """MQTT (default), a hardware UART, or the USB console, after ``cfg["link"]``."""
     kind = cfg.get("link", "mqtt")
     if kind == "mqtt":
-        return MqttLink(make_client or make_mqtt_factory(cfg), cfg["prefix"], cfg["site"], cfg["dev"])
+        return MqttLink(make_client or make_mqtt_factory(cfg), cfg["prefix"], cfg["site"], cfg["dev"], clock,
+                        cfg["mqtt_keepalive"])
     if kind == "uart":
         uart = machine.UART(cfg["uart_id"], baudrate=cfg.get("uart_baud", 115200), tx=machine.Pin(cfg["uart_tx"]),
                             rx=machine.Pin(cfg["uart_rx"]), timeout=0)
@@ -195,13 +296,15 @@ def make_link(cfg, make_client=None):
 
 
 def build(cfg, clock=time, make_client=None, mount=None):
-    """Build the node described by ``cfg``: a Collector, or a PrimaryNode/SecondaryNode around one."""
+    """Build the node described by ``cfg`` (over its board profile): a Collector, or a
+    PrimaryNode/SecondaryNode around one."""
+    cfg = with_profile(cfg)
     i2c = make_i2c(cfg)
     cache, _ = open_cache(cfg, mount)
     boot = next_boot(cfg["boot_file"], os, cache)
-    link = make_link(cfg, make_client)
+    link = make_link(cfg, make_client, clock)
     ccfg = CollectorConfig(cfg["dev"], cfg["node"], cfg["site"], cfg["prefix"], cfg["unit"], cfg["sample_ms"],
-                           cfg["ack_timeout_ms"])
+                           cfg["ack_timeout_ms"], status_ms=cfg.get("status_ms", 60000))
     collector = Collector(ccfg, clock, make_rtc(cfg, i2c), make_sensor(cfg), cache, link,
                           LinkSupervisor(clock, rand), boot, log=log)
     role = cfg["role"]
@@ -233,12 +336,27 @@ def main(cfg=None, clock=time, max_steps=None, mount=None):
     tests pass ``max_steps``). The loop never blocks for long, so heartbeats and the takeover timer stay on time."""
     if cfg is None:
         from config import CONFIG as cfg
+    cfg = with_profile(cfg)
+    reason = reset_reason()
+    log("reset %s" % reason)
+    keeper = None
     if cfg.get("link", "mqtt") == "mqtt":
         wlan_connect(cfg, clock)
+        keeper = WlanKeeper(cfg, clock)
     node = build(cfg, clock, mount=mount)
+    collector = getattr(node, "collector", node)
+    collector.reset_reason = reason
+    # Started once everything is built (joining the WLAN may take longer than the watchdog), fed once per
+    # loop iteration only: a step that hangs (a bus, a card, the network stack) resets the board, which
+    # then resumes under a new boot.
+    wdt = make_watchdog(cfg)
     steps = 0
     while max_steps is None or steps < max_steps:
+        if keeper is not None:
+            keeper.step()
         node.step()
+        if wdt is not None:
+            wdt.feed()
         clock.sleep_ms(20)
         steps += 1
     return node

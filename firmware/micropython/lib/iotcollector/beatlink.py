@@ -1,13 +1,14 @@
 """Heartbeat transports between the two boards of a pair.
 
-I2C (preferred): the secondary is an I2C *target* exposing a small memory (``machine.I2CTarget(mem=…)``
-on ports that have it); the primary, an I2C controller, writes the 3-byte beat at memory address 0 and
-reads the secondary's role back from address 3. A NACK (OSError) tells the primary the beat was not
+I2C (preferred, protocol section 9): the secondary is an I2C *target* exposing a small memory
+(``machine.I2CTarget(mem=…)`` on ports that have it; an Arduino secondary answers the same way); the
+primary, an I2C controller, writes the 3-byte beat at register (memory address) 0 and reads the
+secondary's role back from register 3. A NACK (OSError) tells the primary the beat was not
 delivered. GPIO (alternative for ports without an I2C target): the primary toggles a line once per beat
 and the secondary polls it for level changes; no delivery report and no role read-back.
 """
 
-from iotcollector.heartbeat import JOINING, REPLY_UNKNOWN, encode_beat
+from iotcollector.heartbeat import ACTIVE, REPLY_UNKNOWN, encode_beat
 
 MEM_SIZE = 4
 REPLY_ADDR = 3
@@ -62,14 +63,18 @@ class PulseBeatSender:
         pin.value(0)
 
     def exchange(self, frame: bytes):
-        self.level ^= 1
-        self.pin.value(self.level)
+        # The line carries no state, and claiming beats must not hold the secondary back (protocol
+        # section 9): only active beats toggle it.
+        if frame[1] == ACTIVE:
+            self.level ^= 1
+            self.pin.value(self.level)
         return True, REPLY_UNKNOWN
 
 
 class PulseBeatReceiver:
-    """Secondary side over a GPIO line (input): every level change is one beat. The line carries no
-    state, so every beat reads as *joining* (see pair.py for what that implies)."""
+    """Secondary side over a GPIO line (input): every level change is one beat of an *active* primary (a
+    claiming one does not toggle it). Hand-back then needs ``handback_beats`` active beats, so both nodes
+    record for up to that many periods minus one (protocol section 9)."""
 
     def __init__(self, pin) -> None:
         self.pin = pin
@@ -82,7 +87,7 @@ class PulseBeatReceiver:
             return None
         self.level = level
         self.counter = (self.counter + 1) & 0xFF
-        return encode_beat(JOINING, self.counter)
+        return encode_beat(ACTIVE, self.counter)
 
     def set_reply(self, reply: int) -> None:
         pass

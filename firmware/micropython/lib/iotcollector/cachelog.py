@@ -6,10 +6,20 @@ boot u32, seq u32, ts i64 (-1 = none), src u8 (0 none, 1 rtc, 2 ntp), val i32 th
 Every reading is appended before it is sent and stays until an end-to-end ack covers it. A power cut
 during an append leaves a torn last record; opening the log scans it, keeps every whole record before
 the first broken one, and cuts the torn tail off (otherwise the next append would sit behind garbage and
-be unreadable). Trimming rewrites the log without the acknowledged records through the storage's atomic
-``replace``, so an acknowledged record is not replayed after a restart.
+be unreadable).
 
-Storage objects have ``size()``, ``read(offset, n)``, ``append(data)`` and ``replace(data)``:
+Trimming is lazy, to spare the flash and the RAM: an ack only moves ``start`` (the first live record of
+the file) in RAM, and saves it in a small mark (``mark_every`` records at a time). The file is compacted,
+by copying the live records chunk by chunk into a new file that replaces the old one, only when the dead
+records in front reach ``capacity`` (so the file never holds more than twice the capacity) or when an ack
+covers records behind one it does not (an older boot's records still waiting). A restart therefore may
+replay up to ``mark_every - 1`` acknowledged records; that is harmless, the gateway keeps one row per
+identity (protocol section 8), and too few to fill the cache. The mark is set to 0 before a compaction,
+so a power cut between the two replays more, never skips a record. Memory stays bounded by one read chunk.
+
+Storage objects have ``size()``, ``read(offset, n)``, ``append(data)``, ``replace(data)``,
+``rewrite(chunks)`` (``replace`` with the content given as an iterable of byte strings), ``read_mark()``
+and ``write_mark(n)`` (the saved ``start``; 0 when there is none):
 ``MemoryStorage`` (tests; can simulate a power cut after any byte) and ``FileStorage`` (flash or SD card).
 """
 
@@ -71,8 +81,9 @@ class PowerCut(Exception):
 class MemoryStorage:
     """Storage in RAM. ``cut_after`` (bytes) makes the next append write only that many bytes, then fail."""
 
-    def __init__(self, data=b"") -> None:
+    def __init__(self, data=b"", mark: int = 0) -> None:
         self.data = bytearray(data)
+        self.mark = mark
         self.cut_after = None
 
     def size(self) -> int:
@@ -90,6 +101,18 @@ class MemoryStorage:
 
     def replace(self, data) -> None:
         self.data = bytearray(data)
+
+    def rewrite(self, chunks) -> None:
+        data = bytearray()
+        for chunk in chunks:
+            data.extend(chunk)
+        self.data = data
+
+    def read_mark(self) -> int:
+        return self.mark
+
+    def write_mark(self, n: int) -> None:
+        self.mark = n
 
 
 def rename_over(fs, tmp: str, path: str) -> None:
@@ -143,11 +166,30 @@ class FileStorage:
             f.flush()
 
     def replace(self, data) -> None:
+        self.rewrite((data,))
+
+    def rewrite(self, chunks) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
         rename_over(self.fs, tmp, self.path)
+
+    def read_mark(self) -> int:
+        recover_tmp(self.fs, self.path + ".start")
+        try:
+            with open(self.path + ".start") as f:
+                return max(0, int(f.read().strip()))
+        except (OSError, ValueError):
+            return 0
+
+    def write_mark(self, n: int) -> None:
+        tmp = self.path + ".start.tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % n)
+            f.flush()
+        rename_over(self.fs, tmp, self.path + ".start")
 
 
 class CacheLog:
@@ -157,17 +199,21 @@ class CacheLog:
     collector stops recording (protocol section 1: never evict an unacknowledged record).
     """
 
-    def __init__(self, storage, capacity: int) -> None:
+    def __init__(self, storage, capacity: int, mark_every: int = CHUNK_RECORDS) -> None:
         self.storage = storage
         self.capacity = capacity
-        self.count = 0
+        self.mark_every = mark_every
+        self.count = 0   # live records: from ``start`` to the end of the file
+        self.start = 0   # file index of the oldest live record; the ones before it are acknowledged
+        self._marked = 0  # the start saved in the mark
+        self.compactions = 0
         self.torn_bytes = 0  # how much a repair at open cut off (0 when the log was whole)
         self._scan()
 
-    def _raw(self, limit: int):
-        """``(index, record bytes)`` for the first ``limit`` whole records, read in chunks (one file open
-        per chunk rather than per record, which matters on an SD card)."""
-        index = 0
+    def _raw(self, first: int, limit: int):
+        """``(index, record bytes)`` for file records ``first`` .. ``limit - 1``, read in chunks (one file
+        open per chunk rather than per record, which matters on an SD card)."""
+        index = first
         while index < limit:
             n = min(CHUNK_RECORDS, limit - index)
             chunk = self.storage.read(index * RECORD_LEN, n * RECORD_LEN)
@@ -177,18 +223,27 @@ class CacheLog:
                 return
             index += n
 
+    def _chunks(self, first: int, limit: int):
+        """The file's bytes of records ``first`` .. ``limit - 1``, one read chunk at a time."""
+        index = first
+        while index < limit:
+            n = min(CHUNK_RECORDS, limit - index)
+            yield self.storage.read(index * RECORD_LEN, n * RECORD_LEN)
+            index += n
+
     def _scan(self) -> None:
         size = self.storage.size()
         count = 0
-        for _, raw in self._raw(size // RECORD_LEN):
+        for _, raw in self._raw(0, size // RECORD_LEN):
             if decode_record(raw) is None:
                 break
             count += 1
-        self.count = count
         end = count * RECORD_LEN
         if end < size:
             self.torn_bytes = size - end
-            self.storage.replace(self.storage.read(0, end))
+            self.storage.rewrite(self._chunks(0, count))  # keeps the indices: the mark stays right
+        self.start = self._marked = min(self.storage.read_mark(), count)
+        self.count = count - self.start
 
     def is_full(self) -> bool:
         return self.count >= self.capacity
@@ -205,7 +260,7 @@ class CacheLog:
         """The record at ``index`` (0 = oldest)."""
         if not 0 <= index < self.count:
             raise IndexError(index)
-        rec = decode_record(self.storage.read(index * RECORD_LEN, RECORD_LEN))
+        rec = decode_record(self.storage.read((self.start + index) * RECORD_LEN, RECORD_LEN))
         if rec is None:
             raise OSError("cache record %d unreadable" % index)
         return rec
@@ -216,23 +271,62 @@ class CacheLog:
             yield self.get(i)
 
     def trim(self, acked, cursor: int = 0) -> int:
-        """Drop the records that ``acked`` ({boot: upto}) covers and persist that; returns the index that
-        ``cursor`` (an index into the old log) now has, so a replay continues where it was."""
-        kept = bytearray()
-        new_count = 0
-        new_cursor = 0
-        for i, raw in self._raw(self.count):
+        """Drop the records that ``acked`` ({boot: upto}) covers; returns the index that ``cursor`` (an
+        index into the old log) now has, so a replay continues where it was. Writes only when it
+        compacts the file (see the module's docstring)."""
+        dropped = 0
+        behind = False  # a covered record sits behind one that is not
+        end = self.start + self.count
+        for _, raw in self._raw(self.start, end):
             rec = decode_record(raw)
             upto = acked.get(rec.boot)
-            if upto is not None and rec.seq <= upto:
-                continue
-            kept.extend(raw)
-            new_count += 1
-            if i < cursor:
-                new_cursor += 1
-        if new_count != self.count:
-            self.storage.replace(kept)
-            self.count = new_count
-        else:
-            new_cursor = min(cursor, self.count)
-        return new_cursor
+            if upto is None or rec.seq > upto:
+                # Records of a boot are contiguous and in seq order: a later boot may still be covered.
+                behind = any(b > rec.boot and u >= 0 for b, u in acked.items())
+                break
+            dropped += 1
+        self.start += dropped
+        self.count -= dropped
+        cursor = max(0, cursor - dropped)
+        if behind:
+            return self._compact_covered(acked, cursor)
+        if self.start >= self.capacity:
+            self._before_compaction()
+            self.storage.rewrite(self._chunks(self.start, self.start + self.count))
+            self.start = 0
+            self.compactions += 1
+        elif self.start - self._marked >= self.mark_every:
+            self.storage.write_mark(self.start)
+            self._marked = self.start
+        return min(cursor, self.count)
+
+    def _before_compaction(self) -> None:
+        """The mark goes to 0 first: a cut before the new file is in place replays, never skips."""
+        if self._marked:
+            self.storage.write_mark(0)
+            self._marked = 0
+
+    def _compact_covered(self, acked, cursor: int) -> int:
+        """Rewrite the file with only the records ``acked`` does not cover, chunk by chunk."""
+        kept = [0, 0]  # records kept, and kept before the cursor
+
+        def live_chunks():
+            for base in range(self.start, self.start + self.count, CHUNK_RECORDS):
+                out = bytearray()
+                for i, raw in self._raw(base, min(base + CHUNK_RECORDS, self.start + self.count)):
+                    rec = decode_record(raw)
+                    upto = acked.get(rec.boot)
+                    if upto is not None and rec.seq <= upto:
+                        continue
+                    out.extend(raw)
+                    kept[0] += 1
+                    if i - self.start < cursor:
+                        kept[1] += 1
+                yield out
+
+        self._before_compaction()
+        self.storage.rewrite(live_chunks())
+        self.start = 0
+        self.count = kept[0]
+        self.compactions += 1
+        return kept[1]

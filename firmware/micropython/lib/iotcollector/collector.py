@@ -18,7 +18,8 @@ class CollectorConfig:
     """What a node is and how it paces itself (see ``config.py`` for the board-side file)."""
 
     def __init__(self, dev: str, node: str, site: str = "site-1", prefix: str = "iot", unit: str = "C",
-                 sample_ms: int = 1000, ack_timeout_ms: int = 5000, send_batch: int = 10) -> None:
+                 sample_ms: int = 1000, ack_timeout_ms: int = 5000, send_batch: int = 10,
+                 status_ms: int = 60000) -> None:
         self.dev = dev
         self.node = node
         self.site = site
@@ -27,6 +28,7 @@ class CollectorConfig:
         self.sample_ms = sample_ms
         self.ack_timeout_ms = ack_timeout_ms
         self.send_batch = send_batch
+        self.status_ms = status_ms  # periodic status (protocol section 6); 0: only at start and on changes
 
 
 class Collector:
@@ -51,10 +53,13 @@ class Collector:
         self.ack_deadline = None
         self.schedule = Periodic(clock, cfg.sample_ms)
         self.status_dirty = False
+        self.status_timer = Periodic(clock, cfg.status_ms) if cfg.status_ms else None
         # called between two sends of a backlog: a pair node keeps its heartbeat going during long replays
         self.on_idle = None
         # counters, reported in the status and read by tests
         self.dropped = 0
+        self.store_err = 0  # cache writes (append, compaction) that raised: flash full, card gone
+        self.reset_reason = "unknown"  # set by the board glue (machine.reset_cause())
         self.bad_samples = 0
         self.sent = 0
         self.resent = 0
@@ -76,7 +81,9 @@ class Collector:
 
     # -- payloads -----------------------------------------------------------------------------------
     def status_payload(self) -> str:
-        return encode_status(self.cfg.dev, self.cfg.node, self.boot, self.role, self.cache.count, self.dropped)
+        return encode_status(self.cfg.dev, self.cfg.node, self.boot, self.role, min(self.cache.count, 65535),
+                             min(self.cache.capacity, 65535), self.dropped, self.reset_reason, self.store_err,
+                             self.rtc.state(), self.cfg.sample_ms)
 
     def will_payload(self) -> str:
         return encode_will(self.cfg.dev, self.cfg.node)
@@ -96,6 +103,8 @@ class Collector:
         if self.supervisor.up:
             self._check_ack_timeout(now)
             self._pump(now)
+        if self.status_timer is not None and self.status_timer.due(now):
+            self.status_dirty = True
         if self.supervisor.up and self.status_dirty:
             self._send(self.link.send_status, self.status_payload(), now)
             if self.supervisor.up:
@@ -111,10 +120,16 @@ class Collector:
             self.log("[%s] bad sample: %s" % (self.cfg.node, exc))
             return
         rec = Record(self.boot, self.seq, ts, src, milli)
-        if not self.cache.append(rec):
+        try:
+            recorded = self.cache.append(rec)
+        except OSError as exc:  # flash full, card removed: counted, and the loop goes on
+            self.store_err += 1
+            self.log("[%s] cache write error: %s" % (self.cfg.node, exc))
+            recorded = False
+        if not recorded:
             if self.dropped == 0:
                 self.status_dirty = True
-            self.dropped += 1  # cache full: not recorded, so no seq is used (protocol section 1)
+            self.dropped += 1  # not recorded, so no seq is used (protocol section 1)
             return
         self.seq += 1
         if self.supervisor.up and self.cursor == self.cache.count - 1:
@@ -182,7 +197,11 @@ class Collector:
                 self.rtc_sets += 1
                 self.log("[%s] RTC set from the gateway's clock" % self.cfg.node)
         if progress:
-            self.cursor = self.cache.trim(self.acked, self.cursor)
+            try:
+                self.cursor = self.cache.trim(self.acked, self.cursor)
+            except OSError as exc:  # a failed compaction keeps the old file: records are replayed, not lost
+                self.store_err += 1
+                self.log("[%s] cache trim error: %s" % (self.cfg.node, exc))
             self.ack_deadline = self.clock.ticks_add(now, self.cfg.ack_timeout_ms) if self.cursor else None
 
     def _check_ack_timeout(self, now: int) -> None:

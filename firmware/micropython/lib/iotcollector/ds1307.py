@@ -142,6 +142,15 @@ class RtcClock:
             return False  # nothing to set
         return not time_valid(unix, halted)
 
+    def state(self) -> str:
+        """The status's ``clock`` (protocol section 6): ``rtc`` with a valid time, ``lost`` when the chip
+        lost it (or does not answer: its readings then carry no time until it is back)."""
+        try:
+            unix, halted = self.chip.read()
+        except OSError:
+            return "lost"
+        return "rtc" if time_valid(unix, halted) else "lost"
+
     def set_ms(self, ms: int) -> bool:
         """Set the chip from a trusted clock (an ack's ``t``); False if the time does not fit the chip."""
         unix = ms // 1000
@@ -159,6 +168,9 @@ class NoClock:
 
     def lost(self) -> bool:
         return False
+
+    def state(self) -> str:
+        return "none"
 
     def set_ms(self, ms: int) -> bool:
         return False

@@ -1,7 +1,8 @@
-"""Heartbeat between the two nodes of a redundant pair: the frame, and the monitor that times it out.
+"""Heartbeat between the two nodes of a redundant pair (protocol section 9): the frame, and the monitor
+that times it out.
 
 Frame (3 bytes, written by the primary into the partner's I2C target memory at address 0):
-``B7 | state (0 joining, 1 active) | counter (mod 256)``. The partner exposes its own role in
+``B7 | state (0 claiming, 1 active) | counter (mod 256)``. The partner exposes its own role in
 byte 3 of that memory (0 standby, 1 active), which the primary reads back after each beat.
 """
 

@@ -25,13 +25,24 @@ class MqttLink:
     ``make_client()`` (umqtt.simple on a board, the paho adapter on a PC). Readings go out at QoS 1;
     the status is retained and is also the last will, with ``"state":"offline"``."""
 
-    def __init__(self, make_client, prefix: str, site: str, dev: str) -> None:
+    def __init__(self, make_client, prefix: str, site: str, dev: str, clock=None, keepalive_s: int = 0) -> None:
         self.make_client = make_client
         self.reading_topic = topic(prefix, site, dev, "reading")
         self.status_topic = topic(prefix, site, dev, "status")
         self.ack_topic = topic(prefix, site, dev, "ack")
         self.client = None
         self._inbox = []
+        # umqtt.simple sends no keepalive by itself: a node that publishes less often than the keepalive
+        # (a standby node, a slow sample period) would be dropped by the broker after 1.5 x keepalive,
+        # and its retained last will would flap the device offline. poll() pings after half of it.
+        self.clock = clock
+        self.ping_after_ms = keepalive_s * 500 if clock is not None else 0
+        self._last_out = 0
+        self.pings = 0
+
+    def _sent(self) -> None:
+        if self.clock is not None:
+            self._last_out = self.clock.ticks_ms()
 
     def _on_message(self, msg_topic, msg) -> None:
         if isinstance(msg_topic, (bytes, bytearray)):
@@ -51,21 +62,28 @@ class MqttLink:
             self._close(client)
             raise
         self.client = client
+        self._sent()
 
     def send_reading(self, payload: str) -> None:
         if self.client is None:
             raise OSError("link down")
         _as_oserror(self.client.publish, self.reading_topic.encode(), payload.encode(), False, 1)
+        self._sent()
 
     def send_status(self, payload: str) -> None:
         if self.client is None:
             raise OSError("link down")
         _as_oserror(self.client.publish, self.status_topic.encode(), payload.encode(), True, 1)
+        self._sent()
 
     def poll(self, max_messages: int = 8):
         """The ack payloads received since the last call. umqtt.simple's ``check_msg`` handles one message
         per call and returns None when there is none; a bounded number per poll keeps the loop responsive."""
         if self.client is not None:
+            if self.ping_after_ms and self.clock.ticks_diff(self.clock.ticks_ms(), self._last_out) >= self.ping_after_ms:
+                _as_oserror(self.client.ping)
+                self.pings += 1
+                self._sent()
             for _ in range(max_messages):
                 if _as_oserror(self.client.check_msg) is None:
                     break

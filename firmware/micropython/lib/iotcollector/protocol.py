@@ -130,15 +130,28 @@ def encode_reading(dev: str, node: str, boot: int, seq: int, ts, src: str, milli
     return payload
 
 
-def encode_status(dev: str, node: str, boot: int, role: str, cached: int = 0, dropped: int = 0) -> str:
-    """The online status payload (protocol section 6), published retained on connect and on role changes."""
+RESETS = ("power", "wdt", "ext", "brownout", "soft", "unknown")
+CLOCKS = ("rtc", "lost", "none")
+
+
+def encode_status(dev: str, node: str, boot: int, role: str, cached: int = 0, cap: int = 0, dropped: int = 0,
+                  reset: str = "unknown", store_err: int = 0, clock: str = "none", period: int = 0) -> str:
+    """The online status payload (protocol section 6, canonical key order), published retained on connect,
+    on role changes and periodically; at most 256 bytes."""
     check_name("dev", dev, 32)
     check_name("node", node, 16)
-    _check_u32("boot", boot)
-    if role not in ROLES:
-        raise EncodeError("out_of_range", "role")
-    return '{"v":1,"dev":"%s","node":"%s","boot":%d,"state":"online","role":"%s","cached":%d,"dropped":%d}' % (
-        dev, node, boot, role, cached, dropped)
+    for field, value in (("boot", boot), ("dropped", dropped), ("store_err", store_err), ("period", period)):
+        _check_u32(field, value)
+    for field, value in (("cached", cached), ("cap", cap)):
+        _check_u32(field, value)
+        if value > 65535:
+            raise EncodeError("out_of_range", field)
+    for field, value, allowed in (("role", role, ROLES), ("reset", reset, RESETS), ("clock", clock, CLOCKS)):
+        if value not in allowed:
+            raise EncodeError("out_of_range", field)
+    return ('{"v":1,"dev":"%s","node":"%s","boot":%d,"state":"online","role":"%s","cached":%d,"cap":%d,'
+            '"dropped":%d,"reset":"%s","store_err":%d,"clock":"%s","period":%d}') % (
+        dev, node, boot, role, cached, cap, dropped, reset, store_err, clock, period)
 
 
 def encode_will(dev: str, node: str) -> str:

@@ -12,6 +12,30 @@ BUSES = {}
 PINS = {}
 ADC_VALUES = {}
 SDCARD_PRESENT = False
+WDTS = []  # every WDT created, so a test can check it was fed
+RESET_CAUSE = 1  # PWRON_RESET
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+def reset_cause():
+    return RESET_CAUSE
+
+
+class WDT:
+    """The watchdog: ``feeds`` counts feeds; ``starve(ms)`` models time passing without one."""
+
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+        self.feeds = 0
+        WDTS.append(self)
+
+    def feed(self):
+        self.feeds += 1
 
 
 def bus(i2c_id):
@@ -21,7 +45,9 @@ def bus(i2c_id):
 
 
 def reset_all():
-    global SDCARD_PRESENT
+    global SDCARD_PRESENT, RESET_CAUSE
+    RESET_CAUSE = PWRON_RESET
+    WDTS.clear()
     BUSES.clear()
     PINS.clear()
     UARTS.clear()

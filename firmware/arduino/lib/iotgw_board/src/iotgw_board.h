@@ -31,6 +31,14 @@ class EepromStorage : public Storage {
   }
 };
 
+// A noise word for the first boot number of a blank EEPROM (next_boot): the low bits of the ADC on a
+// pin (the sensor input moves; a floating one moves more) and the timing of those conversions.
+inline uint32_t noise_word() {
+  uint32_t w = 0;
+  for (uint8_t i = 0; i < 16; ++i) w = (w << 2) ^ (uint32_t)analogRead(IOTGW_ADC_PIN);
+  return w ^ micros();
+}
+
 // Reads a serial port into lines and hands every ack frame to a callback.
 template <size_t N>
 class AckReader {

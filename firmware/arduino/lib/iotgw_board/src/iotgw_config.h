@@ -54,11 +54,20 @@
 #ifndef IOTGW_ACK_TIMEOUT_MS
 #define IOTGW_ACK_TIMEOUT_MS 5000UL
 #endif
+// 0: every record is written to the cache before it is sent (no reading lost at a power cut). Above 0:
+// written only when not acknowledged after this long (EEPROM life, docs/firmware.md "EEPROM wear").
+#ifndef IOTGW_PERSIST_AFTER_MS
+#define IOTGW_PERSIST_AFTER_MS 0UL
+#endif
+// Status (protocol section 6) at start, on every role change and this often.
+#ifndef IOTGW_STATUS_MS
+#define IOTGW_STATUS_MS 60000UL
+#endif
 #ifndef IOTGW_HEARTBEAT_MS
 #define IOTGW_HEARTBEAT_MS 1000UL
 #endif
 #ifndef IOTGW_TIMEOUT_MS
-#define IOTGW_TIMEOUT_MS 3000UL
+#define IOTGW_TIMEOUT_MS 3500UL
 #endif
 #ifndef IOTGW_HANDBACK_BEATS
 #define IOTGW_HANDBACK_BEATS 3
@@ -66,7 +75,7 @@
 
 // I2C address the secondary listens on (the DS1307 is at 0x68).
 #ifndef IOTGW_I2C_ADDR
-#define IOTGW_I2C_ADDR 8
+#define IOTGW_I2C_ADDR 0x42
 #endif
 
 // I2C transfers give up (and reset the bus) after this long instead of hanging the loop.
@@ -94,6 +103,15 @@
 #endif
 
 // MQTT over Ethernet (registry builds with IOTGW_WITH_MQTT).
+// MQTT user name and password (the device credentials of the broker's ACL, docs/firmware.md); unset:
+// connect without.
+#if defined(IOTGW_MQTT_USER) && !defined(IOTGW_MQTT_PASSWORD)
+#define IOTGW_MQTT_PASSWORD ""
+#endif
+// The W5100's chip select on an Ethernet shield: kept high (deselected) while the SD card starts.
+#ifndef IOTGW_W5100_CS_PIN
+#define IOTGW_W5100_CS_PIN 10
+#endif
 #ifndef IOTGW_MQTT_HOST
 #define IOTGW_MQTT_HOST 192, 168, 1, 10
 #endif

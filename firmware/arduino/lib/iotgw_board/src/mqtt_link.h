@@ -22,27 +22,37 @@ class MqttLink : public ReadingLink {
     topic(ack_, "/ack");
   }
   bool connected() override { return client_.connected(); }
-  // Connects with the status topic as last will and subscribes to the acks. Call when !connected().
-  bool connect(uint32_t boot) {
-    char will[64];
+  // Connects (with IOTGW_MQTT_USER/IOTGW_MQTT_PASSWORD when set: the device credentials of the broker's
+  // ACL) with the status topic as last will, subscribes to the acks and publishes the status. Call when
+  // !connected().
+  bool connect(const Status& st) {
+    char will[80];  // {"v":1,"dev":<32>,"node":<16>,"state":"offline"}: 76 bytes at most
     BufferOut w(will, sizeof will);
     w.str("{\"v\":1,\"dev\":\"");
     w.str(cfg_.dev);
     w.str("\",\"node\":\"");
     w.str(cfg_.node);
     w.str("\",\"state\":\"offline\"}");
-    char id[40];
+    char id[50];
     BufferOut i(id, sizeof id);
     i.str(cfg_.dev);
     i.put('-');
     i.str(cfg_.node);
+#if defined(IOTGW_MQTT_USER)
+    if (!client_.connect(id, IOTGW_MQTT_USER, IOTGW_MQTT_PASSWORD, status_, 1, true, will)) return false;
+#else
     if (!client_.connect(id, status_, 1, true, will)) return false;
+#endif
     client_.subscribe(ack_, 1);
-    char status[128];
-    BufferOut s(status, sizeof status);
-    write_status(s, cfg_, boot, kRoleSingle, 0, 0);
-    client_.publish(status_, status, true);
+    send_status(st);
     return true;
+  }
+  // Retained, so the gateway (and anyone subscribing later) sees the latest one (protocol section 6).
+  bool send_status(const Status& st) {
+    if (!client_.beginPublish(status_, status_length(cfg_, st), true)) return false;
+    ClientOut out(client_);
+    write_status(out, cfg_, st);
+    return client_.endPublish();
   }
   bool send_reading(const NodeConfig& cfg, const Record& r, bool cached) override {
     size_t n = reading_length(cfg, r, cached);

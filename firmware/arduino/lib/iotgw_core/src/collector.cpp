@@ -12,10 +12,10 @@ bool SerialLink::send_reading(const NodeConfig& cfg, const Record& r, bool cache
   return true;
 }
 
-void SerialLink::send_status(const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped) {
+void SerialLink::send_status(const NodeConfig& cfg, const Status& st) {
   FrameOut f(out_);
   f.begin('S');
-  write_status(f, cfg, boot, role, cached, dropped);
+  write_status(f, cfg, st);
   f.end();
 }
 
@@ -39,7 +39,7 @@ void Collector::begin(uint32_t boot, uint32_t now) {
 
 bool Collector::record(uint32_t now, int64_t ts, uint8_t src, int32_t val_milli) {
   Record r = {boot_, seq_, src == kSrcNone ? kNoTime : ts, src, val_milli};
-  AppendResult res = log_.append(r);
+  AppendResult res = log_.append(r, persist_after_ms_ != 0);
   if (res != kAppended) {
     ++dropped_;
     say(res == kLogFull ? IOTGW_TEXT("cache full dropped=") : IOTGW_TEXT("cache write error dropped="), dropped_);
@@ -48,7 +48,7 @@ bool Collector::record(uint32_t now, int64_t ts, uint8_t src, int32_t val_milli)
   say(IOTGW_TEXT("cache append seq="), seq_);
   fresh_seq_ = seq_++;
   has_fresh_ = true;
-  (void)now;
+  pending_since_ = now;
   return true;
 }
 
@@ -82,6 +82,8 @@ uint16_t Collector::on_ack(const Ack& ack, uint32_t now) {
 
 void Collector::poll(uint32_t now) {
   bool up = link_.connected();
+  // Write-behind: a record the gateway has not acknowledged in time, or cannot get, goes to storage.
+  if (log_.has_pending() && (!up || expired(now, pending_since_, persist_after_ms_))) log_.flush_pending();
   if (up && !was_connected_) log_.rewind();  // reconnected: resend everything unacknowledged
   was_connected_ = up;
   if (!up) {

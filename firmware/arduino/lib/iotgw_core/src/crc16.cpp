@@ -4,7 +4,7 @@ namespace iotgw {
 
 uint16_t crc16_update(uint16_t crc, uint8_t byte) {
   // Bitwise, no table: 512 bytes of table would not fit the RAM budget of a small board.
-  crc ^= (uint16_t)byte << 8;
+  crc ^= (uint16_t)((uint16_t)byte << 8);
   for (uint8_t i = 0; i < 8; ++i) crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
   return crc;
 }

@@ -9,6 +9,7 @@
 #include "pair.h"
 #include "protocol.h"
 #include "record_log.h"
+#include "reset_reason.h"
 #include "rtc.h"
 #include "storage.h"
 #include "timing.h"

@@ -3,16 +3,25 @@
 namespace iotgw {
 
 void encode_heartbeat(const Heartbeat& hb, uint8_t out[kHeartbeatLen]) {
-  out[0] = 'H';
-  out[1] = hb.counter;
-  out[2] = hb.active ? kHeartbeatActive : 0;
+  out[0] = kHeartbeatMagic;
+  out[1] = hb.active ? 1 : 0;
+  out[2] = hb.counter;
 }
 
 bool decode_heartbeat(const uint8_t* data, uint8_t len, Heartbeat* hb) {
-  if (len != kHeartbeatLen || data[0] != 'H' || (data[2] & ~kHeartbeatActive)) return false;
-  hb->counter = data[1];
-  hb->active = data[2] & kHeartbeatActive;
+  if (len != kHeartbeatLen || data[0] != kHeartbeatMagic || data[1] > 1) return false;
+  hb->active = data[1] == 1;
+  hb->counter = data[2];
   return true;
+}
+
+void encode_heartbeat_write(const Heartbeat& hb, uint8_t out[kHeartbeatWriteLen]) {
+  out[0] = kHeartbeatRegister;
+  encode_heartbeat(hb, out + 1);
+}
+
+bool decode_heartbeat_write(const uint8_t* data, uint8_t len, Heartbeat* hb) {
+  return len == kHeartbeatWriteLen && data[0] == kHeartbeatRegister && decode_heartbeat(data + 1, kHeartbeatLen, hb);
 }
 
 void PrimaryNode::begin(uint32_t now) {

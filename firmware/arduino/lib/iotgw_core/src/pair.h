@@ -1,4 +1,4 @@
-// The redundant pair's roles (issue 6; fixes Listing 8-6): the primary ("master") sends an I2C
+// The redundant pair's roles (protocol section 9): the primary ("master") sends an I2C
 // heartbeat every period; the secondary ("slave") takes over when no heartbeat from an active primary
 // has arrived for the timeout, and hands back after `handback_beats` consecutive heartbeats.
 //
@@ -24,15 +24,23 @@ struct PairConfig {
   uint8_t handback_beats;  // consecutive heartbeats before the secondary hands back (>= 1)
 };
 
-// On the wire: 'H', a counter (wraps), flags (bit 0: the sender is active).
+// On the wire (protocol section 9): an I2C write of kHeartbeatRegister then the frame
+// B7 | state (0 claiming, 1 active) | counter. The secondary answers a read of kReplyRegister with its role.
 const uint8_t kHeartbeatLen = 3;
-const uint8_t kHeartbeatActive = 0x01;
+const uint8_t kHeartbeatMagic = 0xB7;
+const uint8_t kHeartbeatRegister = 0;
+const uint8_t kReplyRegister = 3;
+const uint8_t kHeartbeatWriteLen = 1 + kHeartbeatLen;
 struct Heartbeat {
   uint8_t counter;
   bool active;
 };
 void encode_heartbeat(const Heartbeat& hb, uint8_t out[kHeartbeatLen]);
 bool decode_heartbeat(const uint8_t* data, uint8_t len, Heartbeat* hb);
+// The whole I2C write (register byte + frame), and the secondary's side of it: true with *hb filled
+// when `data` is a heartbeat write (a register-3 pointer write before a read is not).
+void encode_heartbeat_write(const Heartbeat& hb, uint8_t out[kHeartbeatWriteLen]);
+bool decode_heartbeat_write(const uint8_t* data, uint8_t len, Heartbeat* hb);
 
 class PrimaryNode {
  public:

@@ -73,7 +73,7 @@ class Json {
     if (!eat('"')) return false;
     const char* start = p_;
     while (p_ < end_ && *p_ != '"') {
-      if (*p_ == '\\') ++p_;
+      if (*p_ == '\\' && ++p_ == end_) return false;  // a trailing backslash: never step past the end
       ++p_;
     }
     if (p_ >= end_) return false;
@@ -192,17 +192,37 @@ const FlashText* role_name(Role role) {
   return role == kRoleActive ? IOTGW_TEXT("active") : role == kRoleStandby ? IOTGW_TEXT("standby") : IOTGW_TEXT("single");
 }
 
-void write_status(Out& out, const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped) {
-  head(out, cfg, boot);
+const FlashText* clock_name(ClockState c) {
+  return c == kClockRtc ? IOTGW_TEXT("rtc") : c == kClockLost ? IOTGW_TEXT("lost") : IOTGW_TEXT("none");
+}
+
+void write_status(Out& out, const NodeConfig& cfg, const Status& st) {
+  head(out, cfg, st.boot);
   key(out, IOTGW_TEXT("state"));
   quoted(out, IOTGW_TEXT("online"));
   key(out, IOTGW_TEXT("role"));
-  quoted(out, role_name(role));
+  quoted(out, role_name(st.role));
   key(out, IOTGW_TEXT("cached"));
-  out.u32(cached);
+  out.u32(st.cached);
+  key(out, IOTGW_TEXT("cap"));
+  out.u32(st.cap);
   key(out, IOTGW_TEXT("dropped"));
-  out.u32(dropped);
+  out.u32(st.dropped);
+  key(out, IOTGW_TEXT("reset"));
+  quoted(out, reset_name(st.reset));
+  key(out, IOTGW_TEXT("store_err"));
+  out.u32(st.store_err);
+  key(out, IOTGW_TEXT("clock"));
+  quoted(out, clock_name(st.clock));
+  key(out, IOTGW_TEXT("period"));
+  out.u32(st.period_ms);
   out.put('}');
+}
+
+size_t status_length(const NodeConfig& cfg, const Status& st) {
+  CountingOut c;
+  write_status(c, cfg, st);
+  return c.count;
 }
 
 FrameResult parse_frame(const char* line, size_t len, Frame* frame) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "iotgw_out.h"
+#include "reset_reason.h"
 
 namespace iotgw {
 
@@ -59,12 +60,37 @@ constexpr bool config_ok(const char* dev, const char* node, const char* unit) {
          unit_chars_ok(unit) && kWidestFixed + text_len(dev) + text_len(node) + text_len(unit) <= kMaxPayload;
 }
 
+// The longest ack line (section 5) for a node's names: "!A " + payload + "*XXXX" + "\r" (CRLF lines), and the
+// NUL a LineReader keeps. kAckFixed: the widest payload with empty names (boot and upto 10 digits, t 15
+// digits); the host tests prove it against the gateway's ack format. The sketches size their ack buffer
+// with it, so a long device or node name can never make this node's acks too long to hold.
+const size_t kAckFixed = 82;
+constexpr size_t ack_line_capacity(const char* dev, const char* node) {
+  return 3 + kAckFixed + text_len(dev) + text_len(node) + 5 + 1 + 1;
+}
+
 void write_reading(Out& out, const NodeConfig& cfg, const Record& r, bool cached);
 size_t reading_length(const NodeConfig& cfg, const Record& r, bool cached);
 
 enum Role : uint8_t { kRoleSingle = 0, kRoleActive = 1, kRoleStandby = 2 };
 const FlashText* role_name(Role role);
-void write_status(Out& out, const NodeConfig& cfg, uint32_t boot, Role role, uint16_t cached, uint32_t dropped);
+// The node's status (section 6); write_status emits the canonical form, at most kMaxStatus bytes.
+enum ClockState : uint8_t { kClockNone, kClockRtc, kClockLost };
+const FlashText* clock_name(ClockState c);
+struct Status {
+  uint32_t boot;
+  Role role;
+  uint16_t cached;
+  uint16_t cap;
+  uint32_t dropped;
+  ResetReason reset;
+  uint32_t store_err;
+  ClockState clock;
+  uint32_t period_ms;
+};
+const size_t kMaxStatus = 256;
+void write_status(Out& out, const NodeConfig& cfg, const Status& st);
+size_t status_length(const NodeConfig& cfg, const Status& st);
 
 // Serial framing (section 4).
 enum FrameResult : uint8_t { kFrameOk, kFrameConsole, kFrameBad, kFrameBadChecksum, kFrameUnknownType };

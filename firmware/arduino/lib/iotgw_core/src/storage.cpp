@@ -24,7 +24,7 @@ bool SlotStore::read_slot(uint8_t i, uint8_t* gen, uint8_t* data) {
   *gen = s_.read(a);
   uint16_t crc = crc16_update(kCrcInit, *gen);
   for (uint8_t k = 0; k < len_; ++k) crc = crc16_update(crc, data[k] = s_.read(a + 1 + k));
-  uint16_t stored = (uint16_t)((s_.read(a + 1 + len_) << 8) | s_.read(a + 2 + len_));
+  uint16_t stored = (uint16_t)(((uint16_t)s_.read(a + 1 + len_) << 8) | s_.read(a + 2 + len_));
   return crc == stored;
 }
 
@@ -50,15 +50,15 @@ bool SlotStore::save(const uint8_t* data) {
   uint8_t slot = newest_ == 0xFF ? 0 : (uint8_t)((newest_ + 1) % slots_);
   uint8_t gen = newest_ == 0xFF ? 0 : (uint8_t)(gen_ + 1);
   uint32_t a = addr_ + (uint32_t)slot * (len_ + 3);
-  bool ok = s_.write(a, gen);
+  bool ok = s_.put(a, gen);
   uint16_t crc = crc16_update(kCrcInit, gen);
   for (uint8_t k = 0; k < len_; ++k) {
-    ok &= s_.write(a + 1 + k, data[k]);
+    ok &= s_.put(a + 1 + k, data[k]);
     crc = crc16_update(crc, data[k]);
   }
-  ok &= s_.write(a + 1 + len_, (uint8_t)(crc >> 8));
-  ok &= s_.write(a + 2 + len_, (uint8_t)crc);
-  ok &= s_.sync();
+  ok &= s_.put(a + 1 + len_, (uint8_t)(crc >> 8));
+  ok &= s_.put(a + 2 + len_, (uint8_t)crc);
+  ok &= s_.flush();
   if (ok) {
     newest_ = slot;
     gen_ = gen;
@@ -66,10 +66,15 @@ bool SlotStore::save(const uint8_t* data) {
   return ok;
 }
 
-uint32_t next_boot(Storage& s, uint32_t addr) {
+uint32_t fresh_boot(uint32_t rtc_seconds, uint32_t noise) {
+  uint32_t base = rtc_seconds ? rtc_seconds : noise;
+  return 0x10000UL + (base >> 2);  // a shift, not a modulo: no 32-bit division on an 8-bit AVR
+}
+
+uint32_t next_boot(Storage& s, uint32_t addr, uint32_t fresh_seed) {
   SlotStore store(s, addr, 4, 2);
   uint8_t data[4];
-  uint32_t boot = store.load(data) ? get_le32(data) + 1 : 1;
+  uint32_t boot = store.load(data) ? get_le32(data) + 1 : (fresh_seed ? fresh_seed : 1);
   put_le32(data, boot);
   store.save(data);
   return boot;

@@ -16,6 +16,20 @@ class Storage {
   // Makes the writes so far durable (SD and files buffer; EEPROM writes are durable at once).
   virtual bool sync() { return true; }
 
+  // What the core uses: write, then read the byte back (a worn EEPROM cell fails silently otherwise).
+  // Every failure, of a write, its read-back or a sync, is counted in `errors` (the status `store_err`).
+  bool put(uint32_t addr, uint8_t value) {
+    if (write(addr, value) && read(addr) == value) return true;
+    ++errors;
+    return false;
+  }
+  bool flush() {
+    if (sync()) return true;
+    ++errors;
+    return false;
+  }
+  uint32_t errors = 0;
+
  protected:
   ~Storage() {}
 };
@@ -40,8 +54,15 @@ class SlotStore {
   uint8_t gen_ = 0;
 };
 
-// The node's boot counter (protocol section 1): incremented and persisted at every start.
-uint32_t next_boot(Storage& s, uint32_t addr);
+// The node's boot counter (protocol section 1): incremented and persisted at every start. A blank
+// store (a new or erased EEPROM) must not restart at 1, or new readings would reuse identities the
+// gateway already holds and be dropped as duplicates: it starts from `fresh_seed` instead, which the
+// board derives from its real-time clock or from noise (fresh_boot below).
+uint32_t next_boot(Storage& s, uint32_t addr, uint32_t fresh_seed = 0);
+// The first boot number of a blank store: above 2^16 (past any counter that counted up from 1 before
+// an erase) and below 2^31 (leaves room to count), from the RTC seconds when there are some (they only
+// grow), else from a noise word.
+uint32_t fresh_boot(uint32_t rtc_seconds, uint32_t noise);
 const uint32_t kBootCounterBytes = 2 * (4 + 3);
 
 // Little-endian helpers for the record body and slot data (32-bit ones separate: 64-bit shifts are

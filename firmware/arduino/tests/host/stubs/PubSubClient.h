@@ -7,6 +7,8 @@ typedef bool boolean;
 class PubSubClient {
  public:
   boolean connect(const char* id, const char* willTopic, uint8_t willQos, boolean willRetain, const char* willMessage);
+  boolean connect(const char* id, const char* user, const char* pass, const char* willTopic, uint8_t willQos,
+                  boolean willRetain, const char* willMessage);
   boolean connected();
   boolean subscribe(const char* topic, uint8_t qos);
   boolean publish(const char* topic, const char* payload, boolean retained);

@@ -1,23 +1,28 @@
-// Declarations of the Arduino SD 1.2 API that sd_storage.h uses, for a host compile check only: the
-// library is fetched by PlatformIO's registry environments and cannot be installed offline.
+// Declarations of the Arduino SD 1.3 API (its SdFat classes) that sd_storage.h uses, for a host compile
+// check only; the real library builds in the *_reallibs environments (docs/firmware.md).
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#define O_READ 0x01
-#define O_WRITE 0x02
-#define O_CREAT 0x10
-class File {
+uint8_t const O_READ = 0x01;
+uint8_t const O_WRITE = 0x02;
+uint8_t const O_RDWR = O_READ | O_WRITE;
+uint8_t const O_CREAT = 0x10;
+uint8_t const SPI_HALF_SPEED = 1;
+class Sd2Card {
  public:
-  size_t write(uint8_t);
-  int read();
-  void flush();
-  bool seek(uint32_t pos);
-  uint32_t size();
-  operator bool();
+  uint8_t init(uint8_t sckRateID, uint8_t chipSelectPin);
 };
-class SDClass {
+class SdVolume {
  public:
-  bool begin(uint8_t csPin);
-  File open(const char* filename, uint8_t mode);
+  uint8_t init(Sd2Card* dev);
 };
-extern SDClass SD;
+class SdFile {
+ public:
+  uint8_t openRoot(SdVolume* vol);
+  uint8_t open(SdFile* dirFile, const char* fileName, uint8_t oflag);
+  uint32_t fileSize() const;
+  uint8_t seekSet(uint32_t pos);
+  int16_t read(void);
+  size_t write(uint8_t b);
+  uint8_t sync(uint8_t blocking = 1);
+};

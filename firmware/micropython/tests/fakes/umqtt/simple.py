@@ -31,6 +31,22 @@ class Broker:
         self.log = []  # (topic, payload str, qos, retain) in publish order
         self.retained = {}
         self.drop_next = 0  # lose this many of the next publishes after acknowledging them (a broker crash)
+        # keepalive, as Mosquitto enforces it: with ``clock`` set (a callable giving ms), a client that sent
+        # nothing for 1.5 x its keepalive is dropped and its will published
+        self.clock = None
+        self.pings = []  # (client_id, ms)
+        self.connects = 0
+
+    def expire(self):
+        if self.clock is None:
+            return
+        now = self.clock()
+        for c in list(self.clients):
+            if c.keepalive and now - c.last_in > 1.5 * c.keepalive * 1000:
+                self.clients.remove(c)
+                c.broken = True
+                if c.will is not None:
+                    self.publish(c.will[0], c.will[1], c.will[3], c.will[2])
 
     def down(self):
         self.up = False
@@ -88,6 +104,9 @@ class MQTTClient:
         self.client_id = client_id
         self.server = server
         self.port = port
+        self.user = user
+        self.password = password
+        self.ssl = ssl
         self.keepalive = keepalive
         self.cb = None
         self.will = None
@@ -105,8 +124,15 @@ class MQTTClient:
         self.will = (_text(topic), _text(msg), retain, qos)
 
     def _check(self):
+        if self.broker is not None:
+            self.broker.expire()
         if self.broken or not self.connected or not self.broker.up:
             raise OSError(104)  # ECONNRESET, what a dead socket gives
+
+    def _packet_in(self):
+        """The broker got a packet from this client: its keepalive starts again."""
+        if self.broker.clock is not None:
+            self.last_in = self.broker.clock()
 
     def connect(self, clean_session=True, timeout=None):
         self.broker = BROKER
@@ -116,6 +142,9 @@ class MQTTClient:
         self.broken = False
         self.sock = FakeSocket()
         self.broker.clients.append(self)
+        self.broker.connects += 1
+        self.last_in = 0
+        self._packet_in()
         return 0
 
     def disconnect(self):
@@ -125,10 +154,12 @@ class MQTTClient:
 
     def subscribe(self, topic, qos=0):
         self._check()
+        self._packet_in()
         self.subs.append((_text(topic), qos))
 
     def publish(self, topic, msg, retain=False, qos=0):
         self._check()
+        self._packet_in()
         self.broker.publish(_text(topic), _text(msg), qos, retain)
 
     def check_msg(self):
@@ -148,3 +179,5 @@ class MQTTClient:
 
     def ping(self):
         self._check()
+        self._packet_in()
+        self.broker.pings.append((self.client_id, self.broker.clock() if self.broker.clock else None))
