@@ -10,7 +10,10 @@ a time, so each write is exactly what it was without the pipeline (idempotent on
 failed batch makes the sender drop the batches behind it, and they are taken again after the backoff.
 The batch size adapts to the measured write time: it grows while a full batch writes well under
 `target_write_s` (per-batch round trips then dominate, as with a database across a network) and shrinks when
-writes take far longer. At low rates the drain lingers up to `linger_s` to gather a batch: each batch costs
+writes take far longer. Rows the database has (confirmed on a replica, or written to a plain sink) leave the
+spool in one delete per `linger_s` at low rates (or at once for a backlog's worth, on the way out, or when the
+spool is full): each delete is a fsynced spool commit, and a row kept a moment longer is at worst written again
+after a crash (idempotent). A batch is written as soon as it is there. Each spool commit costs
 spool page writes (SD-card wear) whatever its size.
 """
 
@@ -137,7 +140,9 @@ class DrainWorker(threading.Thread):
         self._done: queue.Queue[_Batch] = queue.Queue()
         self._sender = _Sender(sink, self._done)
         self._flying: list[_Batch] = []
-        self._pending_since: float | None = None
+        self._deletable: dict[str, None] = {}  # tokens whose rows the database has: deleted together
+        self._deletable_since = 0.0
+        self._local = 0  # tokens for a plain sink's batches (no confirmation: deletable at once)
         # Collector statuses (gateway.device_status.StatusBook): changed ones are upserted at most every
         # status_interval_s, by the sender thread between batches (it owns the sink's connection).
         self.statuses = statuses
@@ -159,6 +164,8 @@ class DrainWorker(threading.Thread):
                     self._idle(conn)
             self._status_due = 0.0
             self._write_statuses()  # the last changes before a clean stop
+            self._finish_flying(conn)
+            self._flush_deletes(conn, force=True)
         except BaseException as exc:
             log.exception("drain worker failed")
             self.error = exc
@@ -181,11 +188,11 @@ class DrainWorker(threading.Thread):
         if self._flying:
             self._collect(conn, block=True)
             return
-        wait = 1.0
+        wait = 0.25  # nothing to do: new rows wake us at once; this bounds the status and watchdog cadence
         if self.spool.unconfirmed_tokens(conn):
             wait = max(self.idle_s, 0.05)  # confirmations arrive from the sink's own thread: poll for them
-        if self._pending_since is not None:  # lingering: until the batch is due, unless new rows come first
-            wait = min(wait, max(0.001, self._pending_since + self.linger_s - time.monotonic()))
+        if self._deletable:  # until the gathered delete is due, unless new rows come first
+            wait = min(wait, max(0.001, self._deletable_since + self.linger_s - time.monotonic()))
         self.spool.new_rows.wait(wait)
         self.spool.new_rows.clear()
 
@@ -196,15 +203,18 @@ class DrainWorker(threading.Thread):
         did = self._collect(conn, block=False)
         if sink.needs_confirmation and sink.take_requeue_signal():
             self._finish_flying(conn)  # requeue only with nothing in flight: every taken row is then accounted
+            self._flush_deletes(conn, force=True)  # confirmed rows leave before the rest is written again
             n = self.spool.requeue_unconfirmed(conn)
             log.warning("primary changed: %d unconfirmed readings will be written again", n)
         if sink.needs_confirmation:
-            tokens = self.spool.unconfirmed_tokens(conn)
+            tokens = [t for t in self.spool.unconfirmed_tokens(conn) if t not in self._deletable]
             if tokens:
                 done = sink.confirmed(tokens)
                 if done:
-                    self.spool.confirmed(conn, done)
+                    self._add_deletable(done)
                     did = True
+        if self._flush_deletes(conn, force=False):
+            did = True
         if len(self._flying) >= self.in_flight or not self._ready_to_take():
             return did
         after = self._flying[-1].ids[-1] if self._flying else -1
@@ -217,19 +227,27 @@ class DrainWorker(threading.Thread):
         self._sender.todo.put(flying)
         return True
 
-    def _ready_to_take(self) -> bool:
-        """Take a batch now? At once for a backlog or on the way out; after `linger_s` for a trickle."""
-        pending = self.spool.pending_count() - sum(len(b.ids) for b in self._flying)
-        now = time.monotonic()
-        if pending <= 0:
-            self._pending_since = None
+    def _add_deletable(self, tokens) -> None:  # noqa: ANN001 - iterable of str
+        if not self._deletable:
+            self._deletable_since = time.monotonic()
+        self._deletable.update(dict.fromkeys(tokens))
+
+    def _flush_deletes(self, conn, force: bool) -> bool:
+        """Delete the rows the database has, when due; True if it did."""
+        if not self._deletable:
             return False
-        if self._pending_since is None:
-            self._pending_since = now
-        if pending >= self.batch_size or self.spool.closing or self._stop_event.is_set() \
-                or now - self._pending_since >= self.linger_s:
-            return True
-        return False
+        due = force or self.spool.closing or self._stop_event.is_set() or self.spool.full \
+            or time.monotonic() - self._deletable_since >= self.linger_s \
+            or len(self._deletable) * max(1, self.batch_now) >= self.batch_size * 4
+        if not due:
+            return False
+        self.spool.confirmed(conn, list(self._deletable))
+        self._deletable.clear()
+        return True
+
+    def _ready_to_take(self) -> bool:
+        """Take a batch now? Whenever rows wait that are not in flight (only deletes are gathered)."""
+        return self.spool.pending_count() - sum(len(b.ids) for b in self._flying) > 0
 
     def _collect(self, conn, block: bool) -> bool:
         """Account for batches the sender has finished (in order); True if any."""
@@ -264,7 +282,13 @@ class DrainWorker(threading.Thread):
         crashpoints.hit("drain.after_write")
         assert batch.outcome is not None
         sink = self.sink
-        self.spool.written(conn, batch.ids, batch.outcome.token if sink.needs_confirmation else None)
+        if sink.needs_confirmation:
+            self.spool.written(conn, batch.ids, batch.outcome.token)
+        else:  # the database has them: deleted with the next gathered delete
+            self._local += 1
+            token = f"local/{self._local}"
+            self.spool.written(conn, batch.ids, token)
+            self._add_deletable([token])
         if not self.available:
             log.warning("database available again: draining %d spooled readings", self.spool.depth)
         self.available, self.last_error = True, ""
