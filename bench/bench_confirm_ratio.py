@@ -1,4 +1,4 @@
-"""Ingest with replica confirmation on vs off (issue 3): does the zero-loss step cost throughput?
+"""Ingest with replica confirmation on vs off : does the zero-loss step cost throughput?
 
 A 1 primary + 2 replica sandbox; the spool is prefilled with N readings, then the real drain worker empties it
 through `ReplicatedSink` with confirmation on (a batch leaves the spool only when a replica has applied it)
@@ -66,7 +66,7 @@ def main() -> None:
     data = {"readings_per_run": args.readings, "batch": args.batch, "rate_off": off, "rate_on": on,
             "median_off": statistics.median(off), "median_on": statistics.median(on), "ratio": ratio,
             "target": 0.9, "met": ratio >= 0.9}
-    table = ["# Ingest with confirmation on vs off (issue 3)", "",
+    table = ["# Ingest with confirmation on vs off", "",
              f"Drain of a {args.readings:,}-reading spool backlog through ReplicatedSink, batch {args.batch}, "
              f"1 primary + 2 replicas, {args.runs} alternating runs each.", "",
              "| confirmation | median readings/s | runs |", "|---|---|---|",

@@ -1,4 +1,4 @@
-"""Recovery time of the automatic failover monitor (issue 4): kill -9 of the primary → first write on the new one.
+"""Recovery time of the automatic failover monitor: kill -9 of the primary → first write on the new one.
 
 One 1+3 sandbox; readings flow through the real spool, drain worker and `ReplicatedSink`; the monitor
 (`gateway.ops.monitor.Monitor`, interval 1 s, failcount 2) runs in a thread. Each round: readings flow, the
@@ -133,7 +133,7 @@ def main() -> None:
             "targets": {"median_s": 3.0, "max_s": 5.0, "lost": 0}, "met": met}
     rebuilt = sum(r["back"] == "rebuilt" for r in rounds)
     table = [
-        "# Automatic failover: kill -9 of the primary → first write on the new primary (issue 4)",
+        "# Automatic failover: kill -9 of the primary → first write on the new primary",
         "",
         f"{len(rounds)} rounds, 1 primary + 3 replicas, readings flowing (spool → drain → ReplicatedSink), monitor "
         f"interval {args.interval:g} s, failcount {args.failcount}, drain backoff cap {args.retry_max:g} s.",

@@ -1,4 +1,4 @@
-"""Promotion → first write (issue 3): how fast the writer follows a new primary.
+"""Promotion → first write: how fast the writer follows a new primary.
 
 Readings flow through the real spool, drain worker (default backoff cap 5 s) and `ReplicatedSink`; the primary
 is killed with SIGKILL and the most advanced replica promoted by hand (`gateway.topology.promote`). Measured per
@@ -103,7 +103,7 @@ def main() -> None:
             "after_kill_s": after_kill, "target_median_s": 1.0, "met": after["median"] < 1.0,
             "lost": sum(r["acknowledged_total"] - r["stored_total"] for r in rounds[-1:])}
     table = [
-        "# Promotion → first write (issue 3)",
+        "# Promotion → first write",
         "",
         f"{len(rounds)} rounds of kill -9 + manual promotion under write load (real spool, drain, ReplicatedSink).",
         "",

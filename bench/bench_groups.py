@@ -1,4 +1,4 @@
-"""Issue 5 benchmarks: HA-group lookup latency (cold, server-cached, warm client cache) and clone speed.
+"""Benchmarks of HA groups: lookup latency (cold, server-cached, warm client cache) and clone speed.
 
 Group lookup, on a 1 primary + 3 replica sandbox with a group of all four servers served by the gateway's HTTP
 server (`gateway.metrics.HttpServer` + `add_group_routes`):
@@ -107,7 +107,7 @@ def main() -> None:
             cl = clone_speed(sb, rows)
         finally:
             sb.down()
-    table = ["# HA group lookup and clone (issue 5)", "", "1 primary + 3 replicas on loopback, same run, busy 2-core machine.",
+    table = ["# HA group lookup and clone", "", "1 primary + 3 replicas on loopback, same run, busy 2-core machine.",
              "", "| group lookup | median ms | p90 ms | n |", "|---|---|---|---|"]
     labels = {"cold": "cold (fresh: registry read + every member probed, over HTTP)",
               "server_cached": "HTTP, answered from the service's 0.5 s cache",

@@ -1,9 +1,9 @@
-"""Cost of one read selection (issue 3): local rotation, shared rotation, and the classic recipe.
+"""Cost of one read selection: local rotation, shared rotation, and the classic recipe.
 
 On a 1 primary + 3 replica sandbox: `ReadSelector.next()` with the topology cached (local rotation), with a
 fresh probe of every server on each call (refresh 0: what a dead replica costs to notice at once), with the
 rotation shared through `read_scaling.current_slave` (one transaction on the primary per choice), and the
-baseline of the same run: the classic Listing 8-4 selector (a new connection, `SHOW SLAVE HOSTS`, `LOCK TABLES`,
+baseline of the same run: the classic selector (a new connection, `SHOW SLAVE HOSTS`, `LOCK TABLES`,
 an UPDATE, `UNLOCK TABLES` per call).
 
 Run: .venv/bin/python bench/bench_read_selection.py → bench/results/read_selection.json and read_selection.md
@@ -34,7 +34,7 @@ def per_call_us(fn, n: int) -> float:  # noqa: ANN001
 
 
 def classic_selector(port: int):  # noqa: ANN201
-    """Listing 8-4's algorithm (parameterised here), as the baseline: everything per call."""
+    """The classic selector's algorithm (parameterised here), as the baseline: everything per call."""
     cursor = {"id": 0}
 
     def next_server() -> int:
@@ -76,8 +76,8 @@ def main() -> None:
     rows = [("local rotation, topology cached (refresh 1 s in practice)", "local_cached_us"),
             ("local rotation, every server probed on each call", "local_probe_every_call_us"),
             ("shared rotation (read_scaling.current_slave, one transaction)", "shared_rotation_us"),
-            ("baseline: classic Listing 8-4 selector (new connection per call)", "classic_recipe_us")]
-    table = ["# Cost of one read selection (issue 3)", "", "1 primary + 3 replicas, same run.", "",
+            ("baseline: classic selector (new connection per call)", "classic_recipe_us")]
+    table = ["# Cost of one read selection", "", "1 primary + 3 replicas, same run.", "",
              "| mode | µs per selection | vs classic recipe |", "|---|---|---|"]
     table += [f"| {label} | {results[key]:.1f} | {results[key] / base:.3f} |" for label, key in rows]
     write_results("read_selection", {"results_us": results, "baseline": "classic_recipe_us"}, table)

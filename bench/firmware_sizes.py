@@ -84,8 +84,8 @@ def wear_markdown(wear: dict) -> list[str]:
              "Host simulation (`make -C firmware/arduino eeprom-wear`): 1,000,000 readings with one ack each; a "
              "cell lasts 100,000 writes; life = 100,000 / writes of the most written cell x 1,000,000 readings "
              f"x 5 s. Target: at least {LIFE_TARGET_YEARS:g} years.", ""]
-    names = {"write_through": "write-through (default, `IOTGW_PERSIST_AFTER_MS=0`)",
-             "write_behind": "write-behind (`IOTGW_PERSIST_AFTER_MS=1000`), 1 ack in 100 late"}
+    names = {"write_through": "write-through (`IOTGW_PERSIST_AFTER_MS=0`, the SD cache's default)",
+             "write_behind": "write-behind (`IOTGW_PERSIST_AFTER_MS=1000`, the EEPROM cache's default), 1 ack in 100 late"}
     for key, mode in wear.items():
         verdict = "target met" if mode["target_met"] else "**target not met**"
         lines.append(f"- {names.get(key, key)}: EEPROM life at a 5 s period: {mode['years']:.1f} years ({verdict}); "

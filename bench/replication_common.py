@@ -1,4 +1,4 @@
-"""Pieces shared by the replication benchmarks (issue 3): readings, a producer thread, result files."""
+"""Pieces shared by the replication benchmarks: readings, a producer thread, result files."""
 
 from __future__ import annotations
 

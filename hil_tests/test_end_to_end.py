@@ -1,4 +1,4 @@
-"""End to end (issue 8, scenario 3): simulated boards -> the gateway's serial ingest -> MariaDB primary
+"""End to end: simulated boards -> the gateway's serial ingest -> MariaDB primary
 with replicas, while the primary is failed over: nothing lost.
 
 Sim rig only: the two boards of the redundant pair run at real time (``pace 1.0``, the gateway is in the

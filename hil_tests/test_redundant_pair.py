@@ -1,4 +1,4 @@
-"""Redundant collector pair (issue 8, scenario 1) on the real ``redundant_collector`` builds.
+"""Redundant collector pair on the real ``redundant_collector`` builds.
 
 Board a runs the primary, board b the secondary; they share an I2C bus (on the sim rig, the harness's
 bridge). Each board's serial line goes to the gateway, played here by a :class:`GatewayLink` per board.

@@ -17,7 +17,8 @@ Installs the iotgw gateway from this checkout:
     0600 files owned by iotgw: /etc/iotgw/mqtt.pw (generated) and /etc/iotgw/db.pw (--db-password-file)
   - the systemd unit /etc/systemd/system/iotgw.service (deploy/iotgw.service), enabled
   - the broker's configuration /etc/mosquitto/mosquitto.conf (deploy/mosquitto.conf; the previous file is
-    kept once as mosquitto.conf.before-iotgw). Device accounts and the ACL: `iotgw devices`.
+    kept once as mosquitto.conf.before-iotgw), and the devices' TLS CA and certificate if missing.
+    Device accounts and the ACL: `iotgw devices`.
 Run it again after `git pull` to upgrade: only what changed is replaced, then the services restart.
 
 Options:
@@ -383,6 +384,27 @@ if [ "$BROKER" = 1 ]; then
                 ensure_owner "$file" "$(id -u mosquitto)" "$(id -g mosquitto)" "$(stat -c %a "$file")"
             done
         fi
+        BROKER_CHANGES=$((BROKER_CHANGES + CHANGES - before))
+    fi
+fi
+
+# ------------------------------------------------------------------------ the devices' TLS listener
+# The broker config's device listener needs its CA and certificate before Mosquitto will start: made
+# once (never replaced: devices trust this CA) for this machine's name and addresses, as devices reach it.
+if [ "$BROKER" = 1 ]; then
+    CERT_FILE="$(conf_value certfile)"
+    if [ -n "$CERT_FILE" ] && [ ! -f "$ROOT$CERT_FILE" ] \
+        && "$VENV/bin/iotgw" devices certs --help >/dev/null 2>&1; then
+        before=$CHANGES
+        hosts=(--host "$(hostname -s 2>/dev/null || hostname)")
+        for addr in $(hostname -I 2>/dev/null); do hosts+=(--host "$addr"); done
+        "$VENV/bin/iotgw" devices certs --dir "$(dirname "$ROOT$CERT_FILE")" "${hosts[@]}" >"$WORK/certs.out" 2>&1 \
+            || { cat "$WORK/certs.out" >&2; die "iotgw devices certs (the devices' TLS listener) failed"; }
+        if [ -z "$ROOT" ] && getent passwd mosquitto >/dev/null; then
+            key="$(conf_value keyfile)"
+            [ -n "$key" ] && ensure_owner "$key" "$(id -u mosquitto)" "$(id -g mosquitto)" 600
+        fi
+        changed "made the devices' TLS CA and broker certificate in $(dirname "$CERT_FILE") (devices need its ca.crt)"
         BROKER_CHANGES=$((BROKER_CHANGES + CHANGES - before))
     fi
 fi

@@ -10,24 +10,64 @@ commands live with the sandbox (`gateway.sandbox.cli`), `iotgw status` with the 
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 import pymysql
 
-from gateway.cli import broker, devices, failover, groups, replication, service, topology
-from gateway.sandbox import SandboxError
-from gateway.sandbox.cli import sandbox
-from gateway.status.cli import status
-
 # What a user can cause (a bad value, an unreachable server, a refused operation): one line, exit code 1.
 # Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, RuntimeError, pymysql.MySQLError, SandboxError)
+USER_ERRORS = (ValueError, OSError, RuntimeError, pymysql.MySQLError)  # SandboxError is a RuntimeError
+
+# Every top-level command, as "module:attribute". A command's module is imported only when the command is
+# used, so `iotgw status` or `iotgw run` does not load the replication tools first (start-up time counts on
+# a Raspberry Pi); `iotgw --help` loads them all.
+COMMANDS: dict[str, str] = {
+    "run": "gateway.cli.service:run",
+    "check-config": "gateway.cli.service:check_config",
+    "db": "gateway.cli.service:db",
+    "spool": "gateway.cli.service:spool",
+    "simulate": "gateway.cli.service:simulate",
+    "demo": "gateway.cli.service:demo",
+    "topology": "gateway.cli.topology:topology",
+    "query": "gateway.cli.topology:query",
+    "group": "gateway.cli.groups:group",
+    "sandbox": "gateway.sandbox.cli:sandbox",
+    "status": "gateway.status.cli:status",
+    "check-broker": "gateway.cli.broker:check_broker",
+    "devices": "gateway.cli.devices:devices",
+}
+# Commands that join a group defined elsewhere: the replication operations under `topology`, the node
+# rebuild/add under `sandbox`.
+ATTACHED: dict[str, tuple[str, ...]] = {
+    "gateway.cli.topology:topology": (
+        "gateway.cli.failover:setup", "gateway.cli.failover:switchover", "gateway.cli.failover:failover",
+        "gateway.cli.failover:monitor", "gateway.cli.replication:errant", "gateway.cli.replication:relay",
+        "gateway.cli.replication:clone_command"),
+    "gateway.sandbox.cli:sandbox": ("gateway.cli.failover:rebuild", "gateway.cli.replication:add_replica_command"),
+}
+
+
+def load(ref: str) -> click.Command:
+    """The command a "module:attribute" reference names, with the commands ATTACHED to it added."""
+    module, _, attribute = ref.partition(":")
+    command = getattr(importlib.import_module(module), attribute)
+    for sub in ATTACHED.get(ref, ()):
+        command.add_command(load(sub))  # type: ignore[attr-defined] - ATTACHED names groups only
+    return command
 
 
 class Main(click.Group):
-    """The top-level group: every user-caused error ends as one `Error: …` line (IOTGW_TRACEBACK=1 shows it
-    whole, for debugging)."""
+    """The top-level group: commands loaded on use from COMMANDS; every user-caused error ends as one
+    `Error: …` line (IOTGW_TRACEBACK=1 shows it whole, for debugging)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        ref = COMMANDS.get(cmd_name)
+        return load(ref) if ref is not None else None
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -45,16 +85,3 @@ class Main(click.Group):
 @click.version_option(package_name="iotgw")
 def main() -> None:
     """iotgw: MQTT/serial sensor gateway with a durable spool and a replication-aware MySQL/MariaDB writer."""
-
-
-REGISTRY: dict[click.Group, tuple[click.Command, ...]] = {
-    main: (service.run, service.check_config, service.db, service.spool, service.simulate, service.demo,
-           topology.topology, topology.query, groups.group, sandbox, status, broker.check_broker,
-           devices.devices),
-    topology.topology: (failover.setup, failover.switchover, failover.failover, failover.monitor,
-                        replication.errant, replication.relay, replication.clone_command),
-    sandbox: (failover.rebuild, replication.add_replica_command),
-}
-for parent, commands in REGISTRY.items():
-    for command in commands:
-        parent.add_command(command)

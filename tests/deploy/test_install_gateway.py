@@ -183,6 +183,17 @@ def test_unit_and_broker_config_come_from_deploy(pi) -> None:
     assert backup.read_text() == "persistence true\ninclude_dir /etc/mosquitto/conf.d\n"
 
 
+def test_the_devices_tls_listener_gets_its_ca_and_certificate(pi) -> None:
+    """Mosquitto refuses to start while the device listener's certificate is missing: the installer makes it."""
+    root, _ = pi
+    conf = (root / "etc/mosquitto/mosquitto.conf").read_text()
+    ca, cert, key = (root / _conf_value(conf, k).lstrip("/") for k in ("cafile", "certfile", "keyfile"))
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    check = subprocess.run(["openssl", "verify", "-CAfile", str(ca), str(cert)], capture_output=True, text=True,
+                           timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def _conf_value(conf: str, key: str) -> str | None:
     values = [line.split()[1] for line in conf.splitlines() if line.split()[:1] == [key] and len(line.split()) > 1]
     return values[-1] if values else None

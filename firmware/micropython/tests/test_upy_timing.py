@@ -50,7 +50,7 @@ def test_takeover_exactly_after_timeout_not_earlier():
 
 
 def test_classic_bug_would_fire_early():
-    # Listing 8-6 adds the whole elapsed time on every loop; ticks_diff-based timing does not
+    # The classic pair sketch adds the whole elapsed time on every loop; ticks_diff-based timing does not
     clock = ManualTicks(0, SMALL)
     mon = HeartbeatMonitor(clock, 3000)
     start = clock.ticks_ms()

@@ -26,7 +26,7 @@ env.Replace(
 )
 
 env.Append(
-    # Flags of the Arduino AVR core's platform.txt; the Debian core also needs DECIMAL_DIG (field notes).
+    # Flags of the Arduino AVR core's platform.txt; the Debian core also needs DECIMAL_DIG (its WString.cpp uses it undeclared).
     ASFLAGS=["-x", "assembler-with-cpp", "-flto", f"-mmcu={mcu}"],
     ASPPFLAGS=["-x", "assembler-with-cpp", "-flto", f"-mmcu={mcu}"],
     CCFLAGS=["-Os", "-Wall", "-ffunction-sections", "-fdata-sections", "-flto", f"-mmcu={mcu}"],

@@ -1,4 +1,4 @@
-// Fault-tolerant data collector (issue 6): samples the ADC, stamps each sample with the DS1307,
+// Fault-tolerant data collector: samples the ADC, stamps each sample with the DS1307,
 // keeps it in a power-loss-safe cache until the gateway acknowledges it end to end, resends after
 // the ack timeout, and sets a clock that lost its time from the gateway's ack.
 // All logic lives in the portable core (lib/iotgw_core); this file wires it to the board.

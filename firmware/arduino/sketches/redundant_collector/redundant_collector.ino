@@ -1,4 +1,4 @@
-// Redundant data collector pair (issue 6; the classic Listing 8-6 done properly). One source for both
+// Redundant data collector pair. One source for both
 // boards: build with -DSLAVE (or -DIOTGW_SECONDARY) for the secondary, without for the primary.
 // The primary writes a heartbeat to the secondary's I2C address every IOTGW_HEARTBEAT_MS; the secondary
 // takes over when an active primary has been silent for IOTGW_TIMEOUT_MS and hands back after

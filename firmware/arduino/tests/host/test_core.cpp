@@ -535,7 +535,7 @@ TEST_CASE("takeover happens exactly at the timeout, not earlier, also across the
 }
 
 TEST_CASE("a secondary with a stale millis() comparison would fire early: ours does not") {
-  // Listing 8-6 added the whole elapsed time on every loop; with a loop every 10 ms it fired after
+  // The classic pair sketch added the whole elapsed time on every loop; with a loop every 10 ms it fired after
   // about sqrt(2 * 3000 * 10) ms. Polling every millisecond must not change when we take over.
   SecondaryNode s(kPair);
   s.begin(0);

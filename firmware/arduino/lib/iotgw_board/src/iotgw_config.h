@@ -55,9 +55,16 @@
 #define IOTGW_ACK_TIMEOUT_MS 5000UL
 #endif
 // 0: every record is written to the cache before it is sent (no reading lost at a power cut). Above 0:
-// written only when not acknowledged after this long (EEPROM life, docs/firmware.md "EEPROM wear").
+// written only when not acknowledged after this long (write-behind). The EEPROM cache defaults to
+// write-behind: written through, an Uno's EEPROM wears out in months at a 5 s period, written behind it lasts
+// decades, and a power cut can cost at most the newest, never acknowledged reading (docs/firmware.md
+// "EEPROM wear"). An SD card levels its own wear, so the SD cache writes through.
 #ifndef IOTGW_PERSIST_AFTER_MS
+#if defined(IOTGW_WITH_SD)
 #define IOTGW_PERSIST_AFTER_MS 0UL
+#else
+#define IOTGW_PERSIST_AFTER_MS 1000UL
+#endif
 #endif
 // Status (protocol section 6) at start, on every role change and this often.
 #ifndef IOTGW_STATUS_MS

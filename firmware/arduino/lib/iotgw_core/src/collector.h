@@ -35,8 +35,8 @@ class SerialLink : public ReadingLink {
 class Collector {
  public:
   // console may be null; it gets plain text lines (never starting with '!').
-  // persist_after_ms: 0 writes every record to storage before it is sent (write-through, the default:
-  // no reading is lost at a power cut). Above 0 the newest record is written only if no ack covered
+  // persist_after_ms: 0 writes every record to storage before it is sent (write-through: no reading is
+  // lost at a power cut; the sketches use it for the SD cache). Above 0 the newest record is written only if no ack covered
   // it after that long, or the link is down, or the next sample comes (write-behind): with prompt acks
   // the EEPROM is hardly written at all, but a power cut within that time loses the readings the
   // gateway did not get (docs/firmware.md, "EEPROM wear").
