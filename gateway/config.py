@@ -63,7 +63,7 @@ class SerialPortConfig:
 class SpoolConfig:
     path: str = "iotgw-spool.db"
     max_readings: int = 1_000_000
-    group_commit_ms: int = 20
+    group_commit_ms: int = 250  # the longest a reading waits for its group commit (and its ack)
     group_max: int = 500
     quarantine_max: int = 10_000
     quarantine_max_bytes: int = 16 * 1024 * 1024  # raw bytes, topics and details together; oldest evicted first

@@ -3,18 +3,32 @@
 Transient sink failures back off exponentially with full jitter (bounded by `retry_max_s`) while ingest
 keeps spooling. With a confirming sink (the replicated writer), a written batch stays in the spool as
 "unconfirmed" until a replica has it, and is written again after a primary change.
+
+Pipelined: a sender thread writes batch n to the sink while this thread takes and prepares batch n+1 from
+the spool (at most `in_flight` batches handed over and not yet written). Batches are written in order, one at
+a time, so each write is exactly what it was without the pipeline (idempotent on the reading identity); a
+failed batch makes the sender drop the batches behind it, and they are taken again after the backoff.
+The batch size adapts to the measured write time: it grows while a full batch writes well under
+`target_write_s` (per-batch round trips then dominate, as with a database across a network) and shrinks when
+writes take far longer. Rows the database has (confirmed on a replica, or written to a plain sink) leave the
+spool in one delete per `linger_s` at low rates (or at once for a backlog's worth, on the way out, or when the
+spool is full): each delete is a fsynced spool commit, and a row kept a moment longer is at worst written again
+after a crash (idempotent). A batch is written as soon as it is there. Each spool commit costs
+spool page writes (SD-card wear) whatever its size.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway import crashpoints
-from gateway.sinks.base import Sink, SinkUnavailable
+from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome
 from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -35,49 +49,129 @@ class Backoff:
         self.attempt = 0
 
 
+@dataclass
+class _Batch:
+    ids: list[int]
+    prepared: object
+    outcome: WriteOutcome | None = None
+    error: SinkUnavailable | None = None
+    fatal: BaseException | None = None  # anything else: the drain worker fails loudly
+    skipped: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class _StatusJob:
+    """Changed collector statuses to upsert (offered again on failure; readings have their own retry path)."""
+
+    changed: object
+    book: object
+
+
+class _Sender(threading.Thread):
+    """Writes handed-over batches to the sink, in order, one at a time."""
+
+    def __init__(self, sink: Sink, done: queue.Queue[_Batch]) -> None:
+        super().__init__(name="drain-sender", daemon=True)
+        self.sink, self.done = sink, done
+        self.todo: queue.Queue[_Batch | _StatusJob | None] = queue.Queue()
+        self._failed = False  # after a failure every batch behind it is skipped until `resume()`
+        self._lock = threading.Lock()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._failed = False
+
+    def run(self) -> None:
+        while True:
+            batch = self.todo.get()
+            if batch is None:
+                return
+            if isinstance(batch, _StatusJob):
+                try:
+                    self.sink.write_statuses(batch.changed)
+                except SinkUnavailable as exc:
+                    batch.book.put_back(batch.changed)  # type: ignore[attr-defined]
+                    log.debug("device statuses not written yet: %s", exc)
+                continue
+            with self._lock:
+                skip = self._failed
+            if skip:
+                batch.skipped = True
+            else:
+                started = time.monotonic()
+                try:
+                    batch.outcome = self.sink.write_prepared(batch.prepared)
+                except SinkUnavailable as exc:
+                    batch.error = exc
+                    with self._lock:
+                        self._failed = True
+                except BaseException as exc:  # reported to the drain thread, which fails loudly
+                    batch.fatal = exc
+                    with self._lock:
+                        self._failed = True
+                batch.seconds = time.monotonic() - started
+            self.done.put(batch)
+
+
 class DrainWorker(threading.Thread):
-    """Writes the spool to the sink in batches of `batch_size`, oldest first."""
+    """Writes the spool to the sink in batches (adaptive size from `batch_size`), oldest first."""
 
     def __init__(self, spool: Spool, sink: Sink, *, batch_size: int = 1000, retry_max_s: float = 5.0,
-                 idle_s: float = 0.02, on_write: Callable[[int, float], None] | None = None,
+                 idle_s: float = 0.02, linger_s: float = 1.0, in_flight: int = 2, batch_max: int = 10_000,
+                 target_write_s: float = 0.25, on_write: Callable[[int, float], None] | None = None,
                  on_error: Callable[[str], None] | None = None, statuses=None,  # noqa: ANN001 - StatusBook
                  status_interval_s: float = 1.0) -> None:
         super().__init__(name="drain", daemon=True)
         self.spool, self.sink = spool, sink
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # a backlog of this many is written at once, without lingering
+        self.batch_now = batch_size  # the adaptive size of the next batch
+        self.batch_min, self.batch_max = max(1, min(100, batch_size)), max(batch_size, batch_max)
+        self.target_write_s = target_write_s
         self.backoff = Backoff(retry_max_s)
         self.idle_s = idle_s
+        self.linger_s = linger_s
+        self.in_flight = max(1, in_flight)
         self.on_write, self.on_error = on_write, on_error
         self._stop_event = threading.Event()
         self.available = True
         self.last_error = ""
         self.error: BaseException | None = None
-        # Tokens written and not yet confirmed, kept in memory so a step does not re-read the spool for them
-        # (None: read them from the spool, as at start-up).
-        self._unconfirmed: list[str] | None = None
+        self._done: queue.Queue[_Batch] = queue.Queue()
+        self._sender = _Sender(sink, self._done)
+        self._flying: list[_Batch] = []
+        self._deletable: dict[str, None] = {}  # tokens whose rows the database has: deleted together
+        self._deletable_since = 0.0
+        self._local = 0  # tokens for a plain sink's batches (no confirmation: deletable at once)
         # Collector statuses (gateway.device_status.StatusBook): changed ones are upserted at most every
-        # status_interval_s, between reading batches, so they never slow the reading path.
+        # status_interval_s, by the sender thread between batches (it owns the sink's connection).
         self.statuses = statuses
         self.status_interval_s = status_interval_s
         self._status_due = 0.0
 
     def stop(self) -> None:
         self._stop_event.set()
+        self.spool.new_rows.set()
 
     def run(self) -> None:
         conn = self.spool.drain_connection()
+        self._sender.start()
         try:
             while not self._stop_event.is_set():
                 crashpoints.fault("drain.step")
                 self._write_statuses()
                 if not self._step(conn):
-                    self._stop_event.wait(self.idle_s)
+                    self._idle(conn)
             self._status_due = 0.0
             self._write_statuses()  # the last changes before a clean stop
+            self._finish_flying(conn)
+            self._flush_deletes(conn, force=True)
         except BaseException as exc:
             log.exception("drain worker failed")
             self.error = exc
         finally:
+            self._sender.todo.put(None)
+            self._sender.join(timeout=30)
             conn.close()
             self.sink.close()
 
@@ -86,53 +180,129 @@ class DrainWorker(threading.Thread):
             return
         self._status_due = time.monotonic() + self.status_interval_s
         changed = self.statuses.take_changed()
-        if not changed:
-            return
-        try:
-            self.sink.write_statuses(changed)
-        except SinkUnavailable as exc:  # offered again next time; readings have their own retry path
-            self.statuses.put_back(changed)
-            log.debug("device statuses not written yet: %s", exc)
+        if changed:
+            self._sender.todo.put(_StatusJob(changed, self.statuses))
 
+    def _idle(self, conn) -> None:
+        """Nothing to do now: wait for new rows (or, with batches to confirm, poll for confirmations)."""
+        if self._flying:
+            self._collect(conn, block=True)
+            return
+        wait = 0.25  # nothing to do: new rows wake us at once; this bounds the status and watchdog cadence
+        if self.spool.unconfirmed_tokens(conn):
+            wait = max(self.idle_s, 0.05)  # confirmations arrive from the sink's own thread: poll for them
+        if self._deletable:  # until the gathered delete is due, unless new rows come first
+            wait = min(wait, max(0.001, self._deletable_since + self.linger_s - time.monotonic()))
+        self.spool.new_rows.wait(wait)
+        self.spool.new_rows.clear()
+
+    # --- one unit of work ----------------------------------------------------------------------
     def _step(self, conn) -> bool:
         """One unit of work; False when there was nothing to do."""
         sink = self.sink
+        did = self._collect(conn, block=False)
         if sink.needs_confirmation and sink.take_requeue_signal():
+            self._finish_flying(conn)  # requeue only with nothing in flight: every taken row is then accounted
+            self._flush_deletes(conn, force=True)  # confirmed rows leave before the rest is written again
             n = self.spool.requeue_unconfirmed(conn)
-            self._unconfirmed = []
             log.warning("primary changed: %d unconfirmed readings will be written again", n)
-        did = False
         if sink.needs_confirmation:
-            if self._unconfirmed is None:
-                self._unconfirmed = self.spool.unconfirmed_tokens(conn)
-            if self._unconfirmed:
-                done = sink.confirmed(self._unconfirmed)
+            tokens = [t for t in self.spool.unconfirmed_tokens(conn) if t not in self._deletable]
+            if tokens:
+                done = sink.confirmed(tokens)
                 if done:
-                    self.spool.confirmed(conn, done)
-                    gone = set(done)
-                    self._unconfirmed = [t for t in self._unconfirmed if t not in gone]
+                    self._add_deletable(done)
                     did = True
-        batch = self.spool.take(conn, self.batch_size)
+        if self._flush_deletes(conn, force=False):
+            did = True
+        if len(self._flying) >= self.in_flight or not self._ready_to_take():
+            return did
+        after = self._flying[-1].ids[-1] if self._flying else -1
+        batch = self.spool.take(conn, self.batch_now, after=after)
         if not batch:
             return did
-        started = time.monotonic()
-        try:
-            outcome = sink.write([row for _, row in batch])
-        except SinkUnavailable as exc:
-            self._failed(str(exc))
-            return True
+        rows = [row for _, row in batch]
+        flying = _Batch([i for i, _ in batch], sink.prepare(rows))
+        self._flying.append(flying)
+        self._sender.todo.put(flying)
+        return True
+
+    def _add_deletable(self, tokens) -> None:  # noqa: ANN001 - iterable of str
+        if not self._deletable:
+            self._deletable_since = time.monotonic()
+        self._deletable.update(dict.fromkeys(tokens))
+
+    def _flush_deletes(self, conn, force: bool) -> bool:
+        """Delete the rows the database has, when due; True if it did."""
+        if not self._deletable:
+            return False
+        due = force or self.spool.closing or self._stop_event.is_set() or self.spool.full \
+            or time.monotonic() - self._deletable_since >= self.linger_s \
+            or len(self._deletable) * max(1, self.batch_now) >= self.batch_size * 4
+        if not due:
+            return False
+        self.spool.confirmed(conn, list(self._deletable))
+        self._deletable.clear()
+        return True
+
+    def _ready_to_take(self) -> bool:
+        """Take a batch now? Whenever rows wait that are not in flight (only deletes are gathered)."""
+        return self.spool.pending_count() - sum(len(b.ids) for b in self._flying) > 0
+
+    def _collect(self, conn, block: bool) -> bool:
+        """Account for batches the sender has finished (in order); True if any."""
+        got = False
+        while self._flying:
+            try:
+                batch = self._done.get(timeout=0.5) if block else self._done.get_nowait()
+            except queue.Empty:
+                return got
+            block = False
+            got = True
+            assert batch is self._flying[0], "the sender finishes batches in order"
+            self._flying.pop(0)
+            if batch.skipped:
+                continue
+            if batch.fatal is not None:
+                raise batch.fatal
+            if batch.error is not None:
+                self._finish_flying(conn)  # the rest are skipped: drop them, take them again after the backoff
+                self._failed(str(batch.error))
+                self._sender.resume()
+                continue
+            self._written(conn, batch)
+        return got
+
+    def _finish_flying(self, conn) -> None:
+        """Wait for every batch in flight and account for it."""
+        while self._flying:
+            self._collect(conn, block=True)
+
+    def _written(self, conn, batch: _Batch) -> None:
         crashpoints.hit("drain.after_write")
-        self.spool.written(conn, [i for i, _ in batch], outcome.token if sink.needs_confirmation else None)
-        if sink.needs_confirmation and outcome.token is not None and self._unconfirmed is not None \
-                and outcome.token not in self._unconfirmed[-8:]:
-            self._unconfirmed.append(outcome.token)
+        assert batch.outcome is not None
+        sink = self.sink
+        if sink.needs_confirmation:
+            self.spool.written(conn, batch.ids, batch.outcome.token)
+        else:  # the database has them: deleted with the next gathered delete
+            self._local += 1
+            token = f"local/{self._local}"
+            self.spool.written(conn, batch.ids, token)
+            self._add_deletable([token])
         if not self.available:
             log.warning("database available again: draining %d spooled readings", self.spool.depth)
         self.available, self.last_error = True, ""
         self.backoff.reset()
+        self._adapt(len(batch.ids), batch.seconds)
         if self.on_write:
-            self.on_write(len(batch), time.monotonic() - started)
-        return True
+            self.on_write(len(batch.ids), batch.seconds)
+
+    def _adapt(self, n: int, seconds: float) -> None:
+        """Grow a full batch that wrote fast (fixed per-batch costs dominate); shrink one that wrote slowly."""
+        if n >= self.batch_now and seconds < self.target_write_s / 2:
+            self.batch_now = min(self.batch_max, int(self.batch_now * 1.5) + 1)
+        elif seconds > self.target_write_s * 2:
+            self.batch_now = max(self.batch_min, self.batch_now // 2)
 
     def _failed(self, message: str) -> None:
         delay = self.backoff.next_delay()

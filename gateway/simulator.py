@@ -1,7 +1,9 @@
 """Simulated collectors: protocol-correct readings over MQTT that honour end-to-end acks like real firmware.
 
-Each simulated node keeps every reading until an ack covers it, and resends what is unacknowledged after an
-ack timeout and after a reconnect (acks can be lost with the broker). Faults can be injected: duplicates,
+Each simulated node keeps every reading until an ack covers it and resends by the congestion-control rules of
+shared/protocol.md ("Resend timer and window"): a per-stream resend timer that backs off exponentially with
+jitter and is reset by progress, resending a bounded window of the oldest unacknowledged readings (and, while
+recovering, the next window as soon as an ack covers the previous one). Faults can be injected: duplicates,
 malformed and oversized messages, out-of-order replays.
 """
 
@@ -42,7 +44,9 @@ class SimOptions:
     device_prefix: str = "sim"
     node: str = "a"
     boot: int | None = None  # None: derived from the clock, like a fresh boot counter
-    ack_timeout: float = 5.0
+    ack_timeout: float = 5.0  # the resend timer's base (no progress for this long: resend a window)
+    ack_timeout_max: float = 60.0  # the backed-off timer never exceeds this
+    resend_window: int = 100  # readings resent per timer expiry (and per ack while recovering)
     duplicate_rate: float = 0.0
     malformed: int = 0
     oversized: int = 0
@@ -99,6 +103,7 @@ class Simulator:
         # per device: seq -> (payload, last_sent_monotonic); the collector's "cache" of unacked readings
         self.unacked: dict[str, dict[int, list]] = {d: {} for d in self.devices}
         self.upto: dict[str, int] = dict.fromkeys(self.devices, -1)
+        self.timers = {d: ResendTimer(options.ack_timeout, options.ack_timeout_max, self.rng) for d in self.devices}
         self.report = SimReport()
         self._reconnected = threading.Event()
         self._halt = threading.Event()
@@ -197,12 +202,44 @@ class Simulator:
             return
         with self.lock:
             if ack.upto <= self.upto[ack.device]:
+                if ack.upto == self.upto[ack.device]:
+                    self.timers[ack.device].duplicate(ack.upto)
                 return
-            self.upto[ack.device] = ack.upto
+            previous, self.upto[ack.device] = self.upto[ack.device], ack.upto
             pending = self.unacked[ack.device]
-            for seq in [s for s in pending if s <= ack.upto]:
-                del pending[seq]
-                self.report.acked += 1
+            newest = pending.get(ack.upto)
+            now = time.monotonic()
+            if newest is not None and not newest[2]:  # a round-trip sample (never from a resent record)
+                self.timers[ack.device].sample(now - newest[1])
+            for seq in range(previous + 1, ack.upto + 1):  # cumulative: exactly the newly covered sequences
+                if pending.pop(seq, None) is not None:
+                    self.report.acked += 1
+            due = self._window(ack.device, self.timers[ack.device].progress(now, ack.upto, pending))
+        self._resend(due)
+
+    def _window(self, device: str, take: int) -> list[tuple[str, bytes]]:
+        """The `take` oldest unacknowledged readings of a device, stamped as sent now (under the lock)."""
+        if not take:
+            return []
+        pending = self.unacked[device]
+        now = time.monotonic()
+        out = []
+        oldest = sorted(pending)[:take]
+        for seq in oldest:
+            entry = pending[seq]
+            entry[1], entry[2] = now, True
+            out.append((device, entry[0]))
+        if oldest:
+            self.timers[device].window_top = oldest[-1]
+        return out
+
+    def _resend(self, due: list[tuple[str, bytes]]) -> None:
+        if self.opt.out_of_order:
+            self.rng.shuffle(due)
+        for device, payload in due:
+            self._publish(device, payload)
+        with self.lock:
+            self.report.resent += len(due)
 
     # --- sending --------------------------------------------------------------------------------
     def _publish(self, device: str, payload: bytes) -> None:
@@ -214,7 +251,7 @@ class Simulator:
         value = round(self.rng.uniform(-20, 40), 3)
         payload = encode_reading(device, self.opt.node, self.boot, seq, ts, "rtc", value, "C").encode()
         with self.lock:
-            self.unacked[device][seq] = [payload, time.monotonic()]
+            self.unacked[device][seq] = [payload, time.monotonic(), False]  # payload, last sent, resent
             self.report.readings[(device, self.opt.node, self.boot, seq)] = (ts, value)
             self.report.sent += 1
         self._publish(device, payload)
@@ -232,21 +269,14 @@ class Simulator:
             self.report.malformed_sent += 1
 
     def resend_due(self, force: bool = False) -> int:
-        """Resend every unacked reading whose ack timed out (all of them after a reconnect)."""
+        """Resend a window of each stream whose resend timer expired (of every stream after a reconnect)."""
         now = time.monotonic()
         due = []
         with self.lock:
             for device, pending in self.unacked.items():
-                for seq in sorted(pending):
-                    entry = pending[seq]
-                    if force or now - entry[1] >= self.opt.ack_timeout:
-                        entry[1] = now
-                        due.append((device, entry[0]))
-        if self.opt.out_of_order:
-            self.rng.shuffle(due)
-        for device, payload in due:
-            self._publish(device, payload)
-        self.report.resent += len(due)
+                take = self.timers[device].check(now, pending, force, self.opt.resend_window)
+                due += self._window(device, take)
+        self._resend(due)
         return len(due)
 
     def outstanding(self) -> int:
@@ -315,6 +345,92 @@ class Simulator:
         self.client.on_disconnect = None
         self.client.loop_stop()
         self.client.disconnect()
+
+
+class ResendTimer:
+    """One stream's resend timer (shared/protocol.md section 10, "Resend timer and window").
+
+    No progress (no ack raising `upto`) for the timeout while readings are unacknowledged: resend the oldest
+    window, double the timeout (up to `cap`) and recover. While recovering, an ack exactly at the top of the
+    resent window that the gateway then repeats (it answered our resent duplicates and holds nothing beyond
+    them) means the records after it were probably lost too: the next
+    expiry resends a window twice as large without backing off (slow start), so a long loss is recovered in a
+    few timeouts. An ack beyond the resent window ends the recovery (the gateway has the originals: it was
+    only slow). Progress resets the timeout to the base, or to the smoothed ack round trip plus four times its
+    variation if that is longer (samples from records sent once only), so a gateway that is merely far behind
+    is not mistaken for a lost one. Every wait is jittered so collectors that lost the gateway together do not
+    resend together.
+    """
+
+    def __init__(self, base: float, cap: float, rng: random.Random, window_cap: int = 1600) -> None:
+        self.base, self.cap, self.rng = base, max(cap, base), rng
+        self.timeout = base
+        self.deadline: float | None = None
+        self.recover_upto = -1  # while recovering: the highest seq sent before the recovery began
+        self.window_top = -1  # the highest seq of the last resent window
+        self.scale = 1  # window multiplier while recovering (doubles per window acked up to its top)
+        self.window_cap = window_cap
+        self.probing = False  # recovering and acked exactly up to the window's top
+        self.srtt: float | None = None  # smoothed ack round trip and its variation (as TCP estimates them)
+        self.rttvar = 0.0
+
+    def sample(self, rtt: float) -> None:
+        """A round trip: from a record's only send to the ack that first covered it."""
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar += (abs(self.srtt - rtt) - self.rttvar) / 4
+            self.srtt += (rtt - self.srtt) / 8
+
+    def rest_timeout(self) -> float:
+        """The timeout after progress: the base, or longer when acks are known to take longer."""
+        if self.srtt is None:
+            return self.base
+        return min(self.cap, max(self.base, self.srtt + 4 * self.rttvar))
+
+    def _arm(self, now: float) -> None:
+        self.deadline = now + self.rng.uniform(self.timeout / 2, self.timeout)
+
+    def check(self, now: float, pending: dict[int, list], force: bool, window: int) -> int:
+        """How many of the oldest readings to resend now (0: none); `force` after a reconnect."""
+        if not pending:
+            self.deadline, self.recover_upto, self.probing, self.scale = None, -1, False, 1
+            return 0
+        if force:
+            self.recover_upto = max(self.recover_upto, max(pending))
+            self.probing = False
+            self._arm(now)
+            return window * self.scale
+        if self.deadline is None:
+            self._arm(now)
+            return 0
+        if now < self.deadline:
+            return 0
+        if self.probing:  # the last window was acked to its top, then silence: a larger one, no backoff
+            self.probing = False
+            self.scale = min(self.scale * 2, max(1, self.window_cap // max(1, window)))
+        else:
+            self.timeout = min(self.cap, self.timeout * 2)
+            self.recover_upto = max(self.recover_upto, max(pending))
+        self._arm(now)
+        return window * self.scale
+
+    def progress(self, now: float, upto: int, pending: dict[int, list]) -> int:
+        """An ack raised `upto`: reset the timeout and re-arm; track the recovery. Returns the readings to
+        resend at once (always 0: resends happen on expiry, found by `check`)."""
+        self.timeout = self.rest_timeout()
+        self.probing = False
+        if self.recover_upto >= 0:
+            if not pending or upto >= self.recover_upto or upto > self.window_top:
+                self.recover_upto, self.scale = -1, 1  # all acknowledged, or the gateway holds more than we resent
+        self._arm(now)
+        return 0
+
+    def duplicate(self, upto: int) -> None:
+        """An ack that repeats `upto` (the gateway answering a duplicate). Repeated exactly at the top of the
+        resent window while recovering: the gateway had our window and nothing beyond it."""
+        if self.recover_upto >= 0 and upto == self.window_top:
+            self.probing = True
 
 
 def simulate(settings: BrokerSettings | list[BrokerSettings], options: SimOptions, *, deadline_s: float = 600.0,

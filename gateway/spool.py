@@ -7,12 +7,18 @@ at once for a plain sink, or when a replica has confirmed the batch (replicated 
 
 Threading: one writer thread (`SpoolWriter`) does every ingest commit; the drain worker uses its own
 connection. SQLite's WAL lets both proceed; `busy_timeout` covers the short write overlaps.
+
+Disk writes per reading (an SD card wears out): every commit writes whole 4 KB pages to the WAL and fsyncs
+it, so the spool commits as rarely as the guarantees allow. Ingest commits are grouped by time
+(`group_commit_ms`, which bounds the ack latency); a batch handed to the sink is remembered in memory only
+(a restart writes unconfirmed batches again, which the sinks' idempotent inserts make harmless), so rows are
+written twice per life (insert, delete) and never updated; there is no secondary index to maintain.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -33,9 +39,8 @@ CREATE TABLE IF NOT EXISTS spool (
     device TEXT NOT NULL, node TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
     site TEXT NOT NULL, ts INTEGER, src TEXT NOT NULL, clock TEXT NOT NULL,
     value REAL NOT NULL, unit TEXT NOT NULL, cached INTEGER NOT NULL, received_ms INTEGER NOT NULL,
-    token TEXT  -- NULL: waiting to be written; otherwise written in that batch, waiting for confirmation
+    token TEXT  -- unused since written batches are tracked in memory; kept so older spool files still open
 );
-CREATE INDEX IF NOT EXISTS spool_token ON spool(token);
 CREATE TABLE IF NOT EXISTS progress (
     device TEXT NOT NULL, node TEXT NOT NULL, boot INTEGER NOT NULL, site TEXT NOT NULL, upto INTEGER NOT NULL,
     PRIMARY KEY (device, node, boot)
@@ -209,6 +214,14 @@ class Spool:
         self._full = self._depth >= max_readings
         self.full_changed = threading.Condition()
         self.last_stored = 0  # readings newly stored by the last group commit (duplicates excluded)
+        # The index that once served token lookups costs page writes on every insert and delete.
+        # Rows an older version marked as written-unconfirmed are simply written again (idempotent).
+        self.conn.execute("UPDATE spool SET token = NULL WHERE token IS NOT NULL")
+        self.conn.execute("DROP INDEX IF EXISTS spool_token")
+        # Batches the sink has and that wait for confirmation (token -> spool ids), drain thread only.
+        self._unconfirmed: dict[str, list[int]] = {}
+        self.new_rows = threading.Event()  # set after a commit stored readings: wakes the drain
+        self.closing = False  # set when ingest has stopped: the drain then writes without lingering
         # Watermarks raised from outside (ack modes database/replica: what the database holds), applied in the
         # next group commit's transaction so only the writer thread touches the marks.
         self._raises: dict[tuple[str, str, int], tuple[str, int]] = {}
@@ -284,6 +297,10 @@ class Spool:
             rows.append((item.device, item.node, item.boot, item.seq, item.site, item.ts, item.src, item.clock,
                          item.value, item.unit, int(item.cached), item.received_ms))
         before = {key: self.marks.current(key) for key in touched}
+        if not rows and not new_marks and not quarantine:
+            # Only duplicates: answered with the current acks, without a transaction (no page, no fsync).
+            self.last_stored = 0
+            return CommitResult({key: (site, self.marks.current(key)) for key, site in touched.items()}, refused)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -314,6 +331,7 @@ class Spool:
         self.last_stored = len(rows)
         if rows:
             self._adjust_depth(len(rows))
+            self.new_rows.set()
         return CommitResult({key: (site, self.marks.current(key)) for key, site in touched.items()}, refused)
 
     def raise_marks(self, marks: dict[tuple[str, str, int], tuple[str, int]]) -> None:
@@ -356,6 +374,7 @@ class Spool:
             conn.execute("ROLLBACK")
             raise
         self._adjust_depth(len(rows))
+        self.new_rows.set()
 
     def _quarantine(self, conn: sqlite3.Connection, items: Sequence[Quarantined]) -> None:
         """Insert quarantine entries, then evict the oldest until both bounds (rows and bytes) hold again."""
@@ -405,45 +424,88 @@ class Spool:
     def drain_connection(self) -> sqlite3.Connection:
         return open_db(self.path)
 
-    def take(self, conn: sqlite3.Connection, limit: int) -> list[tuple[int, tuple]]:
-        """The oldest readings waiting to be written: (spool id, row in READING_COLUMNS order)."""
-        cur = conn.execute(f"SELECT id, {READING_COLUMNS} FROM spool WHERE token IS NULL ORDER BY id LIMIT ?", (limit,))
+    def take(self, conn: sqlite3.Connection, limit: int, after: int = -1) -> list[tuple[int, tuple]]:
+        """The oldest readings waiting to be written: (spool id, row in READING_COLUMNS order).
+
+        Skips the batches written and waiting for confirmation, and everything up to `after` (a batch the
+        caller has taken and not yet reported as written).
+        """
+        floor = max(after, self._unconfirmed_floor())
+        cur = conn.execute(f"SELECT id, {READING_COLUMNS} FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                           (floor, limit))
         return [(r[0], r[1:]) for r in cur]
 
+    def _unconfirmed_floor(self) -> int:
+        """The highest id of any batch waiting for confirmation (-1: none).
+
+        Batches are taken in id order above this floor, so everything above it is waiting to be written.
+        New rows always get ids above every row still held, so they land above the floor too.
+        """
+        return max((ids[-1] for ids in self._unconfirmed.values() if ids), default=-1)
+
+    def pending_count(self) -> int:
+        """Readings held and not in a batch waiting for confirmation."""
+        return self._depth - sum(len(ids) for ids in self._unconfirmed.values())
+
     def written(self, conn: sqlite3.Connection, ids: Sequence[int], token: str | None) -> None:
-        """The sink has these rows: delete them (token None) or keep them as unconfirmed under `token`."""
+        """The sink has these rows: delete them (token None) or keep them as unconfirmed under `token`.
+
+        Unconfirmed batches are kept in memory only: no page is written for them. After a restart their
+        rows are simply written again (the sinks insert idempotently on the reading identity).
+        """
         if token is None:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
-            conn.execute("COMMIT")
-            self._adjust_depth(-len(ids))
+            self._delete(conn, [sorted(ids)])
         else:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("UPDATE spool SET token = ? WHERE id = ?", [(token, i) for i in ids])
-            conn.execute("COMMIT")
+            self._unconfirmed.setdefault(token, []).extend(sorted(ids))
 
-    def unconfirmed_tokens(self, conn: sqlite3.Connection) -> list[str]:
-        return [r[0] for r in conn.execute("SELECT DISTINCT token FROM spool WHERE token IS NOT NULL ORDER BY id")]
-
-    def confirmed(self, conn: sqlite3.Connection, tokens: Sequence[str]) -> int:
-        """A replica has these batches: they leave the spool."""
-        if not tokens:
+    def _delete(self, conn: sqlite3.Connection, batches: Sequence[Sequence[int]]) -> int:
+        """Delete sorted id lists in one transaction: a contiguous list as one range (fewer B-tree walks)."""
+        n = sum(len(ids) for ids in batches)
+        if not n:
             return 0
         conn.execute("BEGIN IMMEDIATE")
-        n = 0
-        for token in tokens:
-            n += conn.execute("DELETE FROM spool WHERE token = ?", (token,)).rowcount
-        conn.execute("COMMIT")
+        try:
+            for ids in batches:
+                if not ids:
+                    continue
+                if ids[-1] - ids[0] + 1 == len(ids):  # exactly the ids of the range, nothing else in between
+                    conn.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
+                else:
+                    conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         self._adjust_depth(-n)
+        return n
+
+    def unconfirmed_tokens(self, conn: sqlite3.Connection) -> list[str]:
+        """Tokens of the batches written and waiting for confirmation, oldest first."""
+        return list(self._unconfirmed)
+
+    def confirmed(self, conn: sqlite3.Connection, tokens: Sequence[str]) -> int:
+        """A replica has these batches: they leave the spool (one transaction)."""
+        batches = [self._unconfirmed[t] for t in dict.fromkeys(tokens) if t in self._unconfirmed]
+        n = self._delete(conn, batches)
+        for t in tokens:
+            self._unconfirmed.pop(t, None)
         return n
 
     def requeue_unconfirmed(self, conn: sqlite3.Connection) -> int:
         """After a primary change: every unconfirmed batch is written again (idempotent)."""
-        return conn.execute("UPDATE spool SET token = NULL WHERE token IS NOT NULL").rowcount
+        n = sum(len(ids) for ids in self._unconfirmed.values())
+        self._unconfirmed.clear()
+        return n
 
     # --- inspection ----------------------------------------------------------------------------
     def stats(self) -> SpoolStats:
-        return read_stats(self.path)
+        """Status from the file, with the batches this process knows are written and waiting for confirmation
+        (kept in memory only, so another process reading the file sees them as pending)."""
+        st = read_stats(self.path)
+        waiting = min(st.pending, sum(len(ids) for ids in list(self._unconfirmed.values())))
+        st.pending -= waiting
+        st.unconfirmed += waiting
+        return st
 
     def close(self) -> None:
         self.conn.close()
@@ -466,17 +528,76 @@ def read_stats(path: str | Path) -> SpoolStats:
                       size, counters)
 
 
+class GroupQueue:
+    """The writer's inbox: wakes the writer only for a group's first entry, a full group or a stop.
+
+    A plain queue wakes the consumer thread on every entry: at a steady few hundred readings per second that is
+    a thread switch per reading. Bounded: `put` blocks when full.
+
+    A group also ends early when arrivals pause (`idle_gap_s`) after at least `early_min` entries: in a burst the
+    broker stops sending until our acks (its receive maximum), so waiting out the window would only delay every
+    ack; at low and steady rates arrivals keep coming (or the group stays small) and the window runs its course.
+    """
+
+    def __init__(self, maxsize: int, group_max: int, idle_gap_s: float = 0.02, early_min: int = 100) -> None:
+        self.maxsize, self.group_max = maxsize, group_max
+        self.idle_gap_s, self.early_min = idle_gap_s, early_min
+        self._last_put = 0.0
+        self._items: collections.deque[Entry] = collections.deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self.closed = False
+
+    def put(self, entry: Entry) -> None:
+        with self._lock:
+            while len(self._items) >= self.maxsize:
+                self._room.wait()
+            self._items.append(entry)
+            self._last_put = time.monotonic()
+            n = len(self._items)
+            if n == 1 or n >= self.group_max:
+                self._ready.notify()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._ready.notify()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def take_group(self, window_s: float) -> list[Entry]:
+        """Wait for a first entry, then up to `window_s` or a full group; [] once closed and empty."""
+        with self._lock:
+            while not self._items and not self.closed:
+                self._ready.wait()
+            deadline = time.monotonic() + window_s
+            while len(self._items) < self.group_max and not self.closed:
+                now = time.monotonic()
+                left = deadline - now
+                if left <= 0:
+                    break
+                if len(self._items) >= self.early_min and now - self._last_put >= self.idle_gap_s:
+                    break  # a large group and the sources have paused: they wait for our acks
+                self._ready.wait(min(left, self.idle_gap_s) if len(self._items) >= self.early_min else left)
+            n = min(len(self._items), self.group_max)
+            group = [self._items.popleft() for _ in range(n)]
+            self._room.notify_all()
+            return group
+
+
 class SpoolWriter(threading.Thread):
     """The one thread that commits ingest entries in groups and then tells each source what is durable."""
 
-    def __init__(self, spool: Spool, *, group_commit_ms: int = 20, group_max: int = 500,
+    def __init__(self, spool: Spool, *, group_commit_ms: int = 250, group_max: int = 500,
                  queue_max: int = 20_000, ack_clock: Callable[[], int] | None = None,
                  on_commit: Callable[[int, int, float], None] | None = None) -> None:
         super().__init__(name="spool-writer", daemon=True)
         self.spool = spool
         self.group_s = group_commit_ms / 1000
         self.group_max = group_max
-        self.queue: queue.Queue[Entry | None] = queue.Queue(maxsize=queue_max)
+        self.queue = GroupQueue(queue_max, group_max)
         self.ack_clock = ack_clock or (lambda: int(time.time() * 1000))
         self.on_commit = on_commit
         self._stop_requested = False
@@ -489,29 +610,16 @@ class SpoolWriter(threading.Thread):
     def stop(self) -> None:
         """Commit what is queued, then end."""
         self._stop_requested = True
-        self.queue.put(None)
+        self.spool.closing = True
+        self.spool.new_rows.set()
+        self.queue.close()
 
     def run(self) -> None:
         try:
             while True:
-                first = self.queue.get()
-                if first is None:
-                    if self.queue.empty():
-                        return
-                    self.queue.put(None)  # entries arrived behind the stop: commit them first
-                    continue
-                group = [first]
-                deadline = time.monotonic() + self.group_s
-                while len(group) < self.group_max:
-                    timeout = deadline - time.monotonic()
-                    try:
-                        nxt = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        self.queue.put(None)  # handle the stop after this group
-                        break
-                    group.append(nxt)
+                group = self.queue.take_group(self.group_s)
+                if not group:
+                    return  # stopped, everything queued before the stop is committed
                 self._commit(group)
         except BaseException as exc:  # a spool that cannot commit must stop the gateway, loudly
             log.exception("spool writer failed")

@@ -31,6 +31,14 @@ class Sink(ABC):
     def write(self, rows: Sequence[Row]) -> WriteOutcome:
         """Write the rows (one transaction). Raises SinkUnavailable on a transient failure."""
 
+    def prepare(self, rows: Sequence[Row]) -> object:
+        """Build what `write_prepared` sends (the drain prepares batch n+1 while batch n is written)."""
+        return list(rows)
+
+    def write_prepared(self, prepared: object) -> WriteOutcome:
+        """Write a batch made by `prepare` (one transaction). Raises SinkUnavailable on a transient failure."""
+        return self.write(prepared)  # type: ignore[arg-type]
+
     def confirmed(self, tokens: Sequence[str]) -> list[str]:
         """Which of these batch tokens are now safe (applied on a replica). Plain sinks: all of them."""
         return list(tokens)

@@ -67,7 +67,17 @@ def values_sql(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str
     (profiled): numbers are formatted directly and every string goes through the connection's own escaping
     rule (backslash escapes, or quote doubling under NO_BACKSLASH_ESCAPES), so nothing reaches the SQL raw.
     """
-    if conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+    return build_values_sql(rows, no_backslash_escapes=no_backslash_escapes(conn))
+
+
+def no_backslash_escapes(conn: pymysql.connections.Connection) -> bool:
+    """True if the session runs with NO_BACKSLASH_ESCAPES (strings then escape quotes by doubling)."""
+    return bool(conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+
+
+def build_values_sql(rows: Sequence[Row], *, no_backslash_escapes: bool) -> str:
+    """`values_sql` without a connection, for a given escaping rule (built ahead of the write)."""
+    if no_backslash_escapes:
         def esc(text: str) -> str:
             return text.replace("'", "''")
     else:

@@ -30,9 +30,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pymysql
+from pymysql.constants import CLIENT
 
 from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
-from gateway.sinks.mysql import SESSION_OPTIONS, init_schema, insert_rows, risky_grants, upsert_statuses
+from gateway.sinks.mysql import (
+    SESSION_OPTIONS,
+    build_values_sql,
+    init_schema,
+    no_backslash_escapes,
+    risky_grants,
+    upsert_statuses,
+)
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 from gateway.topology.dialect import dialect_for
@@ -118,22 +126,43 @@ class ReplicatedSink(Sink):
 
     def write(self, rows: Sequence[Row]) -> WriteOutcome:
         """Write one batch to the verified primary; raise SinkUnavailable if there is none right now."""
+        return self.write_prepared(self.prepare(rows))
+
+    def prepare(self, rows: Sequence[Row]) -> _Prepared:
+        """The batch's INSERT, built ahead (by the drain, while the previous batch is being written)."""
+        conn = self._conn
+        nbe = no_backslash_escapes(conn) if conn is not None else False
+        return _Prepared(list(rows), build_values_sql(rows, no_backslash_escapes=nbe), nbe)
+
+    def write_prepared(self, prepared: object) -> WriteOutcome:
+        """Write a prepared batch to the verified primary in two round trips: (check; INSERT), then
+        (COMMIT; GTID read). The check runs in the batch's own transaction, which commits only if the check
+        passed: the same guarantee as checking first, one round trip fewer per batch."""
+        assert isinstance(prepared, _Prepared)
         self._start_thread()
         if self._stale or self._conn is None:
             self._resolve()
         p, conn = self._primary, self._conn
         assert p is not None and conn is not None
+        sql = prepared.sql
+        if prepared.no_backslash_escapes != no_backslash_escapes(conn):  # built for another session's rule
+            sql = build_values_sql(prepared.rows, no_backslash_escapes=not prepared.no_backslash_escapes)
         try:
             with conn.cursor() as cur:
-                cur.execute(dialect_for(p.flavor).writer_check_sql())
+                cur.execute(f"{dialect_for(p.flavor).writer_check_sql()};\n{sql}")
                 read_only, server_id, epoch = cur.fetchone()
                 if read_only or server_id != p.server_id or int(epoch or 0) != p.epoch:
+                    try:
+                        cur.nextset()  # the INSERT's outcome (on a read-only server, a refusal)
+                    except pymysql.MySQLError:
+                        pass
                     conn.rollback()
                     self._invalidate()
                     raise SinkUnavailable(f"{p.endpoint} is no longer the primary of epoch {p.epoch} "
                                           f"(read_only={read_only}, server {server_id}, epoch {epoch})")
-                insert_rows(conn, rows)
-                cur.execute(dialect_for(p.flavor).last_write_sql())
+                cur.nextset()  # the INSERT's outcome: raises its error, if any
+                cur.execute(f"COMMIT;\n{dialect_for(p.flavor).last_write_sql()}")
+                cur.nextset()
                 gtid, whole = cur.fetchone()
                 # A batch that wrote no binlog event (all rows were there) keeps an older @@last_gtid
                 # (MySQL has none): wait for the server's whole position instead.
@@ -258,7 +287,9 @@ class ReplicatedSink(Sink):
             delay = min(delay * 2, 0.2)
 
     def _open(self, snap: Snapshot, primary, epoch: int, adopt: bool) -> None:  # noqa: ANN001 - ServerState
-        conn = open_connection(primary.endpoint, self.creds, database="", autocommit=False, **SESSION_OPTIONS)
+        # Multi-statement queries: a batch is two round trips (see write_prepared).
+        conn = open_connection(primary.endpoint, self.creds, database="", autocommit=False,
+                               client_flag=CLIENT.MULTI_STATEMENTS, **SESSION_OPTIONS)
         try:
             if not self._grants_checked:
                 self._grants_checked = True
@@ -389,6 +420,15 @@ class ReplicatedSink(Sink):
                 self._stale = True  # a newer primary exists (or may): the write path must re-resolve
                 return False  # and no hot loop on a replica that keeps answering "applied"
         return True
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch with its INSERT text, built for one escaping rule."""
+
+    rows: list[Row]
+    sql: str
+    no_backslash_escapes: bool
 
 
 class _Refused(Exception):

@@ -1,0 +1,65 @@
+"""The collector resend timer of shared/protocol.md section 10 (the simulator's `ResendTimer`)."""
+
+from __future__ import annotations
+
+import random
+
+from gateway.simulator import ResendTimer
+
+W = 10
+
+
+def pending(*seqs: int) -> dict[int, list]:
+    return {s: [b"", 0.0] for s in seqs}
+
+
+def test_progress_keeps_a_slow_gateway_from_triggering_resends():
+    t = ResendTimer(5.0, 60.0, random.Random(1))
+    p = pending(*range(100))
+    assert t.check(0.0, p, False, W) == 0  # armed
+    for step in range(1, 50):  # an ack every 4 s: never 5 s without progress
+        now = step * 4.0
+        assert t.progress(now, step, pending(*range(step + 1, 100))) == 0
+        assert t.check(now + 0.1, p, False, W) == 0
+
+
+def test_expiry_resends_one_window_and_backs_off_with_jitter_up_to_the_cap():
+    t = ResendTimer(5.0, 60.0, random.Random(2))
+    p = pending(*range(1000))
+    t.check(0.0, p, False, W)
+    now, fired, gaps = 0.0, [], []
+    while now < 400:
+        now += 0.1
+        n = t.check(now, p, False, W)
+        if n:
+            fired.append(now)
+            assert n == W
+    gaps = [b - a for a, b in zip(fired, fired[1:], strict=False)]
+    assert len(fired) <= 12  # 400 s without progress: a handful of windows, not a storm
+    assert all(g <= 60.1 for g in gaps) and max(gaps) > 30  # doubling, capped at 60 s
+    unjittered = [min(60, 5 * 2 ** (i + 1)) for i in range(len(gaps))]
+    assert any(abs(a - b) > 0.5 for a, b in zip(gaps, unjittered, strict=True))  # jitter
+
+
+def test_recovery_grows_the_window_while_losses_continue_and_ends_when_the_gateway_is_ahead():
+    t = ResendTimer(5.0, 60.0, random.Random(3))
+    p = pending(*range(500))
+    assert t.check(0.0, p, True, W) == W  # after a reconnect: one window at once
+    t.window_top = 9
+    p = pending(*range(10, 500))
+    assert t.progress(1.0, 9, p) == 0  # acked exactly to the window's top...
+    t.duplicate(9)  # ...and repeated (our duplicates answered): the records after it were lost
+    assert t.check(1.0 + 2.4, p, False, W) == 0  # no resend before the (jittered) timeout
+    assert t.check(1.0 + 5.1, p, False, W) == 2 * W  # silence: a window twice as large, without backing off
+    assert t.timeout == 5.0
+    t.window_top = 29
+    t.progress(7.0, 29, pending(*range(30, 500)))
+    t.duplicate(29)
+    assert t.check(12.1, pending(*range(30, 500)), False, W) == 4 * W  # slow start
+    t.window_top = 69
+    t.progress(13.0, 80, pending(*range(81, 500)))  # beyond the window: the gateway has the originals
+    assert t.recover_upto == -1 and t.scale == 1
+    assert t.check(18.1, pending(*range(81, 500)), False, W) == W  # a later stall: back to one window
+    t.window_top = 180
+    t.progress(19.0, 180, pending(*range(181, 500)))  # acked to the top but never repeated: a stall, not a loss
+    assert t.check(30.0, pending(*range(181, 500)), False, W) == W and t.timeout == 10.0  # backs off, no growth

@@ -1,0 +1,86 @@
+"""The spool's write economy keeps its guarantees: a group of duplicates writes nothing, batches waiting for
+confirmation live in memory (and are written again after a restart), out-of-order confirmations never hide
+new rows, and the pipelined drain loses and duplicates nothing when the sink fails mid-stream."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from gateway.drain import DrainWorker
+from gateway.protocol import Reading
+from gateway.sandbox.launch import wait_for
+from gateway.sinks.base import SinkUnavailable, WriteOutcome
+from gateway.sinks.sqlite import SQLiteSink
+from gateway.spool import Entry, Spool
+
+
+def reading(seq: int, device: str = "d1") -> Reading:
+    return Reading(device, "a", 1, seq, "s", 1700000000000 + seq, "rtc", 1.0, "C", False, "ok", 1700000000000)
+
+
+def test_a_group_of_duplicates_writes_nothing_and_is_still_acknowledged(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    spool.commit_group([Entry(reading(s)) for s in range(5)])
+    changes, wal = spool.conn.total_changes, (tmp_path / "s.db-wal").stat().st_size
+    result = spool.commit_group([Entry(reading(s)) for s in (1, 3, 4)])
+    assert result.marks[("d1", "a", 1)] == ("s", 4)
+    assert spool.conn.total_changes == changes and (tmp_path / "s.db-wal").stat().st_size == wal
+    assert spool.depth == 5
+
+
+def test_unconfirmed_batches_are_in_memory_and_written_again_after_a_restart(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    spool.commit_group([Entry(reading(s)) for s in range(10)])
+    conn = spool.drain_connection()
+    spool.written(conn, [i for i, _ in spool.take(conn, 4)], "e1/1/0-1-4")
+    assert spool.stats().unconfirmed == 4 and spool.stats().pending == 6
+    spool.close()
+    again = Spool(tmp_path / "s.db")
+    conn = again.drain_connection()
+    assert again.unconfirmed_tokens(conn) == [] and len(again.take(conn, 100)) == 10
+
+
+def test_new_rows_after_an_out_of_order_confirmation_are_taken(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    spool.commit_group([Entry(reading(s)) for s in range(8)])
+    conn = spool.drain_connection()
+    first = [i for i, _ in spool.take(conn, 4)]
+    spool.written(conn, first, "A")
+    second = [i for i, _ in spool.take(conn, 4)]
+    spool.written(conn, second, "B")
+    assert spool.confirmed(conn, ["B"]) == 4  # the newest rows go first: SQLite may reuse their ids
+    spool.commit_group([Entry(reading(s)) for s in range(8, 11)])
+    taken = spool.take(conn, 100)
+    assert sorted(r[3] for _, r in taken) == [8, 9, 10] and not set(first) & {i for i, _ in taken}
+    assert spool.confirmed(conn, ["A"]) == 4 and spool.depth == 3
+
+
+class FlakySQLiteSink(SQLiteSink):
+    """The real SQLite sink, failing its 2nd and 5th writes (a database that drops out mid-stream)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.calls = 0
+
+    def write_prepared(self, prepared: object) -> WriteOutcome:
+        self.calls += 1
+        if self.calls in (2, 5):
+            raise SinkUnavailable("injected failure")
+        return super().write_prepared(prepared)
+
+
+def test_pipelined_drain_with_failures_writes_every_reading_once(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    for start in range(0, 3000, 500):
+        spool.commit_group([Entry(reading(s)) for s in range(start, start + 500)])
+    sink = FlakySQLiteSink(tmp_path / "readings.db")
+    drain = DrainWorker(spool, sink, batch_size=200, retry_max_s=0.05, in_flight=2)
+    drain.start()
+    try:
+        wait_for(lambda: spool.depth == 0, 30, "the spool to drain")
+    finally:
+        drain.stop()
+        drain.join(10)
+    assert sink.calls > 5 and drain.error is None
+    rows = sqlite3.connect(tmp_path / "readings.db").execute("SELECT seq, count(*) FROM readings GROUP BY seq").fetchall()
+    assert len(rows) == 3000 and all(n == 1 for _, n in rows)
