@@ -1357,6 +1357,63 @@ TEST_CASE("resend timer: progress resets the back-off to the base") {
   CHECK(rig.col.resend_timeout() == 10000);
 }
 
+TEST_CASE("resend timer vectors: the same rounds, seqs, timeouts and waits as the MicroPython port") {
+  jm::Value v = vectors("resend_timer.json");
+  REQUIRE(v["window"].u64() == IOTGW_RESEND_WINDOW);
+  REQUIRE(v["cap_ms"].u64() == IOTGW_RESEND_CAP_MS);
+  const uint32_t poll_ms = (uint32_t)v["poll_ms"].u64();
+  for (auto& c : v["cases"].items) {
+    CAPTURE(c["name"].str());
+    RamStorage mem(RecordLog::kMetaBytes + 40 * kRecordSize);
+    NodeConfig cfg = {"ft-1", "a", "V"};
+    FakeLink link;
+    RecordLog log(mem, 0, mem.size());
+    Collector col(cfg, log, link, nullptr, (uint32_t)v["base_ms"].u64());
+    col.begin(1, 0);
+    col.seed_jitter((uint32_t)c["seed"].u64());
+    std::set<uint32_t> sent;
+    struct Round {
+      uint32_t t, timeout, wait;
+      std::vector<uint32_t> seqs;
+    };
+    std::vector<Round> rounds;
+    uint32_t last_resend = 0;
+    for (uint32_t now = 0; now < (uint32_t)c["end_ms"].u64(); now += poll_ms) {
+      for (auto& ev : c["events"].items) {
+        if (ev["t"].u64() != now) continue;
+        if (ev.has("record"))
+          for (unsigned long long i = 0; i < ev["record"].u64(); ++i) REQUIRE(col.record(now, kNoTime, kSrcNone, 0));
+        if (ev.has("ack")) {
+          Ack a = {"ft-1", 4, "a", 1, 1, (uint32_t)ev["ack"].u64(), kNoTime};
+          col.on_ack(a, now);
+        }
+      }
+      size_t before = link.sent.size();
+      col.poll(now);
+      for (size_t i = before; i < link.sent.size(); ++i) {
+        uint32_t seq = link.sent[i].r.seq;
+        if (!sent.insert(seq).second) {  // sent before: a resend; a new round after a quiet second
+          if (rounds.empty() || now - last_resend >= 1000)
+            rounds.push_back({now, col.resend_timeout(), col.resend_wait(), {}});
+          rounds.back().seqs.push_back(seq);
+          last_resend = now;
+        }
+      }
+    }
+    const jm::Value& want = c["rounds"];
+    REQUIRE(rounds.size() == want.size());
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      CAPTURE(i);
+      CHECK(rounds[i].t == want[i]["t"].u64());
+      CHECK(rounds[i].timeout == want[i]["timeout_ms"].u64());
+      CHECK(rounds[i].wait == want[i]["wait_ms"].u64());
+      std::vector<uint32_t> seqs;
+      for (auto& s : want[i]["seqs"].items) seqs.push_back((uint32_t)s.u64());
+      CHECK(rounds[i].seqs == seqs);
+    }
+  }
+}
+
 TEST_CASE("end to end over a lossy line: every reading is held exactly once, the cache drains") {
   for (unsigned seed = 1; seed <= 20; ++seed) {
     CAPTURE(seed);

@@ -53,7 +53,7 @@ void Collector::begin(uint32_t boot, uint32_t now) {
   waiting_ = false;
   was_connected_ = false;
   timeout_ms_ = ack_timeout_ms_;
-  arm(now);
+  wait_since_ = now;  // armed (a jitter draw) at the first send, not here: see shared/vectors/resend_timer.json
 }
 
 bool Collector::record(uint32_t now, int64_t ts, uint8_t src, int32_t val_milli) {
