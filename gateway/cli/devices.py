@@ -76,6 +76,18 @@ def devices() -> None:
     own acks; the gateway's account reads all readings and writes acks (docs/security.md)."""
 
 
+def _set_password(files: DeviceFiles, account: str, password_stdin: bool, save_password: str | None,
+                  change: Callable[[DeviceFiles, str], None]) -> None:
+    """Give `account` a password (read or generated), write both files, and hand the password out once."""
+    password, generated = _password(password_stdin)
+    try:
+        change(files, password)
+    except DeviceError as exc:
+        raise click.ClickException(str(exc)) from None
+    _save(files)
+    _hand_out(account, password, generated, save_password)
+
+
 @devices.command("init")
 @file_options
 @password_options
@@ -83,14 +95,8 @@ def devices() -> None:
 def init(passwd_file: str, acl_file: str, prefix: str, password_stdin: bool, save_password: str | None,
          gateway_user: str) -> None:
     """Create (or reset) the gateway's account; use its password as the gateway's mqtt.password_file."""
-    files = _files(passwd_file, acl_file, prefix)
-    password, generated = _password(password_stdin)
-    try:
-        files.set_gateway(gateway_user, password)
-    except DeviceError as exc:
-        raise click.ClickException(str(exc)) from None
-    _save(files)
-    _hand_out(gateway_user, password, generated, save_password)
+    _set_password(_files(passwd_file, acl_file, prefix), gateway_user, password_stdin, save_password,
+                  lambda files, password: files.set_gateway(gateway_user, password))
 
 
 @devices.command("add")
@@ -101,14 +107,8 @@ def init(passwd_file: str, acl_file: str, prefix: str, password_stdin: bool, sav
 def add(passwd_file: str, acl_file: str, prefix: str, password_stdin: bool, save_password: str | None, name: str,
         site: str) -> None:
     """Provision device NAME: an account that may publish only P/SITE/NAME/reading and …/status, read …/ack."""
-    files = _files(passwd_file, acl_file, prefix)
-    password, generated = _password(password_stdin)
-    try:
-        files.add(name, site, password)
-    except DeviceError as exc:
-        raise click.ClickException(str(exc)) from None
-    _save(files)
-    _hand_out(name, password, generated, save_password)
+    _set_password(_files(passwd_file, acl_file, prefix), name, password_stdin, save_password,
+                  lambda files, password: files.add(name, site, password))
 
 
 @devices.command("passwd")
@@ -118,14 +118,8 @@ def add(passwd_file: str, acl_file: str, prefix: str, password_stdin: bool, save
 def passwd(passwd_file: str, acl_file: str, prefix: str, password_stdin: bool, save_password: str | None,
            name: str) -> None:
     """Give device NAME (or the gateway's account) a new password."""
-    files = _files(passwd_file, acl_file, prefix)
-    password, generated = _password(password_stdin)
-    try:
-        files.passwd(name, password)
-    except DeviceError as exc:
-        raise click.ClickException(str(exc)) from None
-    _save(files)
-    _hand_out(name, password, generated, save_password)
+    _set_password(_files(passwd_file, acl_file, prefix), name, password_stdin, save_password,
+                  lambda files, password: files.passwd(name, password))
 
 
 @devices.command("remove")

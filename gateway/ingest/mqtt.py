@@ -140,6 +140,11 @@ class MqttIngest(threading.Thread):
         device = None
         try:
             site, device, kind = parse_topic(msg.topic, self.prefix)
+            if kind == "status" and not msg.payload:
+                # An empty retained message is how MQTT clears a retained status (a device taken out of
+                # service): nothing to record and nothing wrong.
+                client.ack(msg.mid, msg.qos)
+                return
             if kind == "status":
                 status = parse_status(msg.payload, site=site, received_ms=received_ms, topic_device=device)
                 if self.statuses.update(status):

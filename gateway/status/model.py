@@ -12,31 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from gateway.device_status import DeviceStatus
 from gateway.topology import analysis
 from gateway.topology.model import Snapshot
 
 FORMAT = "iotgw-status/1"
-
-
-class DeviceStatusLike(Protocol):
-    """What a collector last said about itself (`gateway.device_status.DeviceStatus` has these attributes)."""
-
-    site: str
-    device: str
-    node: str
-    boot: int | None
-    state: str
-    role: str
-    cached: int | None
-    cap: int | None
-    dropped: int | None
-    reset: str | None
-    store_err: int | None
-    clock: str | None
-    period_ms: int | None
-    received_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -115,7 +97,7 @@ class StatusInputs:
 
     now_ms: int
     started_ms: int
-    statuses: Sequence[DeviceStatusLike] = ()
+    statuses: Sequence[DeviceStatus] = ()
     activity: Sequence[NodeActivity] = ()
     coverage_gaps_s: dict[str, float] = field(default_factory=dict)  # device -> largest gap between readings
     pair_switches: Sequence[PairSwitch] = ()
@@ -132,13 +114,13 @@ class StatusInputs:
 
 
 # ------------------------------------------------------------------------------------------------ devices
-def _period_s(statuses: Iterable[DeviceStatusLike], th: Thresholds) -> tuple[float, bool]:
+def _period_s(statuses: Iterable[DeviceStatus], th: Thresholds) -> tuple[float, bool]:
     """The device's expected period in seconds, and whether a status said it."""
     known = [s.period_ms for s in statuses if s.period_ms]
     return (max(known) / 1000.0, True) if known else (th.default_period_s, False)
 
 
-def build_devices(statuses: Sequence[DeviceStatusLike], activity: Sequence[NodeActivity], now_ms: int,
+def build_devices(statuses: Sequence[DeviceStatus], activity: Sequence[NodeActivity], now_ms: int,
                   started_ms: int, th: Thresholds) -> list[dict[str, Any]]:
     """One entry per device with its nodes; silent or unhealthy devices first, then by name.
 
@@ -147,7 +129,7 @@ def build_devices(statuses: Sequence[DeviceStatusLike], activity: Sequence[NodeA
     is a property of the device, not of a node.
     """
     nodes: dict[tuple[str, str], dict[str, Any]] = {}
-    by_device_status: dict[str, list[DeviceStatusLike]] = {}
+    by_device_status: dict[str, list[DeviceStatus]] = {}
     for st in statuses:
         by_device_status.setdefault(st.device, []).append(st)
         nodes[(st.device, st.node)] = _node_row(st.device, st.node)
@@ -209,10 +191,10 @@ def _node_problems(r: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ pairs
-def build_pairs(statuses: Sequence[DeviceStatusLike], switches: Sequence[PairSwitch],
+def build_pairs(statuses: Sequence[DeviceStatus], switches: Sequence[PairSwitch],
                 gaps_s: dict[str, float]) -> list[dict[str, Any]]:
     """Redundant pairs (a device whose nodes report `active`/`standby`): who is active, switches, gaps."""
-    by_dev: dict[str, list[DeviceStatusLike]] = {}
+    by_dev: dict[str, list[DeviceStatus]] = {}
     for st in statuses:
         if st.role in ("active", "standby"):
             by_dev.setdefault(st.device, []).append(st)

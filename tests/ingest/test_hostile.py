@@ -196,3 +196,23 @@ def test_status_with_dropped_over_serial_reaches_the_database(sandbox, tmp_path)
         gw.terminate()
         os.close(master)
         os.close(slave)
+
+
+def test_clearing_a_retained_status_is_not_quarantined(sandbox, tmp_path):
+    """An empty retained payload on a status topic clears the broker's retained status: not an error."""
+    gw = start_gateway(sandbox, tmp_path, database=False)
+    prefix = gw.config["mqtt"]["topic_prefix"]
+    client = publisher(sandbox)
+    readings_db, spool = tmp_path / "readings.db", tmp_path / "spool.db"
+    try:
+        client.publish(f"{prefix}/s1/d7/status", b"", qos=1, retain=True).wait_for_publish(10)
+        client.publish(f"{prefix}/s1/d7/status", b"{}", qos=1).wait_for_publish(10)  # a real error, for contrast
+        client.publish(f"{prefix}/s1/d7/reading", good("d7", 0), qos=1).wait_for_publish(10)
+        wait_for(lambda: len(sqlite_rows(readings_db, "SELECT seq FROM readings")) == 1, 30,
+                 f"the reading stored (log:\n{gw.log_tail()})")
+        wait_for(lambda: len(sqlite_rows(spool, "SELECT reason FROM quarantine")) >= 1, 10, "the bad status quarantined")
+        assert [r for (r,) in sqlite_rows(spool, "SELECT topic FROM quarantine")] == [f"{prefix}/s1/d7/status"]
+        assert len(sqlite_rows(spool, "SELECT id FROM quarantine")) == 1  # the empty one was not
+    finally:
+        client.loop_stop()
+        gw.terminate()
