@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import CountingSubscriber, Publishers, load_average, percentile, proc_sample  # noqa: E402
 
+from gateway.config import MqttConfig  # noqa: E402
 from gateway.mqttconn import BrokerSettings  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for  # noqa: E402
@@ -36,8 +37,11 @@ PREFIX = "bench"
 
 def ceiling(settings: BrokerSettings, total: int, connections: int = 20) -> dict:
     """Counting-only subscriber fed by `connections` publishers from one select() loop: messages/s."""
-    # The same receive maximum as the gateway's default (`mqtt.receive_maximum`), so both get the same window.
-    sub = CountingSubscriber(dataclasses.replace(settings, receive_maximum=400), f"{PREFIX}/ceiling/+/reading", total)
+    # The same receive maximum as the gateway's default (`mqtt.receive_maximum`), so both get the same window
+    # (a smaller window throttles the subscriber: then the "ceiling" is not one).
+    window = MqttConfig().receive_maximum
+    sub = CountingSubscriber(dataclasses.replace(settings, receive_maximum=window), f"{PREFIX}/ceiling/+/reading",
+                             total)
     pubs = Publishers(settings, connections=connections, prefix=PREFIX, site="ceiling", boot=int(time.time()) % 10**6,
                       follow_acks=False, name="ceil")
     started = time.time()
@@ -130,9 +134,13 @@ def main() -> None:
     base_rate = (base1["rate"] + base2["rate"]) / 2
     ratio = burst["rate"] / base_rate
     targets = {
+        # A gateway faster than the counting subscriber means the publishers limit both: then the baseline is
+        # no ceiling and the ratio proves nothing, so the target is not met (not established) either way.
         "ingest ratio ≥ 0.8 × counting subscriber, 100 % stored": (
-            ratio >= 0.8 and burst["stored"] == burst_n, f"{ratio:.2f} ({burst['rate']} vs {base_rate:.0f} msg/s), "
-            f"stored {burst['stored']}/{burst_n}"),
+            0.8 <= ratio <= 1.0 and burst["stored"] == burst_n,
+            f"{ratio:.2f} ({burst['rate']} vs {base_rate:.0f} msg/s), stored {burst['stored']}/{burst_n}"
+            + ("; the gateway beat the baseline: the publishers limit both, so it is no ceiling (not established)"
+               if ratio > 1.0 else "")),
         "burst CPU ≤ 0.8 s per 10,000": (burst["cpu_s_per_10k"] <= 0.8, f"{burst['cpu_s_per_10k']} s"),
         "steady 300/s CPU ≤ 1.5 s per 10,000": (steady["cpu_s_per_10k"] <= 1.5, f"{steady['cpu_s_per_10k']} s"),
         "disk ≤ 4 KB/reading at 20/s, ack p99 ≤ 0.5 s": (

@@ -154,7 +154,10 @@ def test_longest_names_acked_and_trimmed(make_harness, tmp_path) -> None:
     """A 32-character device and a 16-character node (the longest names, protocol section 2): the widest
     acks (15-digit ``t``) reach the board whole, trim its cache, and nothing is dropped or resent."""
     dev, node = "d" * 30 + "-9", "n" * 15 + "b"
-    elf = build_firmware(["ft_uno"], {**SHORT_PERIODS, "IOTGW_DEVICE": c_string(dev), "IOTGW_NODE": c_string(node)})
+    # The resend wait is jittered down to half the ack timeout (protocol section 10) and the gateway link
+    # acks its first reading up to a second after the board starts: a 4 s timeout keeps every wait above that.
+    elf = build_firmware(["ft_uno"], {**SHORT_PERIODS, "IOTGW_ACK_TIMEOUT_MS": 4000, "IOTGW_DEVICE": c_string(dev),
+                                      "IOTGW_NODE": c_string(node)})
     h = make_harness([BoardSpec("a", elf["ft_uno"], eeprom=tmp_path / "long.eep", rtc_epoch=RTC_EPOCH)])
     board = h.boards["a"]
     board.set_adc(0, ADC_MV)

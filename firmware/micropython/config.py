@@ -40,6 +40,8 @@ CONFIG = {
     "adc_offset": 0.0,
     "sample_ms": 1000,
     "ack_timeout_ms": 5000,
+    "resend_window": 8,  # records resent per ack timeout or reconnect (protocol section 10)
+    "resend_cap_ms": 60000,  # the resend timeout doubles per expiry up to this
     "status_ms": 60000,  # status (cache fill, dropped, reset reason, storage errors) this often; 0: only on changes
     # I2C bus 0 carries the DS1307 (and, on the primary, the heartbeat to the secondary)
     "rtc": True,

@@ -414,6 +414,88 @@ def cache_record_vectors() -> list[dict]:
     return out
 
 
+# -- resend timer (protocol section 10), as the firmware ports keep it ---------------------------------------
+# The ports draw the jitter from a 16-bit xorshift (shifts 7, 9, 8) started from the high half of
+# seed * 2654435761 (0 taken as 1); a wait is T/2 + floor(T/2 * draw / 65536). A draw is taken when the timer
+# is armed: at the first reading sent while none is waiting for an ack, at every ack that acknowledges cached
+# records (T back to the base), and at every expiry (T doubled first, up to the cap). The scenario is polled
+# every 10 ms; events at a time happen before that poll.
+
+RESEND_POLL_MS = 10
+
+
+class _Xorshift16:
+    def __init__(self, seed: int) -> None:
+        self.x = ((seed * 2654435761) & 0xFFFFFFFF) >> 16 or 1
+
+    def draw(self) -> int:
+        x = self.x
+        x ^= (x << 7) & 0xFFFF
+        x ^= x >> 9
+        x ^= (x << 8) & 0xFFFF
+        self.x = x
+        return x
+
+
+def resend_model(seed: int, base: int, cap: int, window: int, events: list[dict], end: int) -> list[dict]:
+    """The resend rounds of a scenario: at each expiry, the seqs resent (the `window` oldest sent and
+    unacknowledged), and the timeout and wait drawn for the next round."""
+    rng = _Xorshift16(seed)
+    timeout, wait, since, waiting = base, 0, 0, False
+    unacked: list[int] = []  # sent, not yet acknowledged, oldest first
+    next_seq = 0
+    rounds = []
+
+    def arm(now: int) -> None:
+        nonlocal wait, since
+        half = timeout // 2
+        wait = half + ((half * rng.draw()) >> 16)
+        since = now
+
+    for now in range(0, end, RESEND_POLL_MS):
+        for ev in events:
+            if ev["t"] != now:
+                continue
+            if "record" in ev:
+                for _ in range(ev["record"]):
+                    unacked.append(next_seq)
+                    next_seq += 1
+                if not waiting:
+                    waiting = True
+                    arm(now)
+            elif "ack" in ev:
+                covered = [s for s in unacked if s <= ev["ack"]]
+                if covered:
+                    unacked = [s for s in unacked if s > ev["ack"]]
+                    timeout = base
+                    arm(now)
+                    waiting = bool(unacked)
+        if waiting and unacked and now - since >= wait:
+            timeout = cap if timeout >= cap // 2 else timeout * 2
+            arm(now)
+            rounds.append({"t": now, "seqs": unacked[:window], "timeout_ms": timeout, "wait_ms": wait})
+    return rounds
+
+
+def resend_vectors() -> dict:
+    base, cap, window = 5000, 60000, 8
+    scenarios = [
+        ("steady progress: acks within the shortest wait, never a resend", 11,
+         [{"t": 0, "record": 20}] + [{"t": 2400 * (k + 1), "ack": k} for k in range(20)], 60000),
+        ("a stalled gateway: the oldest window, at doubling jittered intervals up to the cap", 3,
+         [{"t": 0, "record": 20}], 400000),
+        ("progress resets the back-off; the next window starts at the new oldest record", 42,
+         [{"t": 0, "record": 12}, {"t": 40000, "ack": 5}, {"t": 41000, "record": 3}], 120000),
+        ("everything acknowledged: the timer stops", 7,
+         [{"t": 0, "record": 4}, {"t": 30000, "ack": 3}], 90000),
+    ]
+    cases = []
+    for name, seed, events, end in scenarios:
+        cases.append({"name": name, "seed": seed, "end_ms": end, "events": events,
+                      "rounds": resend_model(seed, base, cap, window, events, end)})
+    return {"base_ms": base, "cap_ms": cap, "window": window, "poll_ms": RESEND_POLL_MS, "cases": cases}
+
+
 def main() -> None:
     files = {
         "readings_valid.json": valid_vectors(),
@@ -425,6 +507,7 @@ def main() -> None:
         "ack_watermark.json": watermark_vectors(),
         "ds1307.json": ds1307_vectors(),
         "cache_records.json": cache_record_vectors(),
+        "resend_timer.json": resend_vectors(),
     }
     for name, data in files.items():
         (HERE / name).write_text(json.dumps(data, indent=1) + "\n")

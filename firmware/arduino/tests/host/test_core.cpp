@@ -1179,19 +1179,23 @@ TEST_CASE("collector: send live, resend after the ack timeout, trim on ack, repl
     REQUIRE(col.record(2000, 946684801000LL, kSrcRtc, 1600));
     col.poll(2000);
     REQUIRE(link.sent.size() == 2);
-    col.poll(5999);  // 4999 ms after the first unacknowledged send: not yet
+    uint32_t wait = col.resend_wait();  // jittered in [T/2, T], armed at the first unacknowledged send
+    CHECK(wait >= 2500);
+    CHECK(wait <= 5000);
+    col.poll(1000 + wait - 1);  // not yet
     CHECK(link.sent.size() == 2);
-    col.poll(6000);  // ack timeout: resend oldest first, as cached
+    uint32_t t = 1000 + wait;
+    col.poll(t);  // ack timeout: resend oldest first, as cached
     REQUIRE(link.sent.size() == 3);
     CHECK(link.sent[2].r.seq == 0);
     CHECK(link.sent[2].cached);
-    col.poll(6001);
+    col.poll(t + 1);
     REQUIRE(link.sent.size() == 4);
     CHECK(link.sent[3].r.seq == 1);
     Ack other = {"ft-1", 4, "b", 1, 1, 5, kNoTime};  // the other node's ack is not ours
-    CHECK(col.on_ack(other, 6100) == 0);
+    CHECK(col.on_ack(other, t + 100) == 0);
     Ack mine = {"ft-1", 4, "a", 1, 1, 0, kNoTime};
-    CHECK(col.on_ack(mine, 6100) == 1);
+    CHECK(col.on_ack(mine, t + 100) == 1);
     CHECK(col.cached() == 1);
     REQUIRE(log.persist());  // lazily persisted on a board; here so the replay below is exact
     CHECK(console.text.find("cache append seq=0\n") != std::string::npos);
@@ -1226,6 +1230,187 @@ TEST_CASE("collector: send live, resend after the ack timeout, trim on ack, repl
     Ack old1 = {"ft-1", 4, "a", 1, 1, 1, kNoTime};
     CHECK(col.on_ack(old1, 11) == 4);
     CHECK(col.cached() == 0);
+  }
+}
+
+// A collector with `n` records sent once and unacknowledged, on a cache large enough for them all.
+struct ResendRig {
+  RamStorage mem{RecordLog::kMetaBytes + 40 * kRecordSize};
+  NodeConfig cfg = {"ft-1", "a", "V"};
+  FakeLink link;
+  RecordLog log{mem, 0, mem.size()};
+  Collector col{cfg, log, link, nullptr, 5000};
+  ResendRig(uint32_t seed, int n) {
+    col.begin(1, 0);
+    col.seed_jitter(seed);
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(col.record(0, kNoTime, kSrcNone, i));
+      col.poll(0);
+    }
+    REQUIRE(link.sent.size() == (size_t)n);
+  }
+  void ack(uint32_t upto, uint32_t now) {
+    Ack a = {"ft-1", 4, "a", 1, 1, upto, kNoTime};
+    col.on_ack(a, now);
+  }
+  // Polls every ms over [from, to) and returns the seqs resent (sent after `before` sends).
+  std::vector<uint32_t> run(uint32_t from, uint32_t to) {
+    size_t before = link.sent.size();
+    for (uint32_t t = from; t < to; ++t) col.poll(t);
+    std::vector<uint32_t> out;
+    for (size_t i = before; i < link.sent.size(); ++i) out.push_back(link.sent[i].r.seq);
+    return out;
+  }
+};
+
+TEST_CASE("resend timer: no resend while acks make progress, however slowly") {
+  ResendRig rig(7, 30);
+  // One record acknowledged every 2.4 s: always sooner than the shortest jittered wait (2.5 s).
+  for (uint32_t k = 0; k < 30; ++k) {
+    CHECK(rig.run(k * 2400, (k + 1) * 2400).empty());
+    rig.ack(k, (k + 1) * 2400);
+    CHECK(rig.col.resend_timeout() == 5000);
+  }
+  CHECK(rig.col.cached() == 0);
+}
+
+TEST_CASE("resend timer: back-off doubles with jittered waits in [T/2, T] up to the cap") {
+  for (uint32_t seed = 1; seed <= 50; ++seed) {
+    CAPTURE(seed);
+    ResendRig rig(seed, 3);
+    uint32_t t = 0, expected_t = 5000;
+    for (int round = 0; round < 8; ++round) {
+      uint32_t wait = rig.col.resend_wait();
+      CHECK(rig.col.resend_timeout() == expected_t);
+      CHECK(wait >= expected_t / 2);
+      CHECK(wait <= expected_t);
+      CHECK(rig.run(t, t + wait).empty());  // nothing before the wait is over
+      std::vector<uint32_t> again = rig.run(t + wait, t + wait + 10);
+      CHECK(again == std::vector<uint32_t>({0, 1, 2}));  // then the unacknowledged ones, oldest first
+      t += wait;
+      expected_t = expected_t * 2 > IOTGW_RESEND_CAP_MS ? IOTGW_RESEND_CAP_MS : expected_t * 2;
+    }
+    CHECK(rig.col.resend_timeout() == IOTGW_RESEND_CAP_MS);
+  }
+}
+
+TEST_CASE("resend timer: the jitter spreads collectors over the whole [T/2, T]") {
+  uint32_t lo = 0xFFFFFFFFUL, hi = 0;
+  for (uint32_t seed = 1; seed <= 200; ++seed) {
+    ResendRig rig(seed, 1);
+    uint32_t w = rig.col.resend_wait();
+    lo = w < lo ? w : lo;
+    hi = w > hi ? w : hi;
+  }
+  CHECK(lo < 2700);
+  CHECK(hi > 4800);
+}
+
+TEST_CASE("resend window: an expiry resends only the W oldest unacknowledged records") {
+  ResendRig rig(3, 30);
+  uint32_t wait = rig.col.resend_wait();
+  std::vector<uint32_t> again = rig.run(0, wait + 100);
+  REQUIRE(again.size() == IOTGW_RESEND_WINDOW);
+  for (uint32_t i = 0; i < IOTGW_RESEND_WINDOW; ++i) CHECK(again[i] == i);
+  // A record sampled now still goes out (it was never sent): the window ends, new ones go on.
+  REQUIRE(rig.col.record(wait + 100, kNoTime, kSrcNone, 99));
+  CHECK(rig.run(wait + 100, wait + 110) == std::vector<uint32_t>({30}));
+  // After progress the next window starts from the new oldest record.
+  rig.ack(11, wait + 200);
+  uint32_t t = wait + 200, w2 = rig.col.resend_wait();
+  CHECK(rig.col.resend_timeout() == 5000);
+  CHECK(rig.run(t, t + w2).empty());
+  again = rig.run(t + w2, t + w2 + 100);
+  REQUIRE(again.size() == IOTGW_RESEND_WINDOW);
+  CHECK(again[0] == 12);
+}
+
+TEST_CASE("resend window: a reconnect resends one window at once, then only records never sent") {
+  ResendRig rig(5, 20);
+  rig.link.up = false;
+  rig.col.poll(100);
+  REQUIRE(rig.col.record(200, kNoTime, kSrcNone, 1));  // sampled while down: never sent
+  rig.link.up = true;
+  std::vector<uint32_t> again = rig.run(300, 400);
+  std::vector<uint32_t> expected;
+  for (uint32_t i = 0; i < IOTGW_RESEND_WINDOW; ++i) expected.push_back(i);
+  expected.push_back(20);
+  CHECK(again == expected);
+}
+
+TEST_CASE("resend timer: progress resets the back-off to the base") {
+  ResendRig rig(9, 4);
+  uint32_t t = 0;
+  for (int round = 0; round < 3; ++round) {  // three expiries: T = 40 s
+    t += rig.col.resend_wait();
+    rig.run(t, t + 10);
+  }
+  CHECK(rig.col.resend_timeout() == 40000);
+  rig.ack(0, t + 20);
+  CHECK(rig.col.resend_timeout() == 5000);
+  CHECK(rig.col.resend_wait() <= 5000);
+  // A repeated ack (no progress) does not reset it.
+  t += 20 + rig.col.resend_wait();
+  rig.run(t - rig.col.resend_wait(), t + 10);
+  CHECK(rig.col.resend_timeout() == 10000);
+  rig.ack(0, t + 20);
+  CHECK(rig.col.resend_timeout() == 10000);
+}
+
+TEST_CASE("resend timer vectors: the same rounds, seqs, timeouts and waits as the MicroPython port") {
+  jm::Value v = vectors("resend_timer.json");
+  REQUIRE(v["window"].u64() == IOTGW_RESEND_WINDOW);
+  REQUIRE(v["cap_ms"].u64() == IOTGW_RESEND_CAP_MS);
+  const uint32_t poll_ms = (uint32_t)v["poll_ms"].u64();
+  for (auto& c : v["cases"].items) {
+    CAPTURE(c["name"].str());
+    RamStorage mem(RecordLog::kMetaBytes + 40 * kRecordSize);
+    NodeConfig cfg = {"ft-1", "a", "V"};
+    FakeLink link;
+    RecordLog log(mem, 0, mem.size());
+    Collector col(cfg, log, link, nullptr, (uint32_t)v["base_ms"].u64());
+    col.begin(1, 0);
+    col.seed_jitter((uint32_t)c["seed"].u64());
+    std::set<uint32_t> sent;
+    struct Round {
+      uint32_t t, timeout, wait;
+      std::vector<uint32_t> seqs;
+    };
+    std::vector<Round> rounds;
+    uint32_t last_resend = 0;
+    for (uint32_t now = 0; now < (uint32_t)c["end_ms"].u64(); now += poll_ms) {
+      for (auto& ev : c["events"].items) {
+        if (ev["t"].u64() != now) continue;
+        if (ev.has("record"))
+          for (unsigned long long i = 0; i < ev["record"].u64(); ++i) REQUIRE(col.record(now, kNoTime, kSrcNone, 0));
+        if (ev.has("ack")) {
+          Ack a = {"ft-1", 4, "a", 1, 1, (uint32_t)ev["ack"].u64(), kNoTime};
+          col.on_ack(a, now);
+        }
+      }
+      size_t before = link.sent.size();
+      col.poll(now);
+      for (size_t i = before; i < link.sent.size(); ++i) {
+        uint32_t seq = link.sent[i].r.seq;
+        if (!sent.insert(seq).second) {  // sent before: a resend; a new round after a quiet second
+          if (rounds.empty() || now - last_resend >= 1000)
+            rounds.push_back({now, col.resend_timeout(), col.resend_wait(), {}});
+          rounds.back().seqs.push_back(seq);
+          last_resend = now;
+        }
+      }
+    }
+    const jm::Value& want = c["rounds"];
+    REQUIRE(rounds.size() == want.size());
+    for (size_t i = 0; i < rounds.size(); ++i) {
+      CAPTURE(i);
+      CHECK(rounds[i].t == want[i]["t"].u64());
+      CHECK(rounds[i].timeout == want[i]["timeout_ms"].u64());
+      CHECK(rounds[i].wait == want[i]["wait_ms"].u64());
+      std::vector<uint32_t> seqs;
+      for (auto& s : want[i]["seqs"].items) seqs.push_back((uint32_t)s.u64());
+      CHECK(rounds[i].seqs == seqs);
+    }
   }
 }
 

@@ -202,7 +202,8 @@ def build_from_parts(cfg, clock, rtc_chip, sensor, make_client, cache_dir: str, 
     boot = next_boot(cfg["boot_file"], os, cache)
     link = MqttLink(make_client, cfg["prefix"], cfg["site"], cfg["dev"])
     ccfg = CollectorConfig(cfg["dev"], cfg["node"], cfg["site"], cfg["prefix"], cfg["unit"], cfg["sample_ms"],
-                           cfg["ack_timeout_ms"], status_ms=cfg.get("status_ms", 60000))
+                           cfg["ack_timeout_ms"], status_ms=cfg.get("status_ms", 60000),
+                           resend_window=cfg.get("resend_window", 8), resend_cap_ms=cfg.get("resend_cap_ms", 60000))
     collector = Collector(ccfg, clock, RtcClock(rtc_chip), sensor, cache, link, LinkSupervisor(clock, rand), boot,
                           log=log)
     if cfg["role"] == "primary":

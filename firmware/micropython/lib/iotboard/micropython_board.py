@@ -312,7 +312,8 @@ def build(cfg, clock=time, make_client=None, mount=None):
     boot = next_boot(cfg["boot_file"], os, cache)
     link = make_link(cfg, make_client, clock)
     ccfg = CollectorConfig(cfg["dev"], cfg["node"], cfg["site"], cfg["prefix"], cfg["unit"], cfg["sample_ms"],
-                           cfg["ack_timeout_ms"], status_ms=cfg.get("status_ms", 60000))
+                           cfg["ack_timeout_ms"], status_ms=cfg.get("status_ms", 60000),
+                           resend_window=cfg.get("resend_window", 8), resend_cap_ms=cfg.get("resend_cap_ms", 60000))
     collector = Collector(ccfg, clock, make_rtc(cfg, i2c), make_sensor(cfg), cache, link,
                           LinkSupervisor(clock, rand), boot, log=log)
     role = cfg["role"]

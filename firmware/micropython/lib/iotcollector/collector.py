@@ -4,6 +4,10 @@ Each step: (re)connect when the supervisor says so; take a sample when due (only
 is active or single); handle acks (trim the cache, set a lost RTC from the ack's clock); resend after
 an ack timeout; send what is pending, oldest first, a bounded batch per step so the loop stays responsive.
 
+Resends follow protocol section 10 (``resend.py``): a jittered wait that backs off exponentially while no
+ack makes progress, and each expiry or reconnect resends only a window of the oldest unacknowledged records;
+records never sent still go out.
+
 Every reading is appended to the cache before it is sent and leaves it only when an end-to-end ack covers
 it. A reading sent the moment it is sampled has ``"cached":false``; anything sent from the backlog (after
 an outage, a reconnect, a restart or an ack timeout) has ``"cached":true``. Identity and ``ts`` never change.
@@ -12,6 +16,7 @@ an outage, a reconnect, a restart or an ack timeout) has ``"cached":true``. Iden
 from iotcollector.cachelog import Record
 from iotcollector.heartbeat import Periodic
 from iotcollector.protocol import EncodeError, encode_reading, encode_status, encode_will, parse_ack, to_milli
+from iotcollector.resend import ResendTimer
 
 
 class CollectorConfig:
@@ -19,7 +24,7 @@ class CollectorConfig:
 
     def __init__(self, dev: str, node: str, site: str = "site-1", prefix: str = "iot", unit: str = "C",
                  sample_ms: int = 1000, ack_timeout_ms: int = 5000, send_batch: int = 10,
-                 status_ms: int = 60000) -> None:
+                 status_ms: int = 60000, resend_window: int = 8, resend_cap_ms: int = 60000) -> None:
         self.dev = dev
         self.node = node
         self.site = site
@@ -29,6 +34,8 @@ class CollectorConfig:
         self.ack_timeout_ms = ack_timeout_ms
         self.send_batch = send_batch
         self.status_ms = status_ms  # periodic status (protocol section 6); 0: only at start and on changes
+        self.resend_window = resend_window  # records resent per expiry or reconnect (protocol section 10)
+        self.resend_cap_ms = resend_cap_ms  # the back-off cap of the resend timeout
 
 
 class Collector:
@@ -50,7 +57,11 @@ class Collector:
         self.seq = 0
         self.acked = {}  # boot -> highest upto seen
         self.cursor = 0  # cache index of the next record to send
+        self.sent_upto = 0  # cache records [0, sent_upto) were sent at least once
+        self.resend_left = 0  # records of the current resend window still to send
         self.ack_deadline = None
+        # the boot number (random on a fresh board) seeds the jitter, as in the C++ core
+        self.timer = ResendTimer(cfg.ack_timeout_ms, cfg.resend_cap_ms, cfg.resend_window, boot)
         self.schedule = Periodic(clock, cfg.sample_ms)
         self.status_dirty = False
         self.status_timer = Periodic(clock, cfg.status_ms) if cfg.status_ms else None
@@ -106,7 +117,7 @@ class Collector:
         if self.status_timer is not None and self.status_timer.due(now):
             self.status_dirty = True
         if self.supervisor.up and self.status_dirty:
-            self._send(self.link.send_status, self.status_payload(), now)
+            self._send(self.link.send_status, self.status_payload(), now, False)
             if self.supervisor.up:
                 self.status_dirty = False
 
@@ -135,6 +146,7 @@ class Collector:
         if self.supervisor.up and self.cursor == self.cache.count - 1:
             if self._send(self.link.send_reading, self._payload(rec, False), now):
                 self.cursor += 1
+                self.sent_upto = max(self.sent_upto, self.cursor)
                 self.sent += 1
 
     def _maintain_link(self, now: int) -> None:
@@ -148,12 +160,14 @@ class Collector:
             return
         self.supervisor.connected()
         self.status_dirty = False
-        self.cursor = 0  # resend everything unacknowledged, oldest first
-        self.ack_deadline = None
+        # acks may have been lost with the broker: one window is resent at once, oldest first
+        self._start_window()
+        self.ack_deadline = self.clock.ticks_add(now, self.timer.arm()) if self.sent_upto else None
         self.log("[%s] link up, %d cached" % (self.cfg.node, self.cache.count))
 
-    def _send(self, send, payload: str, now: int) -> bool:
-        """``send(payload)``; on OSError close the link and let the supervisor schedule the reconnect."""
+    def _send(self, send, payload: str, now: int, reading: bool = True) -> bool:
+        """``send(payload)``; on OSError close the link and let the supervisor schedule the reconnect. The
+        first reading sent while none waits for an ack arms the resend timer (a status never does)."""
         try:
             send(payload)
         except OSError as exc:
@@ -161,17 +175,28 @@ class Collector:
             delay = self.supervisor.lost(now)
             self.log("[%s] link lost (%s), next try in %d ms" % (self.cfg.node, exc, delay))
             return False
-        if self.ack_deadline is None:
-            self.ack_deadline = self.clock.ticks_add(now, self.cfg.ack_timeout_ms)
+        if reading and self.ack_deadline is None:
+            self.ack_deadline = self.clock.ticks_add(now, self.timer.arm())
         return True
+
+    def _start_window(self) -> None:
+        self.cursor = 0
+        self.resend_left = self.timer.window
 
     def _pump(self, now: int) -> None:
         n = 0
         while self.supervisor.up and self.cursor < self.cache.count and n < self.cfg.send_batch:
+            resend = self.cursor < self.sent_upto
+            if resend and not self.resend_left:
+                self.cursor = self.sent_upto  # the window is out: only records never sent go on
+                continue
             rec = self.cache.get(self.cursor)
             if not self._send(self.link.send_reading, self._payload(rec, True), now):
                 return
             self.cursor += 1
+            self.sent_upto = max(self.sent_upto, self.cursor)
+            if resend:
+                self.resend_left -= 1
             self.resent += 1
             n += 1
             if self.on_idle is not None:
@@ -197,17 +222,24 @@ class Collector:
                 self.rtc_sets += 1
                 self.log("[%s] RTC set from the gateway's clock" % self.cfg.node)
         if progress:
+            before = self.cache.count
             try:
                 self.cursor = self.cache.trim(self.acked, self.cursor)
             except OSError as exc:  # a failed compaction keeps the old file: records are replayed, not lost
                 self.store_err += 1
                 self.log("[%s] cache trim error: %s" % (self.cfg.node, exc))
-            self.ack_deadline = self.clock.ticks_add(now, self.cfg.ack_timeout_ms) if self.cursor else None
+            # Trimmed records leave from the head (rarely from behind an older boot's: then this errs low,
+            # and a sent record counts as never sent: sent again, never lost).
+            self.sent_upto = min(max(0, self.sent_upto - (before - self.cache.count)), self.cache.count)
+            self.timer.progress()  # back to the base timeout (protocol section 10)
+            self.ack_deadline = self.clock.ticks_add(now, self.timer.wait_ms) if self.sent_upto else None
 
     def _check_ack_timeout(self, now: int) -> None:
         if self.ack_deadline is None or self.clock.ticks_diff(now, self.ack_deadline) < 0:
             return
         self.ack_deadline = None
-        if self.cursor:
-            self.log("[%s] ack timeout: resending %d" % (self.cfg.node, self.cache.count))
-            self.cursor = 0
+        if self.sent_upto and self.cache.count:
+            self.log("[%s] ack timeout: resending %d of %d" % (self.cfg.node, min(self.timer.window, self.sent_upto),
+                                                              self.cache.count))
+            self._start_window()
+            self.ack_deadline = self.clock.ticks_add(now, self.timer.expire())

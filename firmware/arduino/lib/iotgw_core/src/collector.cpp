@@ -26,15 +26,34 @@ void Collector::say(const FlashText* what, uint32_t n) {
   console_->nl();
 }
 
+// Draws this round's wait uniformly in [T/2, T] (protocol section 10), so collectors that lost the
+// gateway together do not resend together. A multiply and shift, no division (cheap on an AVR).
+void Collector::arm(uint32_t now) {
+  rng_ ^= (uint16_t)(rng_ << 7);
+  rng_ ^= (uint16_t)(rng_ >> 9);
+  rng_ ^= (uint16_t)(rng_ << 8);
+  uint16_t half = (uint16_t)(timeout_ms_ / 2);  // the cap keeps T/2 within 16 bits
+  wait_ms_ = half + (uint16_t)(((uint32_t)half * rng_) >> 16);
+  wait_since_ = now;
+}
+
+// Resends the oldest unacknowledged records, at most one window of them, then goes on with new ones.
+void Collector::start_window() {
+  log_.rewind();
+  resend_left_ = IOTGW_RESEND_WINDOW;
+}
+
 void Collector::begin(uint32_t boot, uint32_t now) {
   boot_ = boot;
+  seed_jitter(boot);
   seq_ = 0;
   uint16_t n = log_.open();
   if (log_.torn_at_open()) say(IOTGW_TEXT("cache torn record dropped, records="), n);
   say(IOTGW_TEXT("cache open records="), n);
   waiting_ = false;
   was_connected_ = false;
-  wait_since_ = now;
+  timeout_ms_ = ack_timeout_ms_;
+  wait_since_ = now;  // armed (a jitter draw) at the first send, not here: see shared/vectors/resend_timer.json
 }
 
 bool Collector::record(uint32_t now, int64_t ts, uint8_t src, int32_t val_milli) {
@@ -74,7 +93,8 @@ uint16_t Collector::on_ack(const Ack& ack, uint32_t now) {
   } while (n);
   if (total) {
     say(IOTGW_TEXT("cache trim upto="), ack.upto);
-    wait_since_ = now;  // progress: the ack timeout restarts
+    timeout_ms_ = ack_timeout_ms_;  // progress: back to the base timeout, re-armed
+    arm(now);
     waiting_ = log_.count() != 0;
   }
   return total;
@@ -84,27 +104,38 @@ void Collector::poll(uint32_t now) {
   bool up = link_.connected();
   // Write-behind: a record the gateway has not acknowledged in time, or cannot get, goes to storage.
   if (log_.has_pending() && (!up || expired(now, pending_since_, persist_after_ms_))) log_.flush_pending();
-  if (up && !was_connected_) log_.rewind();  // reconnected: resend everything unacknowledged
+  if (up && !was_connected_) {
+    // Reconnected: acks may have been lost with the broker, so one window is resent at once.
+    start_window();
+    if (waiting_) arm(now);
+  }
   was_connected_ = up;
   if (!up) {
     has_fresh_ = false;  // what was sampled while down goes out later, from the cache
     return;
   }
-  if (waiting_ && log_.count() && expired(now, wait_since_, ack_timeout_ms_)) {
+  if (waiting_ && log_.count() && expired(now, wait_since_, wait_ms_)) {
     Record oldest;
     if (log_.oldest(&oldest)) say(IOTGW_TEXT("cache resend from seq="), oldest.seq);
-    log_.rewind();
-    wait_since_ = now;
+    start_window();
+    timeout_ms_ = timeout_ms_ >= IOTGW_RESEND_CAP_MS / 2 ? IOTGW_RESEND_CAP_MS : timeout_ms_ * 2;
+    arm(now);
+  }
+  bool resend = log_.resending();
+  if (resend && !resend_left_) {
+    log_.skip_resent();  // the window is out: only records never sent go on
+    resend = false;
   }
   Record r;
   if (!log_.next_unsent(&r)) return;
+  if (resend) --resend_left_;
   bool fresh = has_fresh_ && r.boot == boot_ && r.seq == fresh_seq_;
   if (fresh) has_fresh_ = false;
   // Only a reading sent right after it was sampled is live; everything else comes from the cache.
   link_.send_reading(cfg_, r, !fresh);
   if (!waiting_) {
     waiting_ = true;
-    wait_since_ = now;
+    arm(now);
   }
 }
 

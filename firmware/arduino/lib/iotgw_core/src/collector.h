@@ -1,10 +1,31 @@
 // A collector node's reading pipeline, independent of the board: give each recorded sample its
 // identity, keep it in the cache until an end-to-end ack covers it, send new and unacknowledged
 // records, resend after the ack timeout, and apply acks (protocol sections 1 and 5).
+// Resends follow protocol section 10: a jittered, exponentially backed-off timer; each expiry resends
+// only a window of the oldest unacknowledged records.
 #ifndef IOTGW_COLLECTOR_H
 #define IOTGW_COLLECTOR_H
 
 #include <stdint.h>
+
+// Records resent per expiry or reconnect (W of protocol section 10): small, so a site coming back
+// after an outage does not flood a slow link.
+#ifndef IOTGW_RESEND_WINDOW
+#define IOTGW_RESEND_WINDOW 8
+#endif
+// The back-off cap of the resend timeout.
+#ifndef IOTGW_RESEND_CAP_MS
+#define IOTGW_RESEND_CAP_MS 60000UL
+#endif
+#if IOTGW_RESEND_CAP_MS > 131070UL
+#error "IOTGW_RESEND_CAP_MS: at most 131070 ms (the jitter keeps T/2 in 16 bits)"
+#endif
+#if defined(IOTGW_ACK_TIMEOUT_MS) && IOTGW_ACK_TIMEOUT_MS > IOTGW_RESEND_CAP_MS
+#error "IOTGW_ACK_TIMEOUT_MS: the base resend timeout cannot exceed IOTGW_RESEND_CAP_MS"
+#endif
+#if IOTGW_RESEND_WINDOW < 1 || IOTGW_RESEND_WINDOW > 255
+#error "IOTGW_RESEND_WINDOW: 1 to 255 records"
+#endif
 
 #include "protocol.h"
 #include "record_log.h"
@@ -47,10 +68,19 @@ class Collector {
         link_(link),
         console_(console),
         ack_timeout_ms_(ack_timeout_ms),
-        persist_after_ms_(persist_after_ms) {}
+        persist_after_ms_(persist_after_ms),
+        timeout_ms_(ack_timeout_ms) {}
 
   // Opens the cache (replaying what an earlier boot left unacknowledged) and starts this boot at seq 0.
+  // The boot number (random on a blank EEPROM) also seeds the resend jitter.
   void begin(uint32_t boot, uint32_t now);
+  // Re-seeds the resend jitter: a 16-bit xorshift (7, 9, 8; cheap on an 8-bit AVR) started from the
+  // high half of seed * 2654435761, so consecutive boot numbers give unrelated waits; a zero state is
+  // taken as 1. Tests use it to replay shared vectors.
+  void seed_jitter(uint32_t seed) {
+    rng_ = (uint16_t)((seed * 2654435761UL) >> 16);
+    if (!rng_) rng_ = 1;
+  }
   // Records one sample. Returns false when the cache is full: the sample is not recorded, gets no
   // seq, and is counted in dropped() (section 1: never evict an unacknowledged record).
   bool record(uint32_t now, int64_t ts, uint8_t src, int32_t val_milli);
@@ -58,6 +88,9 @@ class Collector {
   uint16_t on_ack(const Ack& ack, uint32_t now);
   // Sends at most one record per call (keeps the loop responsive); rewinds after the ack timeout.
   void poll(uint32_t now);
+  // The resend timer: the current back-off T and the jittered wait drawn for this round (in [T/2, T]).
+  uint32_t resend_timeout() const { return timeout_ms_; }
+  uint32_t resend_wait() const { return wait_ms_; }
 
   uint32_t boot() const { return boot_; }
   uint32_t next_seq() const { return seq_; }
@@ -69,6 +102,8 @@ class Collector {
 
  private:
   void say(const FlashText* what, uint32_t n);
+  void arm(uint32_t now);
+  void start_window();
   struct Watermark {
     uint32_t boot;
     uint32_t upto;
@@ -89,6 +124,10 @@ class Collector {
   bool was_connected_ = false;
   uint32_t wait_since_ = 0;  // start of the current wait for an ack
   bool waiting_ = false;
+  uint32_t timeout_ms_;      // T: the base after progress, doubled per expiry up to the cap
+  uint32_t wait_ms_ = 0;     // this round's jittered wait
+  uint16_t rng_ = 1;         // xorshift16 state
+  uint8_t resend_left_ = 0;  // records of the current resend window still to send
   // Highest upto seen for this boot and for the most recent other boot (acks may come out of order).
   Watermark marks_[2] = {{0, 0, false}, {0, 0, false}};
 };

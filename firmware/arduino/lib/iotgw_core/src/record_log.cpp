@@ -71,6 +71,7 @@ uint16_t RecordLog::open() {
   holes_ = 0;
   tail_holes_ = 0;
   cursor_ = 0;
+  sent_ = 0;
   torn_ = false;
   uint32_t prev_boot = floor_boot_, prev_seq = floor_seq_;
   bool have_prev = has_floor_;
@@ -145,7 +146,9 @@ AppendResult RecordLog::append(const Record& r, bool defer) {
 
 bool RecordLog::next_unsent(Record* r) {
   while (cursor_ < count_) {
-    if (read_at(cursor_++, r)) return true;  // holes are stepped over
+    bool whole = read_at(cursor_++, r);  // holes are stepped over
+    if (cursor_ > sent_) sent_ = cursor_;
+    if (whole) return true;
   }
   return false;
 }
@@ -191,6 +194,7 @@ uint16_t RecordLog::trim(uint32_t boot, uint32_t upto) {
     }
     count_ = (uint16_t)(count_ - slots);
     cursor_ = cursor_ > slots ? (uint16_t)(cursor_ - slots) : 0;
+    sent_ = sent_ > slots ? (uint16_t)(sent_ - slots) : 0;
     slots = 0;
     has_floor_ = true;
   }

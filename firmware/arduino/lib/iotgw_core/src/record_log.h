@@ -64,6 +64,10 @@ class RecordLog {
   bool has_unsent() const { return cursor_ < count_; }
   bool next_unsent(Record* r);
   void rewind() { cursor_ = 0; }
+  // Whether the cursor is among records sent before (after a rewind); skip_resent() ends a resend
+  // window early, going on with the first record never sent (protocol section 10: resend a window).
+  bool resending() const { return cursor_ < sent_; }
+  void skip_resent() { cursor_ = sent_; }
 
   // Drops records from the head while one of the watermarks covers them (same boot, seq <= upto).
   // The new head is persisted lazily (see above). Returns the number of records trimmed.
@@ -102,6 +106,7 @@ class RecordLog {
   uint16_t holes_ = 0;         // undecodable slots among them (failed cells)
   uint8_t tail_holes_ = 0;     // consecutive holes at the end
   uint16_t cursor_ = 0;        // slot (from head) of the next record to send
+  uint16_t sent_ = 0;          // slots (from head) sent at least once since open
   uint32_t meta_saves_ = 0;
   bool torn_ = false;
   bool pending_ = false;       // the last slot is pend_, not yet written
