@@ -44,6 +44,12 @@ class MqttConfig(AccountConfig):
     receive_maximum: int = 65535
     keepalive: int = 10
     enabled: bool = True
+    # Several gateways on one broker: each joins this MQTT 5 shared subscription group ($share/<group>/...), so
+    # each reading goes to one of them. Members connect without a persistent session (docs/deployment.md).
+    share_group: str = ""
+    # Several brokers ("HOST:PORT", ...): the gateway connects to every one and acks each reading on the broker it
+    # came from. Empty: the one broker of `host` and `port`.
+    brokers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -110,6 +116,15 @@ class HealthConfig:
 
 
 @dataclass
+class AckConfig:
+    """When a collector is acknowledged (gateway.acks, docs/deployment.md "Ack modes")."""
+
+    after: str = "spool"  # spool | database | replica
+    poll_ms: int = 100  # database/replica: how often waiting streams are looked up (besides after each write)
+    held_degraded_s: float = 30.0  # /healthz says "degraded" while a stream has waited this long for its ack
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "text"
@@ -126,12 +141,13 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    ack: AckConfig = field(default_factory=AckConfig)
     failover: dict[str, Any] = field(default_factory=dict)  # validated by the failover monitor (ops)
     source: str = "<defaults>"
 
 
 _SECTIONS = {"mqtt": MqttConfig, "spool": SpoolConfig, "database": DatabaseConfig, "http": HttpConfig,
-             "log": LogConfig, "health": HealthConfig}
+             "log": LogConfig, "health": HealthConfig, "ack": AckConfig}
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -232,6 +248,18 @@ def _validate(cfg: Config) -> None:
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")
     split_hostport(cfg.http.listen, "http.listen")
+    for i, broker in enumerate(cfg.mqtt.brokers):
+        split_hostport(broker, f"mqtt.brokers[{i}]")
+    if len(set(cfg.mqtt.brokers)) != len(cfg.mqtt.brokers):
+        raise ConfigError("mqtt.brokers: a broker is listed twice")
+    if any(c in cfg.mqtt.share_group for c in "/+#$ "):
+        raise ConfigError(f"mqtt.share_group: a plain name without / + # $ or spaces, got {cfg.mqtt.share_group!r}")
+    if cfg.ack.after not in ("spool", "database", "replica"):
+        raise ConfigError(f"ack.after: must be 'spool', 'database' or 'replica', got {cfg.ack.after!r}")
+    if cfg.ack.after == "replica" and cfg.database.kind != "mysql":
+        raise ConfigError("ack.after: 'replica' needs [database] kind = \"mysql\" (a replicated topology)")
+    if cfg.ack.poll_ms < 10:
+        raise ConfigError(f"ack.poll_ms: must be at least 10, got {cfg.ack.poll_ms}")
 
 
 def split_hostport(text: str, key: str = "server") -> tuple[str, int]:

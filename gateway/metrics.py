@@ -40,6 +40,15 @@ class Metrics:
                                            "Growth of the broker's dropped-messages count seen by this gateway",
                                            registry=r)
 
+    def add_ack_gate(self, held: Callable[[], tuple[int, float]]) -> None:
+        """Gauges of held-back end-to-end acks (ack modes database/replica), read at scrape time."""
+        streams = Gauge("iotgw_acks_held_streams", "Streams whose readings wait for the database before their ack",
+                        registry=self.registry)
+        oldest = Gauge("iotgw_acks_held_oldest_seconds", "How long the longest-waiting stream has waited for its ack",
+                       registry=self.registry)
+        streams.set_function(lambda: held()[0])
+        oldest.set_function(lambda: held()[1])
+
     def add_device_statuses(self, snapshot: Callable[[], list]) -> None:
         """Per collector node gauges (dropped, cached, store_err) from a StatusBook snapshot, read at scrape time."""
         self.registry.register(_StatusCollector(snapshot))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from gateway.acks import make_gate
 from gateway.config import Config, ConfigError, resolve_secret, split_hostport
 from gateway.device_status import StatusBook
 from gateway.drain import DrainWorker
@@ -32,9 +34,20 @@ log = logging.getLogger(__name__)
 
 def broker_settings(cfg: Config) -> BrokerSettings:
     m = cfg.mqtt
+    # A member of a shared group keeps no session: see MqttIngest.share_group for why.
     return BrokerSettings(host=m.host, port=m.port, username=m.username, password=resolve_secret("mqtt", m),
                           tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key, keepalive=m.keepalive,
-                          session_expiry=m.session_expiry, receive_maximum=m.receive_maximum)
+                          session_expiry=0 if m.share_group else m.session_expiry,
+                          receive_maximum=m.receive_maximum)
+
+
+def all_broker_settings(cfg: Config) -> list[BrokerSettings]:
+    """One BrokerSettings per configured broker: `mqtt.brokers`, or `mqtt.host`/`mqtt.port` when that is empty."""
+    base = broker_settings(cfg)
+    if not cfg.mqtt.brokers:
+        return [base]
+    return [dataclasses.replace(base, host=host, port=port)
+            for host, port in (split_hostport(b, f"mqtt.brokers[{i}]") for i, b in enumerate(cfg.mqtt.brokers))]
 
 
 def make_sink(cfg: Config) -> Sink:
@@ -68,15 +81,33 @@ class Gateway:
         self.drain = DrainWorker(self.spool, self.sink, batch_size=cfg.database.batch_size,
                                  retry_max_s=cfg.database.retry_max_s, on_write=self._on_write,
                                  on_error=lambda _m: self.metrics.write_errors.inc(), statuses=self.statuses)
+        # `[ack] after` = database/replica: end-to-end acks wait for the database (gateway.acks); None for spool.
+        self.acks = make_gate(cfg, self.sink)
+        if self.acks is not None:
+            self.metrics.add_ack_gate(self.acks.held)
+            self.acks.on_acked = self.spool.raise_marks
         self.status = StatusService(self)  # the status page's model; its tracker sees each reading ingested
         ingest_writer = self.status.activity.wrap(self.writer)
+        # One MQTT ingest per broker (`mqtt.brokers`); each acks on its own connection, i.e. on the broker the
+        # reading came from. `self.mqtt` is the first (what /healthz and the status page show as "the" broker).
         self.mqtt: MqttIngest | None = None
+        self.mqtt_more: list[MqttIngest] = []
         if cfg.mqtt.enabled:
-            self.mqtt = MqttIngest(broker_settings(cfg), client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
-                                   spool=self.spool, writer=ingest_writer, on_message=self._on_message,
-                                   statuses=self.statuses, on_broker_dropped=self._on_broker_dropped)
+            ingests = []
+            for i, settings in enumerate(all_broker_settings(cfg)):
+                ingest = MqttIngest(settings, client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
+                                    spool=self.spool, writer=ingest_writer, on_message=self._on_message,
+                                    statuses=self.statuses,
+                                    # the dropped-messages count is kept for the first broker only (one counter)
+                                    on_broker_dropped=self._on_broker_dropped if i == 0 else None)
+                ingest.ack_gate = self.acks
+                ingest.share_group = cfg.mqtt.share_group
+                ingests.append(ingest)
+            self.mqtt, self.mqtt_more = ingests[0], ingests[1:]
         self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
                                     on_message=self._on_message, statuses=self.statuses) for p in cfg.serial]
+        for port in self.serial:
+            port.ack_gate = self.acks
         # The broker's dropped-messages count as last seen (kept in the spool, so drops while this gateway was
         # down are noticed after a restart too); growth makes /healthz "degraded" for a while.
         self._dropped_seen: int | None = None
@@ -122,6 +153,8 @@ class Gateway:
     def _on_write(self, rows: int, seconds: float) -> None:
         self.metrics.written.inc(rows)
         self.metrics.write_latency.observe(seconds)
+        if self.acks is not None:
+            self.acks.wake()
 
     def _on_broker_dropped(self, value: int) -> None:
         """The broker published its dropped-messages count (every sys_interval)."""
@@ -148,6 +181,8 @@ class Gateway:
             log.info("http: /metrics and /healthz on %s:%d", self.http.server.server_address[0], self.http.port)
         self.writer.start()
         self.drain.start()
+        if self.acks is not None:
+            self.acks.start()
         self.status.start()
         if self._monitor_config:
             # The monitor logs its own events; the writer learns the new primary from the epoch it writes.
@@ -161,7 +196,7 @@ class Gateway:
         log.info("gateway started: spool %s, sink %s", self.cfg.spool.path, type(self.sink).__name__)
 
     def _ingests(self) -> list:
-        return ([self.mqtt] if self.mqtt else []) + list(self.serial)
+        return ([self.mqtt] if self.mqtt else []) + self.mqtt_more + list(self.serial)
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking messages, commit what was received, drain the spool for up to `drain_timeout` s."""
@@ -177,6 +212,9 @@ class Gateway:
         deadline = time.monotonic() + drain_timeout
         while self.spool.depth and time.monotonic() < deadline and self.drain.is_alive():
             time.sleep(0.05)
+        if self.acks is not None:
+            self.acks.stop()
+            self.acks.join(timeout=10)
         self.drain.stop()
         self.drain.join(timeout=10)
         self.status.stop()
@@ -221,9 +259,12 @@ class Gateway:
             ("spool-writer", self.writer, self.writer.error), ("drain", self.drain, self.drain.error)]
         if self.mqtt:
             workers.append(("mqtt-ingest", self.mqtt, self.mqtt.error))
+        workers += [(f"mqtt-ingest {m.settings.url}", m, m.error) for m in self.mqtt_more]
         workers += [(f"serial {s.port_name}", s, s.error) for s in self.serial]
         if self._monitor_thread is not None:
             workers.append(("failover-monitor", self._monitor_thread, None))
+        if self.acks is not None:
+            workers.append(("ack-gate", self.acks, self.acks.error))
         return workers
 
     def failures(self) -> dict[str, str]:
@@ -253,7 +294,21 @@ class Gateway:
         if self._dropped_at is not None and time.monotonic() - self._dropped_at < self.cfg.health.broker_drops_degraded_s:
             problems.append(f"the broker dropped {self._dropped_growth} messages (set max_queued_messages 0 in "
                             "mosquitto.conf)")
+        if self.acks is not None:
+            streams, oldest = self.acks.held()
+            if oldest >= self.cfg.ack.held_degraded_s:
+                problems.append(f"acks held back for {oldest:.0f} s on {streams} streams (ack.after = "
+                                f"{self.cfg.ack.after!r}): the collectors' caches are filling; "
+                                f"{self.acks.last_error or 'the database has not stored their readings yet'}")
         return problems
+
+    def _ack_health(self) -> dict:
+        """The ack point and, in the database/replica modes, how many streams wait for an ack and how long."""
+        if self.acks is None:
+            return {"after": "spool"}
+        streams, oldest = self.acks.held()
+        return {"after": self.cfg.ack.after, "held_streams": streams, "oldest_held_s": oldest,
+                "error": self.acks.last_error}
 
     def healthy(self) -> bool:
         return not self.failures()
@@ -271,7 +326,9 @@ class Gateway:
             "database_error": self.drain.last_error,
             "mqtt_connected": self.mqtt.connected if self.mqtt else None,
             "mqtt_error": self.mqtt.last_error if self.mqtt else None,
+            "brokers": {m.settings.url: m.connected for m in ([self.mqtt] if self.mqtt else []) + self.mqtt_more},
             "broker_dropped": self._dropped_seen,
+            "acks": self._ack_health(),
             "serial": {s.port_name: s.connected for s in self.serial},
             "devices": len(self.statuses),
             "alerts": self.status.alerts(),

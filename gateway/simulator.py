@@ -66,6 +66,7 @@ class SimReport:
     acked: int = 0
     unacked: int = 0
     reconnects: int = 0  # reconnections after the first connection
+    broker_switches: int = 0  # moves to the next broker of the list after the current one failed
     seconds: float = 0.0
     readings: dict[tuple[str, str, int, int], tuple[int, float]] = field(default_factory=dict, repr=False)
 
@@ -74,18 +75,30 @@ class SimReport:
 
 
 class Simulator:
-    """A set of simulated collectors publishing through one MQTT connection."""
+    """A set of simulated collectors publishing through one MQTT connection.
 
-    def __init__(self, settings: BrokerSettings, options: SimOptions, client_id: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    `settings` may be a list of brokers: the collectors use one at a time and, when it fails, move to the next
+    (wrapping around) with exponential backoff and jitter between attempts, as the firmware does."""
+
+    def __init__(self, settings: BrokerSettings | list[BrokerSettings], options: SimOptions,
+                 client_id: str | None = None, clock: Callable[[], float] = time.time,
+                 backoff_s: tuple[float, float] = (0.2, 2.0)) -> None:
+        self.brokers = list(settings) if isinstance(settings, list | tuple) else [settings]
+        if not self.brokers:
+            raise ValueError("Simulator needs at least one broker")
+        settings = self.brokers[0]
+        self.broker_index = 0
+        self.backoff_s = backoff_s
+        # (monotonic time, broker url) of every connection made; the broker-failover tests read it.
+        self.connections: list[tuple[float, str]] = []
+        self._lost = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self.settings, self.opt, self.clock = settings, options, clock
         self.rng = random.Random(options.seed)
         self.boot = options.boot if options.boot is not None else int(clock()) % 1_000_000
         self.devices = [f"{options.device_prefix}-{i + 1:03d}" for i in range(options.devices)]
-        self.client = make_client(settings, client_id or f"iotgw-sim-{self.boot}-{self.rng.randrange(1 << 30)}")
-        self.client.on_message = self._on_ack
-        self.client.on_connect = self._on_connect
-        self.client.reconnect_delay_set(0.1, 2.0)
+        self.client_id = client_id or f"iotgw-sim-{self.boot}-{self.rng.randrange(1 << 30)}"
+        self.client = self._make_client(settings)
         self.lock = threading.Lock()
         # per device: seq -> (payload, last_sent_monotonic); the collector's "cache" of unacked readings
         self.unacked: dict[str, dict[int, list]] = {d: {} for d in self.devices}
@@ -96,10 +109,77 @@ class Simulator:
         self._halt = threading.Event()
 
     # --- connection -----------------------------------------------------------------------------
+    def _make_client(self, settings: BrokerSettings) -> mqtt.Client:
+        client = make_client(settings, self.client_id)
+        client.on_message = self._on_ack
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.reconnect_delay_set(0.1, 2.0)
+        return client
+
     def connect(self) -> None:
-        connect_blocking(self.client, self.settings, clean_start=True)
+        """Connect to the first broker that answers (in list order); with several, watch for failures."""
+        if len(self.brokers) == 1:
+            connect_blocking(self.client, self.settings, clean_start=True)
+            self._subscribe()
+            self.connections.append((time.monotonic(), self.settings.url))
+            self.client.loop_start()
+            return
+        error: MqttConnectError | None = None
+        for _ in range(len(self.brokers)):
+            try:
+                self._open(self.brokers[self.broker_index])
+                break
+            except MqttConnectError as exc:
+                error = exc
+                self.broker_index = (self.broker_index + 1) % len(self.brokers)
+        else:
+            assert error is not None
+            raise error
+        self._supervisor = threading.Thread(target=self._supervise, name="sim-broker-failover", daemon=True)
+        self._supervisor.start()
+
+    def _open(self, settings: BrokerSettings) -> None:
+        """Drop the current connection and connect to `settings` (raises MqttConnectError)."""
+        old = self.client
+        old.on_disconnect = None  # our own disconnect is not a failure
+        old.loop_stop()
+        try:
+            old.disconnect()
+        except Exception:  # already down
+            pass
+        client = self._make_client(settings)
+        connect_blocking(client, settings, clean_start=True)
+        self.client, self.settings = client, settings
         self._subscribe()
-        self.client.loop_start()
+        self.connections.append((time.monotonic(), settings.url))
+        client.loop_start()
+
+    def _on_disconnect(self, client, _u, _flags, _reason_code, _props=None) -> None:
+        if len(self.brokers) > 1 and client is self.client:
+            self._lost.set()
+
+    def _supervise(self) -> None:
+        """With several brokers: when the connection is lost, move to the next broker with backoff."""
+        low, high = self.backoff_s
+        while not self._halt.is_set():
+            if not self._lost.wait(0.2):
+                continue
+            self._lost.clear()
+            delay = low
+            while not self._halt.is_set():
+                self.broker_index = (self.broker_index + 1) % len(self.brokers)
+                try:
+                    self._open(self.brokers[self.broker_index])
+                except MqttConnectError as exc:
+                    log.info("simulator: %s; next broker in a moment", exc)
+                    self._halt.wait(self.rng.uniform(delay / 2, delay))
+                    delay = min(delay * 2, high)
+                    continue
+                self.report.broker_switches += 1
+                log.info("simulator: moved to %s", self.settings.url)
+                self._reconnected.set()  # resend everything unacknowledged at once
+                break
 
     def _subscribe(self) -> None:
         self.client.subscribe(f"{self.opt.prefix}/{self.opt.site}/+/ack", qos=1)
@@ -259,6 +339,10 @@ class Simulator:
         return self.report
 
     def close(self) -> None:
+        self._halt.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=10)
+        self.client.on_disconnect = None
         self.client.loop_stop()
         self.client.disconnect()
 
@@ -349,7 +433,7 @@ class ResendTimer:
             self.probing = True
 
 
-def simulate(settings: BrokerSettings, options: SimOptions, *, deadline_s: float = 600.0,
+def simulate(settings: BrokerSettings | list[BrokerSettings], options: SimOptions, *, deadline_s: float = 600.0,
              progress: Callable[[SimReport], None] | None = None) -> SimReport:
     """Connect, run and close: the simple form the CLI and tests use. Raises MqttConnectError."""
     sim = Simulator(settings, options)

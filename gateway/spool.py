@@ -182,6 +182,18 @@ class Watermarks:
     def current(self, key: tuple[str, str, int]) -> int:
         return self.upto.get(key, -1)
 
+    def raise_to(self, key: tuple[str, str, int], upto: int) -> None:
+        """Everything of `key` up to `upto` is held elsewhere (in the database): the watermark moves there."""
+        if upto <= self.upto.get(key, -1):
+            return
+        above = self.held.get(key)
+        if above:
+            above.difference_update([s for s in above if s <= upto])
+            while upto + 1 in above:
+                upto += 1
+                above.discard(upto)
+        self.upto[key] = upto
+
 
 class Spool:
     """The spool database: ingest commits (through SpoolWriter), drain access, inspection."""
@@ -210,6 +222,10 @@ class Spool:
         self._unconfirmed: dict[str, list[int]] = {}
         self.new_rows = threading.Event()  # set after a commit stored readings: wakes the drain
         self.closing = False  # set when ingest has stopped: the drain then writes without lingering
+        # Watermarks raised from outside (ack modes database/replica: what the database holds), applied in the
+        # next group commit's transaction so only the writer thread touches the marks.
+        self._raises: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self._raises_lock = threading.Lock()
 
     # --- capacity -------------------------------------------------------------------------------
     @staticmethod
@@ -288,6 +304,7 @@ class Spool:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            self._apply_raises(conn)
             if rows:
                 conn.executemany(f"INSERT INTO spool ({READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             for key, seq in new_marks:
@@ -316,6 +333,30 @@ class Spool:
             self._adjust_depth(len(rows))
             self.new_rows.set()
         return CommitResult({key: (site, self.marks.current(key)) for key, site in touched.items()}, refused)
+
+    def raise_marks(self, marks: dict[tuple[str, str, int], tuple[str, int]]) -> None:
+        """(Any thread) streams whose readings up to `upto` the database holds: (site, upto) per stream.
+
+        Several gateways in a shared subscription group each see only part of a stream, so the spool's own
+        contiguous watermark would stall at the first reading another gateway took and every later seq would
+        pile up in `held`; the database's watermark moves it on. Applied with the next group commit."""
+        with self._raises_lock:
+            for key, (site, upto) in marks.items():
+                if upto > self._raises.get(key, ("", -1))[1]:
+                    self._raises[key] = (site, upto)
+
+    def _apply_raises(self, conn: sqlite3.Connection) -> None:
+        with self._raises_lock:
+            raises, self._raises = self._raises, {}
+        for key, (site, upto) in raises.items():
+            if upto <= self.marks.current(key):
+                continue
+            self.marks.raise_to(key, upto)
+            conn.execute("INSERT INTO progress (device, node, boot, site, upto) VALUES (?,?,?,?,?) "
+                         "ON CONFLICT (device, node, boot) DO UPDATE SET upto = excluded.upto",
+                         (*key, site, self.marks.current(key)))
+            conn.execute("DELETE FROM held WHERE device=? AND node=? AND boot=? AND seq<=?",
+                         (*key, self.marks.current(key)))
 
     def insert_replayed(self, rows: Sequence[tuple], quarantine_ids: Sequence[int]) -> None:
         """Move quarantined readings that now validate into the spool (one transaction).

@@ -24,6 +24,9 @@ CONFIG = {
     "wifi_password": "my-password",
     "mqtt_host": "192.168.1.10",
     "mqtt_port": 1883,  # 8883 with TLS
+    # several brokers, e.g. [("192.168.1.11", 1883), ("192.168.1.12", 1883)]: when one fails the collector
+    # moves to the next (with the link backoff); None: mqtt_host and mqtt_port only
+    "mqtt_brokers": None,
     # device credentials from the gateway (`iotgw devices add`), matching the broker's ACL; None: anonymous
     "mqtt_user": None,
     "mqtt_password": None,

@@ -12,6 +12,7 @@ from gateway import config as config_mod
 from gateway.cli.common import config_option, load_config
 from gateway.config import ConfigError
 from gateway.demo import run_demo
+from gateway.demo_ha import run_ha_demo
 from gateway.mqttconn import BrokerSettings, MqttConnectError
 from gateway.replay import replay_quarantine
 from gateway.service import Gateway, setup_logging
@@ -54,8 +55,14 @@ def check_config(config_path: str | None) -> None:
     click.echo(f"  mqtt      {'mqtts' if mqtt.tls_ca else 'mqtt'}://{mqtt.host}:{mqtt.port} prefix {mqtt.topic_prefix!r}"
                f" client id {mqtt.client_id!r}{' user ' + mqtt.username if mqtt.username else ''}"
                f"{'' if mqtt.enabled else ' (disabled)'}")
+    if mqtt.brokers:
+        click.echo(f"  brokers   {', '.join(mqtt.brokers)} (connected to every one; acks on the broker a reading came from)")
+    if mqtt.share_group:
+        click.echo(f"  group     $share/{mqtt.share_group}/... (no persistent session: see docs/deployment.md)")
     for p in cfg.serial:
         click.echo(f"  serial    {p.port} at {p.baud} baud, site {p.site!r}")
+    click.echo(f"  ack       after the {cfg.ack.after} commit" if cfg.ack.after != "replica"
+               else "  ack       after a replica applied the reading")
     click.echo(f"  spool     {cfg.spool.path} (max {cfg.spool.max_readings} readings, group commit "
                f"{cfg.spool.group_commit_ms} ms / {cfg.spool.group_max})")
     if db.kind == "sqlite":
@@ -168,7 +175,8 @@ def spool_replay(config_path: str | None, reason: str | None, ids: tuple[int, ..
 
 
 @click.command()
-@click.option("--broker", default="127.0.0.1:1883", show_default=True, help="Broker HOST:PORT.")
+@click.option("--broker", default="127.0.0.1:1883", show_default=True,
+              help="Broker HOST:PORT, or several separated by commas: the collectors move to the next on failure.")
 @click.option("--devices", default=5, show_default=True, help="Simulated devices.")
 @click.option("--count", default=100, show_default=True, help="Readings per device.")
 @click.option("--rate", default=200.0, show_default=True, help="Readings per second over all devices (0: max).")
@@ -191,8 +199,9 @@ def simulate(broker: str, devices: int, count: int, rate: float, site: str, pref
     import os
 
 
-    host, port = config_mod.split_hostport(broker, "--broker")
-    settings = BrokerSettings(host, port, username, os.environ.get(password_env, "") if password_env else "", tls_ca)
+    password = os.environ.get(password_env, "") if password_env else ""
+    settings = [BrokerSettings(*config_mod.split_hostport(b.strip(), "--broker"), username, password, tls_ca)
+                for b in broker.split(",") if b.strip()]
     opts = SimOptions(devices=devices, count=count, rate=rate, site=site, prefix=prefix, ack_timeout=ack_timeout,
                       duplicate_rate=duplicates, malformed=malformed, oversized=oversized, out_of_order=out_of_order)
     last = [0.0]
@@ -221,12 +230,28 @@ def simulate(broker: str, devices: int, count: int, rate: float, site: str, pref
 @click.option("--devices", default=10, show_default=True, help="Simulated collectors.")
 @click.option("--dir", "directory", help="Folder for the sandbox and spool (default: a temporary folder).")
 @click.option("--json", "as_json", is_flag=True, help="No live view; print the integrity report as JSON.")
-def demo(duration: float, rate: float, devices: int, directory: str | None, as_json: bool) -> None:
+@click.option("--ha", is_flag=True, help="Two gateways and two brokers instead: a gateway dies with its spool and "
+              "a broker dies midway (the report is per tier).")
+def demo(duration: float, rate: float, devices: int, directory: str | None, as_json: bool, ha: bool) -> None:
     """Run the whole chain here: sandbox servers, simulated collectors, the gateway, a database outage midway,
     a live view, and an integrity report (sent, acknowledged, stored everywhere, lost, duplicated).
 
+    With --ha: two gateways in a shared subscription group, two brokers, the ack after the primary's commit;
+    midway gateway 1 is killed and its spool folder deleted, then the collectors' broker is killed.
+
     Exits 0 when nothing was lost or duplicated and every server holds the same rows.
     """
+    if ha:
+        ha_report = run_ha_demo(duration, rate, devices, directory, (lambda _m: None) if as_json else click.echo)
+        ha_doc = {**ha_report.__dict__, "ok": ha_report.ok}
+        if as_json:
+            click.echo(json.dumps(ha_doc))
+        else:
+            click.echo("\nintegrity report, per tier:")
+            for key in ("collectors", "brokers", "gateways", "database"):
+                click.echo(f"  {key:11} {json.dumps(ha_doc[key])}")
+            click.echo("  result      " + ("OK: nothing lost, nothing duplicated" if ha_report.ok else "FAILED"))
+        sys.exit(0 if ha_report.ok else 1)
     live = not as_json and sys.stdout.isatty()
     say = (lambda _m: None) if as_json else click.echo
     report = run_demo(duration, rate, devices, directory, live, say)

@@ -18,9 +18,16 @@ from gateway import crashpoints
 from gateway.device_status import StatusBook, parse_status
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
 from gateway.protocol import Ack, Rejected, identity_of, parse_reading, parse_topic
-from gateway.spool import Entry, Spool, SpoolWriter, quarantined
+from gateway.spool import Entry, Quarantined, Spool, SpoolWriter, quarantined
 
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
+
+def subscription_topics(prefix: str, share_group: str = "") -> list[str]:
+    """The reading and status filters; in an MQTT 5 shared subscription group (`$share/<group>/...`) when
+    several gateways split a broker's messages between them (each message goes to one member)."""
+    topics = [f"{prefix}/+/+/reading", f"{prefix}/+/+/status"]
+    return [f"$share/{share_group}/{t}" for t in topics] if share_group else topics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,16 @@ class MqttIngest(threading.Thread):
         self._acks: dict[tuple[str, str, str, int], Ack] = {}
         self._acks_lock = threading.Lock()
         self._acks_due = 0.0
+        # With `[ack] after` = database/replica (gateway.acks.AckGate) the end-to-end acks wait for the database:
+        # each message's stream and seq are noted here until its spool commit, then handed to the gate.
+        self.ack_gate = None
+        self._wanted: dict[object, tuple[str, tuple[str, str, int], int, bool]] = {}
+        # `mqtt.share_group`: subscribe in a shared group. Members start clean, with the session expiry the
+        # service gives them (0): Mosquitto keeps queueing a member's share for as long as its session lasts,
+        # even while that member is dead, so a persistent session would hold a dead gateway's share of the
+        # readings until it expired. Without a session the broker gives everything to the live members; what
+        # was in flight to a dead one and not PUBACKed is resent by the collectors (no end-to-end ack came).
+        self.share_group = ""
 
     # --- network loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -76,7 +93,7 @@ class MqttIngest(threading.Thread):
                 continue
             if not self.connected:
                 try:
-                    connect_blocking(self.client, self.settings, clean_start=False)
+                    connect_blocking(self.client, self.settings, clean_start=bool(self.share_group))
                 except MqttConnectError as exc:
                     if str(exc) != self.last_error:
                         log.error("MQTT: %s", exc)
@@ -86,7 +103,7 @@ class MqttIngest(threading.Thread):
                     continue
                 delay = 0.2
                 self.connected, self.last_error = True, ""
-                topics = [(f"{self.prefix}/+/+/reading", 1), (f"{self.prefix}/+/+/status", 1)]
+                topics = [(t, 1) for t in subscription_topics(self.prefix, self.share_group)]
                 self.client.subscribe([*topics, (DROPPED_TOPIC, 0)])
                 log.info("MQTT: connected to %s, subscribed to %s", self.settings.url, ", ".join(t for t, _ in topics))
             rc = self.client.loop(0.05)
@@ -164,6 +181,8 @@ class MqttIngest(threading.Thread):
             reason = rej.reason
         if self.on_message_hook:
             self.on_message_hook("mqtt", reason)
+        if self.ack_gate is not None:
+            self._note_wanted(ref, item)
         self.writer.submit(Entry(item, self, ref))
 
     def _internal_error(self, client: mqtt.Client, msg: mqtt.MQTTMessage, exc: Exception) -> None:
@@ -186,11 +205,33 @@ class MqttIngest(threading.Thread):
         if text.isdigit() and self.on_broker_dropped:
             self.on_broker_dropped(int(text))
 
+    def _note_wanted(self, ref: object, item: object) -> None:
+        """Remember which stream and seq a message carries until its spool commit (ack gate modes)."""
+        if len(self._wanted) > 200_000:  # entries of messages refused by a full spool: redelivered later
+            self._wanted.clear()
+        if isinstance(item, Quarantined):
+            if item.ident is not None:
+                self._wanted[ref] = (item.site, item.ident[:3], item.ident[3], True)
+        else:
+            self._wanted[ref] = (item.site, item.stream, item.seq, False)  # type: ignore[attr-defined]
+
+    def queue_ack(self, site: str, ack: Ack) -> None:
+        """Publish an end-to-end ack on this connection at the next ack interval (thread-safe, coalesced)."""
+        with self._acks_lock:
+            self._acks[(site, ack.device, ack.node, ack.boot)] = ack
+
     def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:
         """Called by the spool writer after the group commit: PUBACK, then the end-to-end acks."""
         for mid, qos in refs:  # type: ignore[misc]
             self.client.ack(mid, qos)
         crashpoints.hit("mqtt.after_ack")
+        if self.ack_gate is not None:  # the gate acks once the database has the readings
+            for ref in refs:
+                wanted = self._wanted.pop(ref, None)
+                if wanted is not None:
+                    site, key, seq, local = wanted
+                    (self.ack_gate.held_locally if local else self.ack_gate.want)(site, key, seq, self.queue_ack)
+            return
         with self._acks_lock:
             for site, ack in acks:
                 self._acks[(site, ack.device, ack.node, ack.boot)] = ack

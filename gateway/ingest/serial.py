@@ -46,6 +46,9 @@ class SerialIngest(threading.Thread):
         self._buffer = bytearray()
         self._skipping = False  # inside an over-long line: drop bytes up to its newline
         self._internal_errors_logged: set[str] = set()
+        # `[ack] after` = database/replica: acks wait for the database (gateway.acks.AckGate); each entry's ref
+        # is then (site, stream, seq, quarantined) so the commit can hand it to the gate.
+        self.ack_gate = None
 
     def stop(self) -> None:
         self._halt.set()
@@ -174,16 +177,30 @@ class SerialIngest(threading.Thread):
             return
         if self.on_message_hook:
             self.on_message_hook("serial", None)
-        self.writer.submit(Entry(item, self, None))
+        self.writer.submit(Entry(item, self, (item.site, item.stream, item.seq, False) if self.ack_gate else None))
 
     def _quarantine(self, raw: bytes, rej: Rejected, received_ms: int, ident=None) -> None:
         if self.on_message_hook:
             self.on_message_hook("serial", rej.reason)
         item = quarantined("serial", self.port_name, self.site, rej, raw.rstrip(b"\r\n"), received_ms, ident)
-        self.writer.submit(Entry(item, self, None))
+        ref = (item.site, ident[:3], ident[3], True) if self.ack_gate and ident is not None else None
+        self.writer.submit(Entry(item, self, ref))
 
     def committed(self, refs: list[object], acks: list[tuple[str, Ack]]) -> None:
         """After the group commit: one ack line per touched (device, node, boot)."""
+        if self.ack_gate is not None:  # the gate acks once the database has the readings
+            for ref in refs:
+                if ref is not None:
+                    site, key, seq, local = ref  # type: ignore[misc]
+                    (self.ack_gate.held_locally if local else self.ack_gate.want)(site, key, seq, self.queue_ack)
+            return
+        self._write_acks(acks)
+
+    def queue_ack(self, site: str, ack: Ack) -> None:
+        """Send one end-to-end ack line now (called by the ack gate)."""
+        self._write_acks([(site, ack)])
+
+    def _write_acks(self, acks: list[tuple[str, Ack]]) -> None:
         port = self.port
         if port is None or not acks:
             return

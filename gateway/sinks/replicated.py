@@ -118,6 +118,12 @@ class ReplicatedSink(Sink):
     def primary(self) -> PrimaryRef | None:
         return self._primary
 
+    @property
+    def confirmers(self) -> list[str]:
+        """The healthy replicas of the current primary (endpoints), as last discovered."""
+        with self._lock:
+            return list(self._confirmers)
+
     def write(self, rows: Sequence[Row]) -> WriteOutcome:
         """Write one batch to the verified primary; raise SinkUnavailable if there is none right now."""
         return self.write_prepared(self.prepare(rows))

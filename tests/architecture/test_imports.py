@@ -17,10 +17,11 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
 LAYERS: dict[str, int] = {
     "gateway.cli": 9,
-    "gateway.demo": 8,
+    "gateway.demo": 8, "gateway.demo_ha": 8,
     "gateway.sandbox": 7,
     "gateway.service": 6,
     "gateway.ops": 5, "gateway.status": 5, "gateway.drain": 5, "gateway.ingest": 5, "gateway.replay": 5, "gateway.simulator": 5,
+    "gateway.acks": 5,
     "gateway.sinks": 4, "gateway.client": 4,
     "gateway.topology": 3, "gateway.spool": 3, "gateway.mqttconn": 3, "gateway.metrics": 3,
     "gateway.devices": 2, "gateway.device_status": 2,

@@ -43,6 +43,22 @@ static RecordLog cache(eeprom, IOTGW_EEPROM_BASE + kBootCounterBytes,
 static EthernetClient eth;
 static PubSubClient mqtt(eth);
 static MqttLink link(mqtt, kNode);
+// The brokers (IOTGW_MQTT_HOST, and IOTGW_MQTT_HOST2 when set): a failed connection moves to the other.
+static const uint8_t kBrokerIp[][4] = {{IOTGW_MQTT_HOST}
+#if defined(IOTGW_MQTT_HOST2)
+                                       , {IOTGW_MQTT_HOST2}
+#endif
+};
+static const uint16_t kBrokerPort[] = {IOTGW_MQTT_PORT
+#if defined(IOTGW_MQTT_HOST2)
+                                       , IOTGW_MQTT_PORT2
+#endif
+};
+static BrokerChoice brokers(sizeof kBrokerPort / sizeof kBrokerPort[0]);
+static void use_broker() {
+  const uint8_t* ip = kBrokerIp[brokers.current()];
+  mqtt.setServer(IPAddress(ip[0], ip[1], ip[2], ip[3]), kBrokerPort[brokers.current()]);
+}
 #else
 static SerialLink link(console);
 // Sized by the protocol: the longest ack this node can get (section 5), whatever its names.
@@ -122,7 +138,7 @@ void setup() {
 #if defined(IOTGW_WITH_MQTT)
   static const uint8_t kMac[] = {IOTGW_MAC};
   Ethernet.begin(const_cast<uint8_t*>(kMac));
-  mqtt.setServer(IPAddress(IOTGW_MQTT_HOST), IOTGW_MQTT_PORT);
+  use_broker();
   // Well inside the 8 s watchdog: PubSubClient waits 15 s for a broker's answer by default, which would
   // reset the board on a slow or silent broker instead of reporting "mqtt down".
   mqtt.setSocketTimeout(4);
@@ -147,7 +163,13 @@ void loop() {
   static Periodic reconnect;
   if (!mqtt.connected() && reconnect.due(millis())) {
     reconnect.start(millis(), 5000, false);
-    console.str(link.connect(status()) ? IOTGW_TEXT("mqtt connected\n") : IOTGW_TEXT("mqtt down\n"));
+    if (link.connect(status())) {
+      console.str(IOTGW_TEXT("mqtt connected\n"));
+    } else {
+      console.str(IOTGW_TEXT("mqtt down\n"));
+      brokers.failed();  // the next attempt goes to the other broker, if there is one
+      use_broker();
+    }
   }
   mqtt.loop();
 #else

@@ -1445,3 +1445,21 @@ TEST_CASE("end to end over a lossy line: every reading is held exactly once, the
     CHECK(col.cached() == 0);
   }
 }
+
+TEST_CASE("a failed broker connection moves to the next broker, wrapping around; one broker stays") {
+  BrokerChoice two(2);
+  CHECK(two.current() == 0);
+  two.failed();
+  CHECK(two.current() == 1);
+  two.failed();
+  CHECK(two.current() == 0);
+  CHECK(two.switches() == 2);
+  BrokerChoice one(1);
+  one.failed();
+  CHECK(one.current() == 0);
+  CHECK(one.switches() == 0);
+  BrokerChoice none(0);  // treated as one broker
+  none.failed();
+  CHECK(none.current() == 0);
+  CHECK(none.count() == 1);
+}

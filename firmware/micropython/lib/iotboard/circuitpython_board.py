@@ -234,11 +234,16 @@ def main(cfg=None) -> None:  # pragma: no cover - needs a CircuitPython board
     wifi.radio.connect(cfg["wifi_ssid"], cfg["wifi_password"])
     pool = socketpool.SocketPool(wifi.radio)
 
-    def make_client():
-        mqtt = MQTT(broker=cfg["mqtt_host"], port=cfg["mqtt_port"], client_id="%s-%s" % (cfg["dev"], cfg["node"]),
-                    socket_pool=pool, keep_alive=cfg["mqtt_keepalive"], socket_timeout=0.05, recv_timeout=5,
-                    connect_retries=1)  # our LinkSupervisor does the backoff
-        return MiniMqttClient(mqtt, (MMQTTException,))
+    def client_factory(host, port):
+        def make_client():
+            mqtt = MQTT(broker=host, port=port, client_id="%s-%s" % (cfg["dev"], cfg["node"]), socket_pool=pool,
+                        keep_alive=cfg["mqtt_keepalive"], socket_timeout=0.05, recv_timeout=5,
+                        connect_retries=1)  # our LinkSupervisor does the backoff
+            return MiniMqttClient(mqtt, (MMQTTException,))
+        return make_client
+
+    # mqtt_brokers: several brokers, the link moves to the next when a connection attempt fails
+    make_client = [client_factory(h, p) for h, p in cfg.get("mqtt_brokers") or [(cfg["mqtt_host"], cfg["mqtt_port"])]]
 
     cache_dir = mount_sd_cp(cfg) or cfg["flash_dir"]
     beat = None

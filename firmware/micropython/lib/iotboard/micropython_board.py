@@ -231,8 +231,16 @@ def make_mqtt_factory(cfg):
     # user/password: the device credentials from the gateway's device list (docs/micropython.md)
     user = cfg.get("mqtt_user") or None
     password = cfg.get("mqtt_password") or None
-    return lambda: client_class(client_id, cfg["mqtt_host"], port=port, user=user, password=password,
-                                keepalive=cfg["mqtt_keepalive"], ssl=tls)
+    brokers = cfg.get("mqtt_brokers")
+    if brokers:  # [(host, port), ...]: the link moves to the next when one fails
+        return [_client_factory(client_class, client_id, host, broker_port, user, password, cfg["mqtt_keepalive"], tls)
+                for host, broker_port in brokers]
+    return _client_factory(client_class, client_id, cfg["mqtt_host"], port, user, password, cfg["mqtt_keepalive"], tls)
+
+
+def _client_factory(client_class, client_id, host, port, user, password, keepalive, tls):
+    return lambda: client_class(client_id, host, port=port, user=user, password=password, keepalive=keepalive,
+                                ssl=tls)
 
 
 def make_tls_context(cfg):

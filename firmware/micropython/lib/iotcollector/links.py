@@ -26,7 +26,12 @@ class MqttLink:
     the status is retained and is also the last will, with ``"state":"offline"``."""
 
     def __init__(self, make_client, prefix: str, site: str, dev: str, clock=None, keepalive_s: int = 0) -> None:
-        self.make_client = make_client
+        # One factory, or one per broker: a connection attempt that fails moves to the next broker (wrapping
+        # around), and the LinkSupervisor's backoff spaces the attempts, so a dead broker costs one failed
+        # attempt before the next is tried. Every gateway serves every broker (docs/deployment.md).
+        self.brokers = list(make_client) if isinstance(make_client, (list, tuple)) else [make_client]
+        self.broker = 0  # index of the broker in use (or tried next)
+        self.switches = 0
         self.reading_topic = topic(prefix, site, dev, "reading")
         self.status_topic = topic(prefix, site, dev, "status")
         self.ack_topic = topic(prefix, site, dev, "ack")
@@ -51,7 +56,7 @@ class MqttLink:
             self._inbox.append(bytes(msg))
 
     def connect(self, will: str, status: str) -> None:
-        client = self.make_client()
+        client = self.brokers[self.broker]()
         client.set_callback(self._on_message)
         client.set_last_will(self.status_topic.encode(), will.encode(), retain=True, qos=1)
         try:
@@ -60,6 +65,9 @@ class MqttLink:
             _as_oserror(client.publish, self.status_topic.encode(), status.encode(), True, 1)
         except OSError:
             self._close(client)
+            if len(self.brokers) > 1:
+                self.broker = (self.broker + 1) % len(self.brokers)
+                self.switches += 1
             raise
         self.client = client
         self._sent()

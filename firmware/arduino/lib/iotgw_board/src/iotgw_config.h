@@ -125,6 +125,11 @@
 #ifndef IOTGW_MQTT_PORT
 #define IOTGW_MQTT_PORT 1883
 #endif
+// A second broker (e.g. -DIOTGW_MQTT_HOST2=192,168,1,11): when a connection fails the collector tries the
+// other one at its next reconnect (every 5 s). Unset: one broker.
+#if defined(IOTGW_MQTT_HOST2) && !defined(IOTGW_MQTT_PORT2)
+#define IOTGW_MQTT_PORT2 IOTGW_MQTT_PORT
+#endif
 #ifndef IOTGW_MQTT_PREFIX
 #define IOTGW_MQTT_PREFIX "iot"
 #endif

@@ -2,6 +2,7 @@
 #ifndef IOTGW_H
 #define IOTGW_H
 
+#include "broker_choice.h"
 #include "collector.h"
 #include "crc16.h"
 #include "ds1307.h"

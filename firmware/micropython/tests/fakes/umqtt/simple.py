@@ -78,12 +78,20 @@ class Broker:
 
 
 BROKER = Broker()
+BROKERS = {}  # more brokers by server name (add_broker); any other name reaches BROKER
 
 
 def reset():
     global BROKER
     BROKER = Broker()
+    BROKERS.clear()
     return BROKER
+
+
+def add_broker(server):
+    """Another independent broker, reached by clients made with ``server`` as their host."""
+    BROKERS[server] = Broker()
+    return BROKERS[server]
 
 
 class FakeSocket:
@@ -135,7 +143,7 @@ class MQTTClient:
             self.last_in = self.broker.clock()
 
     def connect(self, clean_session=True, timeout=None):
-        self.broker = BROKER
+        self.broker = BROKERS.get(self.server, BROKER)
         if not self.broker.up:
             raise OSError(111)  # ECONNREFUSED
         self.connected = True
