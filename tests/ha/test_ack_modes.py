@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pymysql
 import pytest
 
 from gateway.acks import advance, query_present
@@ -73,13 +74,23 @@ class AckChecker:
         self.violations: list[str] = []
         self.lock = threading.Lock()
 
+    def _count(self, name: str, ack) -> int:
+        # A fresh connection each time: the test kills and restarts servers. A server killed while an ack is
+        # on its way cannot answer; the ack waits here until it is back (what it committed is still there).
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with self.sb.connect(name) as conn, conn.cursor() as cur:
+                    cur.execute("SELECT COUNT(*) FROM iot.readings WHERE device=%s AND node=%s AND boot=%s "
+                                "AND seq<=%s", (ack.device, ack.node, ack.boot, ack.upto))
+                    return cur.fetchone()[0]
+            except pymysql.err.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def __call__(self, _site, ack) -> None:
-        held = {}
-        for name in self.servers:  # a fresh connection each time: the test restarts servers
-            with self.sb.connect(name) as conn, conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM iot.readings WHERE device=%s AND node=%s AND boot=%s AND seq<=%s",
-                            (ack.device, ack.node, ack.boot, ack.upto))
-                held[name] = cur.fetchone()[0]
+        held = {name: self._count(name, ack) for name in self.servers}
         with self.lock:
             self.checked += 1
             if max(held.values()) != ack.upto + 1:
