@@ -55,8 +55,11 @@ def dump_toml(doc: dict[str, Any]) -> str:
 
 
 def sandbox_config(sb: Sandbox, workdir: Path, *, prefix: str = "iot", client_id: str = "iotgw",
-                   database: bool = True, **overrides: dict[str, Any]) -> dict[str, Any]:
-    """A gateway config for a sandbox: its broker, its primary as the database, files under `workdir`."""
+                   database: bool | dict[str, Any] = True, **overrides: dict[str, Any]) -> dict[str, Any]:
+    """A gateway config for a sandbox: its broker, its primary as the database, files under `workdir`.
+
+    `database`: True (the sandbox's primary), False (a SQLite file in `workdir`), or a dict of `[database]`
+    keys applied over the sandbox's primary (the name is both the switch and the config section)."""
     ep = sb.endpoints()
     broker = ep["broker"]
     doc: dict[str, Any] = {
@@ -72,6 +75,8 @@ def sandbox_config(sb: Sandbox, workdir: Path, *, prefix: str = "iot", client_id
                            "password": ep["mariadb"]["users"]["iotgw"], "retry_max_s": 1.0}
     else:
         doc["database"] = {"kind": "sqlite", "sqlite_path": str(workdir / "readings.db")}
+    if isinstance(database, dict):
+        doc["database"].update(database)
     for section, values in overrides.items():
         doc.setdefault(section, {}).update(values)
     return doc
@@ -133,7 +138,8 @@ class GatewayProcess:
 
 
 def launch_gateways(sb: Sandbox, n: int, workdir: str | os.PathLike[str], *, brokers: list[str] | None = None,
-                    client_id_prefix: str = "iotgw", database: bool = True, env: dict[str, str] | None = None,
+                    client_id_prefix: str = "iotgw", database: bool | dict[str, Any] = True,
+                    env: dict[str, str] | None = None,
                     start: bool = True, **overrides: dict[str, Any]) -> list[GatewayProcess]:
     """Start ``n`` gateways on a sandbox, each in its own folder ``workdir/gw1``, ``gw2``, ... with its own spool.
 
@@ -141,7 +147,7 @@ def launch_gateways(sb: Sandbox, n: int, workdir: str | os.PathLike[str], *, bro
     connects to broker ``brokers[(i - 1) % len(brokers)]`` (default: every broker of the sandbox, in
     order), so two gateways on a two-broker sandbox use one broker each. With ``database`` every gateway
     writes to the sandbox's primary through the replication-aware writer (idempotent: one row per reading
-    identity); without, each writes its own SQLite file in its folder. ``overrides`` are config sections
+    identity; a dict adds ``[database]`` keys); without, each writes its own SQLite file in its folder. ``overrides`` are config sections
     applied to every gateway (as in :func:`sandbox_config`). With ``start`` the gateways are started
     (not waited for); if one fails to start, those already started are stopped. Stop them with
     ``terminate()`` or ``kill()`` each.

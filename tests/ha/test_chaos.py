@@ -11,7 +11,7 @@ import time
 import pytest
 
 from gateway.mqttconn import BrokerSettings
-from gateway.sandbox.launch import dump_toml, launch_gateways, wait_for
+from gateway.sandbox.launch import launch_gateways, wait_for
 from gateway.sandbox.rebuild import rebuild_node
 from gateway.simulator import SimOptions, Simulator
 from tests.ingest.helpers import Background, assert_exact, count_on, unique
@@ -51,16 +51,15 @@ def test_chaos_gateways_brokers_primary(make_sandbox, tmp_path):
     b1, b2 = ep["brokers"]
     rng = random.Random(SEED)
     prefix = unique("t")
-    servers = [f"{sb.nodes[n].host}:{sb.nodes[n].port}" for n in sb.db_names()]
+    # every server as a seed, and the admin account for the monitor's promotions
+    servers = [sb.endpoint(n) for n in sb.db_names()]
     gateways = launch_gateways(
-        sb, 2, tmp_path, client_id_prefix=unique("gw"),
+        sb, 2, tmp_path, client_id_prefix=unique("gw"), database={"servers": servers, "admin_user": "root"},
         mqtt={"topic_prefix": prefix, "share_group": "iotgw", "brokers": [f"{b['host']}:{b['port']}" for b in (b1, b2)]},
         ack={"after": "database"}, start=False,
         failover={"auto": True, "interval": 0.5, "failcount": 2, "block_s": 5,
                   "repl_password": ep["mariadb"]["replication_user"]["password"]})
-    for gw in gateways:  # every server as a seed, and the admin account for the monitor's promotions
-        gw.config["database"].update(servers=servers, admin_user="root")
-        gw.config_path.write_text(dump_toml(gw.config))
+    for gw in gateways:
         gw.start()
     events: list[str] = []
     started = time.monotonic()

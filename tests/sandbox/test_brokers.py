@@ -151,6 +151,16 @@ def test_launch_gateways_refuses_unknown_brokers(make_sandbox, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_launch_gateways_database_keys_go_over_the_sandbox_primary(make_sandbox, tmp_path):
+    sb = make_sandbox(replicas=0)
+    gateways = launch_gateways(sb, 2, tmp_path, database={"retry_max_s": 5.0}, ack={"after": "database"},
+                               start=False)
+    for gw in gateways:
+        db = gw.config["database"]
+        assert (db["kind"], db["retry_max_s"], db["servers"]) == ("mysql", 5.0, [sb.endpoint(sb.primary_name())])
+        assert gw.config["ack"] == {"after": "database"}
+
+
 def test_launch_gateways_write_to_the_sandbox_primary(make_sandbox, tmp_path):
     sb = make_sandbox(replicas=1, brokers=2)
     gateways = launch_gateways(sb, 2, tmp_path)
