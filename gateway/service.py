@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -98,8 +99,7 @@ class Gateway:
                 ingest = MqttIngest(settings, client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
                                     spool=self.spool, writer=ingest_writer, on_message=self._on_message,
                                     statuses=self.statuses,
-                                    # the dropped-messages count is kept for the first broker only (one counter)
-                                    on_broker_dropped=self._on_broker_dropped if i == 0 else None)
+                                    on_broker_dropped=functools.partial(self._on_broker_dropped, i, settings.url))
                 ingest.ack_gate = self.acks
                 ingest.share_group = cfg.mqtt.share_group
                 ingests.append(ingest)
@@ -110,9 +110,11 @@ class Gateway:
             port.ack_gate = self.acks
         # The broker's dropped-messages count as last seen (kept in the spool, so drops while this gateway was
         # down are noticed after a restart too); growth makes /healthz "degraded" for a while.
-        self._dropped_seen: int | None = None
+        # Per broker (by its place in `mqtt.brokers`): each counts its own drops.
+        self._dropped_seen: dict[int, int] = {}
         self._dropped_at: float | None = None
         self._dropped_growth = 0
+        self._dropped_lock = threading.Lock()  # one ingest thread per broker reports
         self._failures: dict[str, str] = {}  # worker name -> why it is considered dead
         self._failures_lock = threading.Lock()  # the watchdog loop and the HTTP threads both check
         self._stopping = False
@@ -156,23 +158,27 @@ class Gateway:
         if self.acks is not None:
             self.acks.wake()
 
-    def _on_broker_dropped(self, value: int) -> None:
-        """The broker published its dropped-messages count (every sys_interval)."""
-        if self._dropped_seen is None:
-            self._dropped_seen = self.spool.read_counter("broker_dropped_seen") or 0
-        last = self._dropped_seen
-        growth = value - last if value >= last else value  # a smaller count: the broker restarted from 0
-        self.metrics.broker_dropped.set(value)
+    def _on_broker_dropped(self, index: int, url: str, value: int) -> None:
+        """Broker number `index` (at `url`) published its dropped-messages count (every sys_interval)."""
+        # The first broker's count keeps the spool key it always had; the others get one each.
+        key = "broker_dropped_seen" if index == 0 else f"broker_dropped_seen.{index}"
+        with self._dropped_lock:
+            if index not in self._dropped_seen:
+                self._dropped_seen[index] = self.spool.read_counter(key) or 0
+            last = self._dropped_seen[index]
+            growth = value - last if value >= last else value  # a smaller count: the broker restarted from 0
+            self._dropped_seen[index] = value
+            self.metrics.broker_dropped.set(sum(self._dropped_seen.values()))
+            if growth > 0:
+                self.metrics.broker_dropped_seen.inc(growth)
+                self._dropped_growth += growth
+                self._dropped_at = time.monotonic()
         if growth > 0:
-            self.metrics.broker_dropped_seen.inc(growth)
-            self._dropped_growth += growth
-            self._dropped_at = time.monotonic()
-            log.warning("broker dropped %d messages (%d since it started): messages published to this gateway "
+            log.warning("broker dropped %d messages (%s, %d since it started): messages published to this gateway "
                         "were lost before it could take them; set max_queued_messages 0 (and persistence true) in "
-                        "mosquitto.conf, see docs/operations.md", growth, value)
+                        "mosquitto.conf, see docs/operations.md", growth, url, value)
         if value != last:
-            self._dropped_seen = value
-            self.spool.write_counter("broker_dropped_seen", value)
+            self.spool.write_counter(key, value)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -327,7 +333,7 @@ class Gateway:
             "mqtt_connected": self.mqtt.connected if self.mqtt else None,
             "mqtt_error": self.mqtt.last_error if self.mqtt else None,
             "brokers": {m.settings.url: m.connected for m in ([self.mqtt] if self.mqtt else []) + self.mqtt_more},
-            "broker_dropped": self._dropped_seen,
+            "broker_dropped": sum(self._dropped_seen.values()) if self._dropped_seen else None,
             "acks": self._ack_health(),
             "serial": {s.port_name: s.connected for s in self.serial},
             "devices": len(self.statuses),

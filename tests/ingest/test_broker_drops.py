@@ -14,10 +14,12 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway import protocol
+from gateway.config import parse
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.sandbox.launch import GatewayProcess, http_json, wait_for
 from gateway.sandbox.mosquitto import start_standalone, stock_config
 from gateway.sandbox.ports import free_port
+from gateway.service import Gateway
 
 pytestmark = pytest.mark.servers
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto.conf"
@@ -185,3 +187,33 @@ def test_with_the_shipped_queue_setting_the_same_kill_loses_nothing(tmp_path):
     finally:
         gw.terminate()
         broker.stop()
+
+
+def test_each_brokers_drops_are_counted_on_their_own(tmp_path):
+    """With two brokers, each one's `$SYS` dropped count is followed separately and kept in the spool, so a
+    restart sees only new drops; the first broker keeps the spool key a single-broker gateway used."""
+    def gateway() -> Gateway:
+        return Gateway(parse({"mqtt": {"brokers": ["127.0.0.1:1", "127.0.0.1:2"], "client_id": "drops"},
+                              "spool": {"path": str(tmp_path / "spool.db")},
+                              "database": {"kind": "sqlite", "sqlite_path": str(tmp_path / "readings.db")},
+                              "http": {"listen": "127.0.0.1:0"}}))
+
+    gw = gateway()
+    first, second = gw.mqtt, gw.mqtt_more[0]
+    first.on_broker_dropped(5)  # broker 1 had dropped 5 before we ever looked: counted once, as growth
+    second.on_broker_dropped(40)
+    second.on_broker_dropped(40)  # the same count again: nothing new
+    first.on_broker_dropped(7)
+    assert gw.health()["broker_dropped"] == 47
+    assert gw.metrics.broker_dropped_seen._value.get() == 47  # 5 + 40 + 2
+    assert any("dropped 47 messages" in p for p in gw.health()["degraded"])
+    assert gw.spool.read_counter("broker_dropped_seen") == 7
+    gw.spool.close()
+    gw.http.server.server_close()
+
+    again = gateway()  # a restart: the counts seen before are remembered per broker
+    again.mqtt_more[0].on_broker_dropped(41)
+    again.mqtt.on_broker_dropped(7)
+    assert again.metrics.broker_dropped_seen._value.get() == 1
+    again.spool.close()
+    again.http.server.server_close()
