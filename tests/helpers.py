@@ -9,6 +9,7 @@ writer (what the gateway does under failovers); `RowLoad` writes rows straight t
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,19 @@ def rows_or_zero(sb: Sandbox, name: str) -> int:
         return count_rows(sb, name)
     except Exception:  # table not created yet, or the server is down
         return 0
+
+
+def sqlite_readings(path: Path) -> int:
+    """Readings in a gateway's SQLite readings file (0 while it or its table does not exist yet)."""
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
 
 
 def wait_sql_error(sb: Sandbox, name: str, errno: int, timeout: float = 20) -> None:

@@ -5,7 +5,6 @@ the metric, the log and /healthz; with the shipped setting (max_queued_messages 
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 import urllib.request
 from pathlib import Path
@@ -20,22 +19,11 @@ from gateway.sandbox.launch import GatewayProcess, http_json, wait_for
 from gateway.sandbox.mosquitto import start_standalone, stock_config
 from gateway.sandbox.ports import free_port
 from gateway.service import Gateway
+from tests.helpers import sqlite_readings
 
 pytestmark = pytest.mark.servers
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto.conf"
 DEVICES = 20
-
-
-def stored(path: Path) -> int:
-    if not path.exists():
-        return 0
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()
 
 
 class Publishers:
@@ -113,9 +101,9 @@ def test_stock_broker_burst_of_20000_is_stored_whole(tmp_path):
     try:
         pubs.publish(20_000)
         pubs.wait_published()
-        wait_for(lambda: stored(tmp_path / "gw" / "readings.db") >= 20_000, 60,
-                 f"20,000 stored, have {stored(tmp_path / 'gw' / 'readings.db')} (log:\n{gw.log_tail()})")
-        assert stored(tmp_path / "gw" / "readings.db") == 20_000
+        wait_for(lambda: sqlite_readings(tmp_path / "gw" / "readings.db") >= 20_000, 60,
+                 f"20,000 stored, have {sqlite_readings(tmp_path / 'gw' / 'readings.db')} (log:\n{gw.log_tail()})")
+        assert sqlite_readings(tmp_path / "gw" / "readings.db") == 20_000
         assert "dropped" not in broker.log.lower().replace("messages/dropped", "")
     finally:
         pubs.close()
@@ -165,9 +153,9 @@ def test_drops_while_the_gateway_is_away_are_seen_within_5_s(tmp_path):
         assert 0 <= warned - reconnected < 5, (reconnected, warned)
         assert "max_queued_messages" in " ".join(doc["degraded"])
         assert "max_queued_messages 0" in gw.log_tail(100) and "broker dropped" in gw.log_tail(100)
-        wait_for(lambda: stored(tmp_path / "gw" / "readings.db") >= sent - metric(http, "iotgw_broker_dropped_seen_total"),
+        wait_for(lambda: sqlite_readings(tmp_path / "gw" / "readings.db") >= sent - metric(http, "iotgw_broker_dropped_seen_total"),
                  30, "everything not dropped stored")
-        lost = sent - stored(tmp_path / "gw" / "readings.db")
+        lost = sent - sqlite_readings(tmp_path / "gw" / "readings.db")
         assert lost > 0 and metric(http, "iotgw_broker_dropped_seen_total") == lost
     finally:
         gw.terminate()
@@ -179,9 +167,9 @@ def test_with_the_shipped_queue_setting_the_same_kill_loses_nothing(tmp_path):
     assert setting == "max_queued_messages 0"
     sent, _port, gw, _at, broker = kill_and_restart_at_500_per_s(tmp_path, [setting])
     try:
-        wait_for(lambda: stored(tmp_path / "gw" / "readings.db") >= sent, 60,
+        wait_for(lambda: sqlite_readings(tmp_path / "gw" / "readings.db") >= sent, 60,
                  f"{sent} stored (log:\n{gw.log_tail()})")
-        assert stored(tmp_path / "gw" / "readings.db") == sent == 4000
+        assert sqlite_readings(tmp_path / "gw" / "readings.db") == sent == 4000
         http = http_port(gw, starts=2)
         assert http_json(f"http://127.0.0.1:{http}/healthz")["status"] == "ok"
     finally:

@@ -142,17 +142,3 @@ def test_registry_survives_a_reload_of_the_files(tmp_path):
                                     "--acl-file", str(tmp_path / "acl")])
     assert out.exit_code != 0 and "exists already" in out.output
     assert "x-1" in devices_cli(tmp_path, "list")
-
-
-def sqlite_count(path: Path) -> int:
-    import sqlite3
-
-    if not path.exists():
-        return 0
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        conn.close()

@@ -14,7 +14,7 @@ from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking,
 from gateway.sandbox.launch import GatewayProcess, wait_for
 from gateway.sandbox.mosquitto import start_standalone
 from gateway.sandbox.ports import free_port
-from tests.security.test_devices import sqlite_count
+from tests.helpers import sqlite_readings
 
 pytestmark = pytest.mark.servers
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto.conf"
@@ -65,7 +65,7 @@ def test_shipped_config_gateway_on_loopback_device_over_tls(tmp_path):
         for seq in range(10):
             payload = protocol.encode_reading("probe-1", "a", 1, seq, 1700000000000 + seq, "rtc", 1.5, "C")
             device.publish("iot/field/probe-1/reading", payload, qos=1).wait_for_publish(5)
-        wait_for(lambda: sqlite_count(tmp_path / "gw" / "readings.db") == 10, 30, f"10 stored (log:\n{gw.log_tail()})")
+        wait_for(lambda: sqlite_readings(tmp_path / "gw" / "readings.db") == 10, 30, f"10 stored (log:\n{gw.log_tail()})")
         device.loop_stop()
         device.disconnect()
     finally:
