@@ -243,7 +243,14 @@ class Simulator:
 
     # --- sending --------------------------------------------------------------------------------
     def _publish(self, device: str, payload: bytes) -> None:
-        self.client.publish(f"{self.opt.prefix}/{self.opt.site}/{device}/reading", payload, qos=1)
+        try:
+            self.client.publish(f"{self.opt.prefix}/{self.opt.site}/{device}/reading", payload, qos=1)
+        except OSError:
+            # The broker went away under us (paho writes from the caller and the socket was reset): the record
+            # stays unacknowledged and goes out again after the reconnect, like any lost message.
+            if len(self.brokers) > 1:
+                self._lost.set()
+            return
         self.report.published += 1
 
     def _new_reading(self, device: str, seq: int) -> None:
