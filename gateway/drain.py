@@ -21,32 +21,17 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import crashpoints
+from gateway.backoff import Backoff
 from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome
 from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
-
-
-class Backoff:
-    """Exponential backoff with full jitter: 0.05 s doubling up to `cap` seconds."""
-
-    def __init__(self, cap: float, base: float = 0.05, rng: random.Random | None = None) -> None:
-        self.cap, self.base, self.attempt = cap, base, 0
-        self.rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        self.attempt += 1
-        return self.rng.uniform(0, min(self.cap, self.base * 2 ** min(self.attempt, 20)))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass

@@ -7,7 +7,6 @@ full we disconnect and stay away; the broker keeps our session's messages until 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from gateway import crashpoints
+from gateway.backoff import reconnect_backoff
 from gateway.device_status import StatusBook, parse_status
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
 from gateway.protocol import Ack, Rejected, identity_of, parse_reading, parse_topic
@@ -49,6 +49,7 @@ class MqttIngest(threading.Thread):
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self._halt = threading.Event()
+        self.reconnect = reconnect_backoff()
         self.connected = False
         self.last_error = ""
         self.statuses = statuses if statuses is not None else StatusBook()
@@ -85,7 +86,6 @@ class MqttIngest(threading.Thread):
             raise
 
     def _run(self) -> None:
-        delay = 0.2
         while not self._halt.is_set():
             crashpoints.fault("mqtt.loop")
             if self.spool.full:
@@ -98,10 +98,9 @@ class MqttIngest(threading.Thread):
                     if str(exc) != self.last_error:
                         log.error("MQTT: %s", exc)
                     self.last_error = str(exc)
-                    self._halt.wait(random.uniform(0, delay))
-                    delay = min(delay * 2, 5.0)
+                    self._halt.wait(self.reconnect.next_delay())
                     continue
-                delay = 0.2
+                self.reconnect.reset()
                 self.connected, self.last_error = True, ""
                 topics = [(t, 1) for t in subscription_topics(self.prefix, self.share_group)]
                 self.client.subscribe([*topics, (DROPPED_TOPIC, 0)])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from collections.abc import Callable
 import serial
 
 from gateway import crashpoints
+from gateway.backoff import reconnect_backoff
 from gateway.device_status import StatusBook, parse_status
 from gateway.protocol import MAX_LINE, Ack, Rejected, frame, identity_of, parse_frame, parse_reading
 from gateway.spool import Entry, Spool, SpoolWriter, quarantined
@@ -38,6 +38,7 @@ class SerialIngest(threading.Thread):
         self.port: serial.SerialBase | None = None
         self._write_lock = threading.Lock()
         self._halt = threading.Event()
+        self.reopen = reconnect_backoff()
         self.console: collections.deque[str] = collections.deque(maxlen=50)
         self.connected = False
         self.last_error = ""
@@ -62,7 +63,6 @@ class SerialIngest(threading.Thread):
             raise
 
     def _run(self) -> None:
-        delay = 0.2
         while not self._halt.is_set():
             crashpoints.fault("serial.loop")
             if self.port is None:
@@ -72,10 +72,10 @@ class SerialIngest(threading.Thread):
                     if str(exc) != self.last_error:
                         log.error("serial %s: cannot open: %s", self.port_name, exc)
                     self.last_error = str(exc)
-                    self._halt.wait(random.uniform(0, delay))
-                    delay = min(delay * 2, 5.0)
+                    self._halt.wait(self.reopen.next_delay())
                     continue
-                delay, self.connected, self.last_error = 0.2, True, ""
+                self.reopen.reset()
+                self.connected, self.last_error = True, ""
                 log.info("serial %s: open at %d baud (site %s)", self.port_name, self.baud, self.site)
             if self.spool.full:  # backpressure: stop reading; the collector keeps its records until acked
                 with self.spool.full_changed:

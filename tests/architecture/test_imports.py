@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "gateway.sinks": 4, "gateway.client": 4,
     "gateway.topology": 3, "gateway.spool": 3, "gateway.mqttconn": 3, "gateway.metrics": 3,
     "gateway.devices": 2, "gateway.device_status": 2,
-    "gateway.protocol": 1, "gateway.config": 1, "gateway.crashpoints": 1, "gateway.sizing": 1,
+    "gateway.protocol": 1, "gateway.config": 1, "gateway.backoff": 1, "gateway.crashpoints": 1, "gateway.sizing": 1,
 }
 MAX_FUNCTION_LEVEL = 10
 
