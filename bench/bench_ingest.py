@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import CountingSubscriber, Publishers, load_average, percentile, proc_sample  # noqa: E402
+from loadgen import CLK_TCK, CountingSubscriber, Publishers, load_average, percentile, proc_sample  # noqa: E402
 
 from gateway.config import MqttConfig  # noqa: E402
 from gateway.mqttconn import BrokerSettings  # noqa: E402
@@ -62,16 +65,66 @@ def stored_rows(sb: Sandbox, site: str) -> int:
         conn.close()
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (utime + stime) of every thread of `pid`, by native thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+class Profiler:
+    """py-spy sampling the gateway over one phase (`--profile DIR`): where its CPU time goes, as collapsed stacks
+    (one line a stack with its sample count; idle threads are not sampled, so the counts are CPU time)."""
+
+    def __init__(self, pid: int, out: Path | None, name: str) -> None:
+        self.proc = None
+        self.pid, self.out, self.name = pid, out, name
+        if out is None:
+            return
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        out.mkdir(parents=True, exist_ok=True)
+        # Thread names by native id (py-spy dump), so each thread's exact CPU time from /proc can be named.
+        dump = subprocess.run([spy, "dump", "--pid", str(pid), "--nonblocking"], capture_output=True, text=True,
+                              timeout=30).stdout
+        self.names = {int(m[1]): m[2] for m in re.finditer(r'^Thread (\d+) \(\w+\): "([^"]*)"', dump, re.M)}
+        self.threads_before = thread_cpu(pid)
+        self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+                                      "--threads", "--nonblocking", "--output", str(out / f"{name}.txt")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # py-spy attaches before the load starts
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        after = thread_cpu(self.pid)
+        self.proc.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        self.proc.wait(30)
+        used = sorted(((cpu - self.threads_before.get(tid, 0.0), tid) for tid, cpu in after.items()), reverse=True)
+        total = sum(u for u, _ in used) or 1.0
+        lines = [f"{u:8.2f} s {u / total * 100:5.1f} %  {self.names.get(tid, f'thread {tid} (started in the phase)')}"
+                 for u, tid in used if u > 0]
+        assert self.out is not None
+        (self.out / f"{self.name}.threads.txt").write_text("\n".join(lines) + "\n")
+
+
 class Phase:
     """Gateway accounting over one phase: CPU, RSS, disk writes, between two /proc samples."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, profile: Path | None = None, name: str = "") -> None:
         self.pid = pid
+        self.profiler = Profiler(pid, profile, name)
         self.before = proc_sample(pid)
         self.load_before = load_average()
 
     def end(self, readings: int) -> dict:
         after = proc_sample(self.pid)
+        self.profiler.stop()
         cpu = after.cpu_s - self.before.cpu_s
         written = after.write_bytes - self.before.write_bytes
         return {"readings": readings, "wall_s": round(after.at - self.before.at, 2), "cpu_s": round(cpu, 2),
@@ -81,12 +134,12 @@ class Phase:
 
 
 def run_phase(gw: GatewayProcess, settings: BrokerSettings, site: str, connections: int, *, rate: float = 0,
-              total: int = 0, seconds: float = 0) -> dict:
+              total: int = 0, seconds: float = 0, profile: Path | None = None) -> dict:
     """One load phase against the running gateway (full speed when rate is 0)."""
     pubs = Publishers(settings, connections=connections, prefix=PREFIX, site=site, boot=int(time.time()) % 10**6,
                       follow_acks=True, name=site)
     time.sleep(1.0)  # the gateway settles after the subscriptions
-    phase = Phase(gw.pid)
+    phase = Phase(gw.pid, profile, site)
     if rate:
         total = int(rate * seconds)
         elapsed = pubs.steady(rate, seconds)
@@ -99,6 +152,19 @@ def run_phase(gw: GatewayProcess, settings: BrokerSettings, site: str, connectio
     return out
 
 
+def idle_phase(gw: GatewayProcess, seconds: float, profile: Path | None) -> dict:
+    """The gateway with nothing to do (connected, the database up): its CPU is pure wake-up overhead."""
+    time.sleep(2.0)  # the last acks and drain rounds of the previous phase
+    phase = Phase(gw.pid, profile, "idle")
+    time.sleep(seconds)
+    after = proc_sample(gw.pid)
+    phase.profiler.stop()
+    cpu = after.cpu_s - phase.before.cpu_s
+    wall = after.at - phase.before.at
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 3), "cpu_percent": round(cpu / wall * 100, 2),
+            "cpu_s_per_minute": round(cpu / wall * 60, 3), "load": f"{phase.load_before} → {load_average()}"}
+
+
 def mark(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -107,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter phases (a smoke test of the benchmark)")
     parser.add_argument("--out", default="ingest", help="result file stem in bench/results (default: ingest)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="sample the gateway with py-spy during every phase; collapsed stacks in DIR/<phase>.txt")
     args = parser.parse_args()
     scale = 0.25 if args.quick else 1.0
     burst_n = int(20_000 * scale)
@@ -120,14 +188,15 @@ def main() -> None:
             try:
                 wait_for(lambda: "subscribed to" in gw.log_tail(20), 30, "gateway subscribed")
                 base1 = ceiling(settings, burst_n)
-                burst = run_phase(gw, settings, "burst", 20, total=burst_n)
+                burst = run_phase(gw, settings, "burst", 20, total=burst_n, profile=args.profile)
                 base2 = ceiling(settings, burst_n)
                 wait_for(lambda: spool_depth(work / "gw" / "spool.db") == 0, 300, "spool drained")
                 burst["stored"] = stored_rows(sb, "burst")
-                low = run_phase(gw, settings, "low", 20, rate=20, seconds=60 * scale)
-                mid = run_phase(gw, settings, "mid", 20, rate=1000, seconds=20 * scale)
-                steady = run_phase(gw, settings, "steady", 50, rate=300, seconds=120 * scale)
+                low = run_phase(gw, settings, "low", 20, rate=20, seconds=60 * scale, profile=args.profile)
+                mid = run_phase(gw, settings, "mid", 20, rate=1000, seconds=20 * scale, profile=args.profile)
+                steady = run_phase(gw, settings, "steady", 50, rate=300, seconds=120 * scale, profile=args.profile)
                 wait_for(lambda: spool_depth(work / "gw" / "spool.db") == 0, 300, "spool drained")
+                idle = idle_phase(gw, 60 * scale, args.profile)
                 peak = proc_sample(gw.pid).hwm_mb
             finally:
                 gw.terminate()
@@ -153,7 +222,7 @@ def main() -> None:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
         "ceiling_before": base1, "ceiling_after": base2, "burst": burst, "ratio": round(ratio, 3),
-        "rate_20": low, "rate_1000": mid, "steady_300": steady, "peak_rss_mb": round(peak, 1),
+        "rate_20": low, "rate_1000": mid, "steady_300": steady, "idle": idle, "peak_rss_mb": round(peak, 1),
         "targets": {k: {"met": ok, "value": v} for k, (ok, v) in targets.items()},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -174,6 +243,8 @@ def main() -> None:
     for name, r in rows:
         md.append(f"| {name} | {r['readings']} | {r['rate']} | {r['ack_p50_s']} / {r['ack_p99_s']} s | "
                   f"{r['cpu_s_per_10k']} | {r['rss_mb']} | {r['write_bytes_per_reading']} | {r['load']} |")
+    md += ["", f"Idle (connected, nothing to do, {idle['wall_s']} s): {idle['cpu_s']} CPU-s, {idle['cpu_percent']} % of a "
+           f"core ({idle['cpu_s_per_minute']} s per minute); load {idle['load']}."]
     md += ["", "| target | measured | |", "|---|---|---|"]
     md += [f"| {k} | {v} | {mark(ok)} |" for k, (ok, v) in targets.items()]
     md += ["", "CPU per 10,000 readings is the gateway's whole CPU time over the phase divided by its readings, so "
