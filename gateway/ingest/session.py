@@ -55,6 +55,7 @@ class MqttSession:
         self.session_present = False
         self._sock: socket.socket | None = None
         self._rest = b""  # the start of a packet not yet complete
+        self._view = memoryview(bytearray(RECV_BYTES))
         self._early: list[wire.Message] = []  # messages that came with the CONNACK
         self._lock = threading.Lock()  # guards _out, _inflight, _waiting, _wake_sent
         self._out = bytearray()
@@ -228,11 +229,16 @@ class MqttSession:
         return messages
 
     def _read(self, sock: socket.socket, messages: list[wire.Message]) -> None:
+        view = self._view
         try:
-            data = sock.recv(RECV_BYTES)
+            # Into a buffer kept for the session: a fresh 256 KiB bytes object per recv would be mapped,
+            # shrunk and unmapped by the allocator every time (three syscalls and page faults per wake-up).
+            n = sock.recv_into(view)
+            data = bytes(view[:n])
             if isinstance(sock, ssl.SSLSocket):
                 while sock.pending():
-                    data += sock.recv(sock.pending())
+                    n = sock.recv_into(view)
+                    data += view[:n]
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
