@@ -29,9 +29,9 @@ IDLE_PASS_S = 0.25
 # At a steady trickle (a few hundred readings/s) every reading would wake this thread on its own, and a cold
 # wake-up costs several times the reading's own work. Reads are therefore paced: after a read that brought only
 # a few messages, the next read waits until READ_GAP_S after it, so each wake-up takes what arrived meanwhile.
-# It adds at most READ_GAP_S to a reading's ack latency (the group commit window is ten times longer); a burst
+# It adds at most READ_GAP_S to a reading's ack latency (the group commit window is five times longer); a burst
 # (a read of PACED_BELOW messages or more) is read at full speed, and a lone reading after a pause is read at once.
-READ_GAP_S = 0.02
+READ_GAP_S = 0.05
 PACED_BELOW = 64
 
 
