@@ -1,9 +1,10 @@
 """Ingest benchmarks: the gateway against the real ceiling, its CPU, memory and disk writes per reading.
 
-Baseline (same run): a counting-only paho subscriber in its own process, fed by 20 publisher connections
-driven from one select() loop (QoS 1, ~110-byte protocol-v1 readings, a 20,000-reading burst). The gateway
-(primary + 2 replicas, durable settings) is then fed the same way; its rate is readings acknowledged end to
-end (spool commit, then ack) per second. For every phase the gateway's CPU seconds (utime + stime from
+Baseline (same run, before and after the gateway's burst): a raw-socket counting subscriber in its own process
+(counts QoS 1 messages, one PUBACK write per read), fed by 20 raw-socket publisher connections driven from one
+select() loop (pre-encoded QoS 1 PUBLISH packets, ~110-byte protocol-v1 readings, a 20,000-reading burst): the
+broker's own ceiling on this machine. The gateway (primary + 2 replicas, durable settings) is then fed by the
+same publishers; its rate is readings acknowledged end to end (spool commit, then ack) per second. For every phase the gateway's CPU seconds (utime + stime from
 /proc/<pid>/stat, idle time included), RSS and disk bytes written (/proc/<pid>/io write_bytes) are measured:
 burst, 20 readings/s (with the end-to-end ack latency p99), 1,000 readings/s, a steady 300 readings/s.
 Resend storms and the drain have their own benchmarks (bench_resend.py, bench_drain.py).
@@ -14,7 +15,6 @@ Run: .venv/bin/python bench/bench_ingest.py [--quick]   → bench/results/ingest
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import shutil
@@ -26,7 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import CLK_TCK, CountingSubscriber, Publishers, load_average, percentile, proc_sample  # noqa: E402
+from loadgen import (  # noqa: E402
+    CLK_TCK,
+    Publishers,
+    RawCountingSubscriber,
+    RawPublishers,
+    load_average,
+    percentile,
+    proc_sample,
+)
 
 from gateway.config import MqttConfig  # noqa: E402
 from gateway.mqttconn import BrokerSettings  # noqa: E402
@@ -36,22 +44,26 @@ from gateway.sinks.mysql import ServerAddress, connect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PREFIX = "bench"
+CEILING_PREFIX = "ceil"
 
 
 def ceiling(settings: BrokerSettings, total: int, connections: int = 20) -> dict:
-    """Counting-only subscriber fed by `connections` publishers from one select() loop: messages/s."""
+    """The raw-socket counting subscriber fed by `connections` raw-socket publishers from one select() loop:
+    messages/s from the first publish to the last message counted."""
     # The same receive maximum as the gateway's default (`mqtt.receive_maximum`), so both get the same window
     # (a smaller window throttles the subscriber: then the "ceiling" is not one).
+    # A topic prefix the gateway does not subscribe to: the broker delivers the ceiling's messages to the counting
+    # subscriber alone (the gateway would otherwise take a copy of each and slow the baseline down).
     window = MqttConfig().receive_maximum
-    sub = CountingSubscriber(dataclasses.replace(settings, receive_maximum=window), f"{PREFIX}/ceiling/+/reading",
-                             total)
-    pubs = Publishers(settings, connections=connections, prefix=PREFIX, site="ceiling", boot=int(time.time()) % 10**6,
-                      follow_acks=False, name="ceil")
+    sub = RawCountingSubscriber(settings, f"{CEILING_PREFIX}/ceiling/+/reading", total, window)
+    pubs = RawPublishers(settings, connections=connections, prefix=CEILING_PREFIX, site="ceiling",
+                         boot=int(time.time()) % 10**6, follow_acks=False, name="ceil")
     started = time.time()
-    pubs.burst(total, sub.finished)
+    pubs.burst(total)
     last, got = sub.result()
     pubs.close()
-    return {"messages": got, "seconds": round(last - started, 3), "rate": round(got / (last - started))}
+    return {"messages": got, "pubacks": pubs.pubacks, "seconds": round(last - started, 3),
+            "rate": round(got / (last - started))}
 
 
 def stored_rows(sb: Sandbox, site: str) -> int:
@@ -135,16 +147,23 @@ class Phase:
 
 def run_phase(gw: GatewayProcess, settings: BrokerSettings, site: str, connections: int, *, rate: float = 0,
               total: int = 0, seconds: float = 0, profile: Path | None = None) -> dict:
-    """One load phase against the running gateway (full speed when rate is 0)."""
-    pubs = Publishers(settings, connections=connections, prefix=PREFIX, site=site, boot=int(time.time()) % 10**6,
-                      follow_acks=True, name=site)
+    """One load phase against the running gateway: a burst from the raw-socket publishers (the same ones that
+    feed the ceiling) when rate is 0, else paho publishers on a schedule."""
+    boot = int(time.time()) % 10**6
+    pubs: Publishers | RawPublishers
+    if rate:
+        pubs = Publishers(settings, connections=connections, prefix=PREFIX, site=site, boot=boot, follow_acks=True,
+                          name=site)
+    else:
+        pubs = RawPublishers(settings, connections=connections, prefix=PREFIX, site=site, boot=boot,
+                             follow_acks=True, name=site)
     time.sleep(1.0)  # the gateway settles after the subscriptions
     phase = Phase(gw.pid, profile, site)
-    if rate:
+    if isinstance(pubs, Publishers):
         total = int(rate * seconds)
         elapsed = pubs.steady(rate, seconds)
     else:
-        elapsed = pubs.burst(total, lambda: pubs.outstanding() <= 0)
+        elapsed = pubs.burst(total)
     out = phase.end(total)
     out.update(acked=pubs.acked, seconds=round(elapsed, 3), rate=round(pubs.acked / elapsed),
                ack_p50_s=round(percentile(pubs.latencies, 50), 4), ack_p99_s=round(percentile(pubs.latencies, 99), 4))
@@ -234,9 +253,10 @@ def main() -> None:
         f"Run {result['date']} on this machine (2 cores, shared with other work: load averages per phase)"
         f"{' — quick run' if args.quick else ''}. Gateway: `iotgw run`, MySQL sink to a primary with 2 "
         "replicas (sync_binlog=1, innodb_flush_log_at_trx_commit=1), spool `synchronous=FULL`.", "",
-        f"Ceiling: counting-only paho subscriber (own process) fed by 20 publisher connections from one select() "
-        f"loop, QoS 1, ~110-byte protocol-v1 payloads, {burst_n} messages: {base1['rate']} msg/s before and "
-        f"{base2['rate']} msg/s after the gateway's burst.", "",
+        f"Ceiling: raw-socket counting subscriber (own process, one PUBACK write per read) fed by 20 raw-socket "
+        f"publisher connections from one select() loop (pre-encoded QoS 1 PUBLISH packets, ~110-byte protocol-v1 "
+        f"payloads), {burst_n} messages: {base1['rate']} msg/s before and {base2['rate']} msg/s after the gateway's "
+        "burst. The gateway's burst comes from the same publishers.", "",
         "| phase | readings | acked/s | ack p50 / p99 | CPU s per 10k | RSS MB | disk bytes per reading | load (1/5/15) |",
         "|---|---|---|---|---|---|---|---|",
     ]
