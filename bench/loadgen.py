@@ -1,8 +1,8 @@
 """Load generation and process accounting shared by the ingest benchmarks.
 
 `Publishers` drives N paho publisher connections (one per collector) from one select() loop: protocol-v1
-readings (about 110 bytes) at QoS 1 on a schedule (or at full speed), optionally following the end-to-end acks
-to measure the ack latency of every reading.
+readings (about 110 bytes) at QoS 1 on a schedule, optionally following the end-to-end acks to measure the ack
+latency of every reading.
 
 `RawPublishers` and `RawCountingSubscriber` are the ingest ceiling: plain sockets and pre-encoded MQTT 5
 packets, so almost nothing but the broker limits them. Python publishers built on paho cost ~100 µs per
@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -143,20 +142,6 @@ class Publishers:
     def outstanding(self) -> int:
         return sum(c.next_seq - 1 - c.upto for c in self.collectors)
 
-    def burst(self, total: int, done, deadline_s: float = 300) -> float:
-        """Publish `total` readings round-robin as fast as the connections take them; run the loop until
-        `done()`; seconds from the first publish to done."""
-        started = time.monotonic()
-        per = total // len(self.collectors)
-        for _ in range(per):
-            for col in self.collectors:
-                self.publish(col)
-            self.pump(0)
-        end = started + deadline_s
-        while not done() and time.monotonic() < end:
-            self.pump(0.01)
-        return time.monotonic() - started
-
     def steady(self, rate: float, seconds: float, deadline_s: float = 120) -> float:
         """Publish at `rate` readings/s in total for `seconds` (collectors in turn), then wait for the acks."""
         started = time.monotonic()
@@ -180,69 +165,6 @@ class Publishers:
     def close(self) -> None:
         for c in self.collectors:
             c.client.disconnect()  # written at once: paho sends from the caller when no loop thread runs
-
-
-def _count_messages(settings: BrokerSettings, topic: str, target: int, conn) -> None:
-    """Child process body: subscribe, say ready, count `target` messages, send the time of the last one."""
-    got = [0]
-    finished = threading.Event()
-
-    def on_message(_c, _u, _m) -> None:
-        got[0] += 1
-        if got[0] >= target:
-            finished.set()
-
-    client = make_client(settings, f"bench-count-{os.getpid()}")
-    client.on_message = on_message
-    connect_blocking(client, settings)
-    client.subscribe(topic, qos=1)
-    # Its own select() loop reading every packet that has arrived per wake-up: paho's loop_read() reads one
-    # packet per call when nothing of ours is in flight (its max_packets argument is ignored), which would
-    # make this "ceiling" slower than the gateway.
-    sock = client.socket()
-    ready_at = time.monotonic() + 0.3
-    said_ready = False
-    deadline = time.monotonic() + 300
-    while not finished.is_set() and time.monotonic() < deadline:
-        readable, writable, _ = select.select([sock], [sock] if client.want_write() else [], [], 0.05)
-        if readable:
-            for _ in range(1000):
-                before = got[0]
-                client.loop_read()
-                if got[0] == before:  # nothing more buffered (or a packet that was not a message)
-                    break
-        if writable or client.want_write():
-            client.loop_write()
-        client.loop_misc()
-        if not said_ready and time.monotonic() >= ready_at:
-            said_ready = True
-            conn.send("ready")
-    conn.send((time.time(), got[0]))
-    client.disconnect()
-
-
-class CountingSubscriber:
-    """The ceiling: a paho subscriber that only counts (QoS 1, PUBACK by paho itself), in its own process
-    like the gateway, so it does not share the publishers' interpreter."""
-
-    def __init__(self, settings: BrokerSettings, topic: str, target: int) -> None:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork")
-        self._conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_count_messages, args=(settings, topic, target, child), daemon=True)
-        self.proc.start()
-        if not self._conn.poll(30) or self._conn.recv() != "ready":
-            raise RuntimeError("counting subscriber did not start")
-
-    def finished(self) -> bool:
-        return self._conn.poll()
-
-    def result(self) -> tuple[float, int]:
-        """(time.time() of the last message, messages counted)."""
-        out = self._conn.recv()
-        self.proc.join(10)
-        return out
 
 
 # --- the ceiling: raw sockets, pre-encoded packets -------------------------------------------------------
