@@ -26,12 +26,15 @@ DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 # With nothing to do the loop still passes this often (to see a stop or a full spool); the connection itself
 # sleeps in select() until the broker sends, a commit queues PUBACKs, or the keep-alive is due.
 IDLE_PASS_S = 0.25
-# At a steady trickle (a few hundred readings/s) every reading would wake this thread on its own, and a cold
-# wake-up costs several times the reading's own work. Reads are therefore paced: after a read that brought only
-# a few messages, the next read waits until READ_GAP_S after it, so each wake-up takes what arrived meanwhile.
-# It adds at most READ_GAP_S to a reading's ack latency (the group commit window is five times longer); a burst
-# (a read of PACED_BELOW messages or more) is read at full speed, and a lone reading after a pause is read at once.
+# At a steady trickle of a few hundred readings/s every reading would wake this thread on its own, and a cold
+# wake-up costs several times the reading's own work. Reads are then paced: when a read brought only a few
+# messages and came within PACE_WITHIN_S of the one before (a rate of more than about 100 readings/s), the next
+# read waits until READ_GAP_S after it, so one wake-up takes what arrived meanwhile. That adds at most READ_GAP_S
+# to a reading's ack latency (the group commit window is five times longer). Slower rates are read at once
+# (pacing them saves little CPU and made the group commits there write more), and so is a burst (a read of
+# PACED_BELOW messages or more).
 READ_GAP_S = 0.05
+PACE_WITHIN_S = 0.01
 PACED_BELOW = 64
 
 
@@ -102,7 +105,7 @@ class MqttIngest(threading.Thread):
                 self.session = None
 
     def _run(self) -> None:
-        last_read, last_count = 0.0, 0
+        read_before, last_read, last_count = 0.0, 0.0, 0
         while not self._halt.is_set():
             crashpoints.fault("mqtt.loop")
             if self.spool.full:
@@ -113,7 +116,7 @@ class MqttIngest(threading.Thread):
                 session = self._connect()
                 if session is None:
                     continue
-            if 0 < last_count < PACED_BELOW:
+            if 0 < last_count < PACED_BELOW and last_read - read_before < PACE_WITHIN_S:
                 gap = READ_GAP_S - (time.monotonic() - last_read)
                 if gap > 0:
                     self._halt.wait(gap)
@@ -126,7 +129,7 @@ class MqttIngest(threading.Thread):
                 continue
             last_count = len(messages)
             if messages:
-                last_read = time.monotonic()
+                read_before, last_read = last_read, time.monotonic()
             for msg in messages:
                 self._on_message(session, msg)
             if self._acks and time.monotonic() >= self._acks_due:
