@@ -28,13 +28,13 @@ DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 IDLE_PASS_S = 0.25
 # At a steady trickle of a few hundred readings/s every reading would wake this thread on its own, and a cold
 # wake-up costs several times the reading's own work. Reads are then paced: when a read brought only a few
-# messages and came within PACE_WITHIN_S of the one before (a rate of more than about 100 readings/s), the next
-# read waits until READ_GAP_S after it, so one wake-up takes what arrived meanwhile. That adds at most READ_GAP_S
-# to a reading's ack latency (the group commit window is five times longer). Slower rates are read at once
-# (pacing them saves little CPU and made the group commits there write more), and so is a burst (a read of
-# PACED_BELOW messages or more).
+# messages but at more than PACE_ABOVE_PER_S (counted over the time since the read before), the next read waits
+# until READ_GAP_S after it, so one wake-up takes what arrived meanwhile. That adds at most READ_GAP_S to a
+# reading's ack latency (the group commit window is five times longer). Slower rates are read at once (pacing
+# them saves little CPU and made the group commits there write more), and so is a burst (a read of PACED_BELOW
+# messages or more).
 READ_GAP_S = 0.05
-PACE_WITHIN_S = 0.01
+PACE_ABOVE_PER_S = 100
 PACED_BELOW = 64
 
 
@@ -116,7 +116,7 @@ class MqttIngest(threading.Thread):
                 session = self._connect()
                 if session is None:
                     continue
-            if 0 < last_count < PACED_BELOW and last_read - read_before < PACE_WITHIN_S:
+            if 0 < last_count < PACED_BELOW and last_count > PACE_ABOVE_PER_S * (last_read - read_before):
                 gap = READ_GAP_S - (time.monotonic() - last_read)
                 if gap > 0:
                     self._halt.wait(gap)
