@@ -4,11 +4,11 @@ Baseline (same run, before and after the gateway's burst): a raw-socket counting
 (counts QoS 1 messages, one PUBACK write per read), fed by 20 raw-socket publisher connections driven from one
 select() loop (pre-encoded QoS 1 PUBLISH packets, ~110-byte protocol-v1 readings, a 20,000-reading burst): the
 broker's own ceiling on this machine. The gateway (primary + 2 replicas, durable settings) is then fed by the
-same publishers; its rate is readings acknowledged end to end (spool commit, then ack) per second. For every phase the gateway's CPU seconds (utime + stime from
-/proc/<pid>/stat, idle time included), RSS and disk bytes written (/proc/<pid>/io write_bytes) are measured:
-20 readings/s (with the end-to-end ack latency p99), the burst, 1,000 readings/s, a steady 300 readings/s, and
-a minute idle. `--profile DIR` adds every thread's CPU time and py-spy's stacks per phase (see
-results/ingest_profile.md).
+same publishers; its rate is readings acknowledged end to end (spool commit, then ack) per second.
+For every phase the gateway's CPU seconds (utime + stime from /proc/<pid>/stat, idle time included), RSS and
+disk bytes written (/proc/<pid>/io write_bytes) are measured: 20 readings/s (with the end-to-end ack latency
+p99), the burst, 1,000 readings/s, a steady 300 readings/s, and a minute idle. `--profile DIR` adds every
+thread's CPU time and py-spy's stacks per phase (see results/ingest_profile.md).
 Resend storms and the drain have their own benchmarks (bench_resend.py, bench_drain.py).
 
 Run: .venv/bin/python bench/bench_ingest.py [--quick]   → bench/results/ingest.json and ingest.md
