@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import pymysql
 from pymysql.constants import CLIENT
 
-from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
+from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome
 from gateway.sinks.mysql import (
     SESSION_OPTIONS,
     build_values_sql,
@@ -41,6 +41,7 @@ from gateway.sinks.mysql import (
     risky_grants,
     upsert_statuses,
 )
+from gateway.spool import StoredReading
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 from gateway.topology.dialect import dialect_for
@@ -124,11 +125,11 @@ class ReplicatedSink(Sink):
         with self._lock:
             return list(self._confirmers)
 
-    def write(self, rows: Sequence[Row]) -> WriteOutcome:
+    def write(self, rows: Sequence[StoredReading]) -> WriteOutcome:
         """Write one batch to the verified primary; raise SinkUnavailable if there is none right now."""
         return self.write_prepared(self.prepare(rows))
 
-    def prepare(self, rows: Sequence[Row]) -> _Prepared:
+    def prepare(self, rows: Sequence[StoredReading]) -> _Prepared:
         """The batch's INSERT, built ahead (by the drain, while the previous batch is being written)."""
         conn = self._conn
         nbe = no_backslash_escapes(conn) if conn is not None else False
@@ -426,7 +427,7 @@ class ReplicatedSink(Sink):
 class _Prepared:
     """A batch with its INSERT text, built for one escaping rule."""
 
-    rows: list[Row]
+    rows: list[StoredReading]
     sql: str
     no_backslash_escapes: bool
 
