@@ -26,7 +26,7 @@ from gateway.drain import DrainWorker  # noqa: E402
 from gateway.protocol import Reading  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 from gateway.sandbox.launch import wait_for  # noqa: E402
-from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows  # noqa: E402
+from gateway.sinks.mysql import connect, init_schema, insert_rows  # noqa: E402
 from gateway.sinks.replicated import ReplicatedSink  # noqa: E402
 from gateway.spool import Entry, Spool, StoredReading  # noqa: E402
 from gateway.topology.conn import Credentials  # noqa: E402
@@ -43,7 +43,7 @@ def rows_for(tag: str, n: int) -> list[StoredReading]:
 def raw_inserts(host: str, port: int, rows: list[StoredReading]) -> dict:
     """Multi-row INSERT IGNORE of 1,000 rows, commit each, one connection."""
     load = load_average()
-    conn = connect(ServerAddress(host, port, "root", ""), database="")
+    conn = connect(f"{host}:{port}", Credentials("root", ""), database="")
     init_schema(conn, "rawbench")
     started = time.monotonic()
     for i in range(0, len(rows), 1000):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pymysql
 from pymysql.constants import SERVER_STATUS
@@ -17,7 +17,6 @@ from gateway.sinks.schema import STATUS_COLUMNS, migrate
 from gateway.spool import StoredReading
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import quote_ident
-from gateway.topology.model import endpoint
 
 log = logging.getLogger(__name__)
 
@@ -25,39 +24,15 @@ INSERT_PREFIX = ("INSERT IGNORE INTO readings (device, node, boot, seq, site, sa
                  "unit, cached, received_at) VALUES ")
 
 
-@dataclass(frozen=True)
-class ServerAddress:
-    """How to reach one MySQL/MariaDB server."""
-
-    host: str
-    port: int
-    user: str
-    password: str = field(default="", repr=False)
-    database: str | None = None
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    connect_timeout: float = 3.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-    @property
-    def credentials(self) -> Credentials:
-        return Credentials(self.user, self.password, self.tls_ca, self.tls_cert, self.tls_key, self.connect_timeout)
-
-
 # Every writer session stores and reads timestamps in UTC and speaks full UTF-8.
 SESSION_OPTIONS = {"init_command": "SET time_zone = '+00:00'", "charset": "utf8mb4"}
 
 
-def connect(addr: ServerAddress, *, database: str | None = None, autocommit: bool = False,
+def connect(ep: str, creds: Credentials, *, database: str | None = None, autocommit: bool = False,
             read_timeout: float | None = 30.0) -> pymysql.connections.Connection:
-    """Open a writer connection (UTC session time zone, TLS when a CA is given) through `open_connection`."""
-    return open_connection(endpoint(addr.host, addr.port), replace(addr.credentials, io_timeout=read_timeout),
-                           database=database if database is not None else addr.database, autocommit=autocommit,
+    """Open a writer session to `HOST:PORT` (UTC session time zone, TLS when a CA is given) through
+    `open_connection`; `read_timeout` replaces the account's I/O timeout (schema migrations may take long)."""
+    return open_connection(ep, replace(creds, io_timeout=read_timeout), database=database, autocommit=autocommit,
                            **SESSION_OPTIONS)
 
 
