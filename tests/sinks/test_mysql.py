@@ -123,7 +123,7 @@ def test_writer_over_tls_to_a_server_with_our_own_ca(make_sandbox):
     sink = ReplicatedSink([f"{node.host}:{node.port}"], Credentials("iotgw", "iotgw", tls_ca=ca), confirm=False)
     try:
         sink.write([ROW])
-        with sink._conn.cursor() as cur:  # the very connection the batch went through
+        with sink._link.conn.cursor() as cur:  # the very connection the batch went through
             cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
             assert cur.fetchone()[1], "the writer's connection is not encrypted"
     finally:
