@@ -25,6 +25,14 @@ class Running:
     def kinds(self, kind):
         return [e for e in self.monitor.events if e.kind == kind]
 
+    def wait_for(self, kind, timeout, what):
+        """Wait for an event of `kind`; on timeout the failure lists every event the monitor had, to tell why."""
+        try:
+            return wait_until(lambda: self.kinds(kind), timeout, what)
+        except TimeoutError as exc:
+            seen = "; ".join(f"{e.kind}: {e.message}" for e in self.monitor.events[-20:]) or "none"
+            raise TimeoutError(f"{exc} (after {self.monitor.checks} checks; last events: {seen})") from None
+
     def close(self):
         self.monitor.stop()
         self.thread.join(30)
@@ -158,7 +166,7 @@ def test_anti_flap_blocks_a_second_automatic_failover(make_sandbox):
         first_at = next(e.at for e in mon.monitor.events if e.kind == "failover")
         second = name_of(sb, mon.monitor.failovers[0].new_primary)
         sb.kill(second)  # at once: a flapping topology
-        wait_until(lambda: mon.kinds("blocked"), 20, "the monitor to refuse (blocked)")
+        mon.wait_for("blocked", 20, "the monitor to refuse (blocked)")
         wait_until(lambda: len(mon.monitor.failovers) == 2, 30, "the second failover after the block")
         second_at = [e.at for e in mon.monitor.events if e.kind == "failover"][1]
         assert second_at - first_at >= 6.0
@@ -208,7 +216,7 @@ def test_primary_restarted_read_only_before_the_failcount_is_reopened(make_sandb
         sb.restart("db1")
         with sb.connect("db1") as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL read_only=ON")  # the sandbox re-opens it itself; a real config would not
-        wait_until(lambda: mon.kinds("reopened"), 60, "the monitor to re-open db1")
+        mon.wait_for("reopened", 60, "the monitor to re-open db1")
         assert not read_only(sb, "db1") and not mon.kinds("failover")
         assert sb.primary_name() == "db1"
     finally:
@@ -223,7 +231,7 @@ def test_a_fenced_primary_that_did_not_restart_is_not_reopened(make_sandbox):
         cur.execute("SET GLOBAL read_only=ON")
     mon = Running(sb, failcount=2, reopen_uptime_s=0.0)  # any uptime counts as "did not just restart"
     try:
-        wait_until(lambda: mon.kinds("unconfirmed"), 30, "the monitor to decline re-opening")
+        mon.wait_for("unconfirmed", 30, "the monitor to decline re-opening")
         assert read_only(sb, "db1") and not mon.kinds("reopened")
     finally:
         mon.close()
