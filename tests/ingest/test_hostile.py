@@ -140,14 +140,8 @@ def test_status_with_dropped_over_mqtt_reaches_mysql_and_metrics(sandbox, tmp_pa
                        qos=1).wait_for_publish(10)
 
         def stored():
-            with sandbox.connect(sandbox.primary_name()) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='iot' "
-                            "AND table_name='device_status'")
-                if not cur.fetchone()[0]:
-                    return None
-                cur.execute("SELECT site, device, node, boot, state, role, cached, cap, dropped, reset_cause, "
-                            "store_err, clock, period_ms FROM iot.device_status")
-                return cur.fetchall()
+            return sandbox.rows("SELECT site, device, node, boot, state, role, cached, cap, dropped, reset_cause, "
+                                "store_err, clock, period_ms FROM iot.device_status")
 
         wait_for(lambda: stored(), 30, f"a device_status row (log:\n{gw.log_tail()})")
         assert stored() == (("s1", "pair-1", "a", 3, "online", "active", 12, 500, 7, "wdt", 1, "rtc", 5000),)
