@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -33,6 +35,43 @@ class Background:
             raise self.error
         assert self.report is not None, "simulator did not finish"
         return self.report
+
+
+class SerialLine:
+    """A pty standing in for a collector's serial cable: the gateway opens `port`, the test writes to the other
+    end; what the gateway writes back (ack frames) is read all the time, so its writes never block, and the
+    last 10,000 lines are kept in `lines`."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.port = os.ttyname(self.slave)
+        self.lines: collections.deque[str] = collections.deque(maxlen=10_000)
+        self._stop = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        buf = b""
+        while not self._stop.is_set():
+            try:
+                buf += os.read(self.master, 65536)
+            except OSError:  # closed
+                return
+            *done, buf = buf.split(b"\n")
+            self.lines.extend(line.decode(errors="replace") for line in done)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        self._stop.set()
+        os.close(self.master)
+        os.close(self.slave)
+
+    def __enter__(self) -> SerialLine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def unique(prefix: str) -> str:
