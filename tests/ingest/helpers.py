@@ -6,6 +6,7 @@ import collections
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.mqttconn import BrokerSettings
@@ -35,6 +36,12 @@ class Background:
             raise self.error
         assert self.report is not None, "simulator did not finish"
         return self.report
+
+    def join_acked(self, timeout: float = 300, log: Callable[[], str] | None = None) -> SimReport:
+        """`join`, then require every reading acknowledged (the failure shows the report and `log()`)."""
+        report = self.join(timeout)
+        assert report.unacked == 0, f"{report.summary()}\n{log() if log else ''}"
+        return report
 
 
 class SerialLine:
