@@ -124,12 +124,8 @@ def rows_on(sb: Sandbox, name: str, database: str = "iot") -> list[tuple]:
 
 def count_on(sb: Sandbox, name: str) -> tuple[int, int]:
     """(rows, distinct identities) in iot.readings on one server (0, 0 if the table is not there yet)."""
-    with sb.connect(name) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='iot' AND table_name='readings'")
-        if not cur.fetchone()[0]:
-            return (0, 0)
-        cur.execute("SELECT count(*), count(DISTINCT device, node, boot, seq) FROM iot.readings")
-        return tuple(cur.fetchone())
+    rows = sb.rows("SELECT count(*), count(DISTINCT device, node, boot, seq) FROM iot.readings", name)
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
 
 def checksum_on(sb: Sandbox, name: str) -> int:
