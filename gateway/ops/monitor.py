@@ -36,6 +36,7 @@ from typing import Any
 
 import pymysql
 
+from gateway import crashpoints
 from gateway.config import ConfigError, resolve_secret
 from gateway.ops.clone import rejoin
 from gateway.ops.failover import FailoverError, FailoverResult, failover, fence, probe_credentials
@@ -168,6 +169,7 @@ class Monitor:
         self._diverged_at: dict[str, str] = {}  # endpoint -> its binlog position when reported
         self.snapshot: Snapshot | None = None
         self.checks = 0
+        self.error: BaseException | None = None  # set when the check loop died of an unexpected exception
         self._on_event = on_event
         self._stop = threading.Event()
         self._metrics = _Metrics.create()
@@ -179,12 +181,17 @@ class Monitor:
         stop = stop or self._stop
         try:
             while not stop.is_set():
+                crashpoints.fault("monitor.loop")  # outside the per-check guard: kills the loop (liveness tests)
                 started = time.monotonic()
                 try:
                     self.check()
                 except Exception as exc:  # noqa: BLE001 - the daemon must survive any one bad check
                     self._event("error", f"check failed: {type(exc).__name__}: {exc}")
                 stop.wait(max(0.0, self.config.interval - (time.monotonic() - started)))
+        except BaseException as exc:  # the loop itself died: the gateway's watchdog reports this reason
+            self.error = exc
+            log.exception("failover monitor stopped")
+            raise
         finally:
             self._cache.close()
 
