@@ -268,7 +268,7 @@ class Gateway:
         workers += [(f"mqtt-ingest {m.settings.url}", m, m.error) for m in self.mqtt_more]
         workers += [(f"serial {s.port_name}", s, s.error) for s in self.serial]
         if self._monitor_thread is not None:
-            workers.append(("failover-monitor", self._monitor_thread, None))
+            workers.append(("failover-monitor", self._monitor_thread, self.monitor.error if self.monitor else None))
         if self.acks is not None:
             workers.append(("ack-gate", self.acks, self.acks.error))
         return workers

@@ -21,6 +21,7 @@ from gateway.simulator import simulate as run_sim
 from gateway.sinks.mysql import connect, init_schema
 from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import open_db, printable, read_stats
+from gateway.status.cli import fetch_status
 from gateway.topology.conn import Credentials
 from gateway.topology.model import endpoint
 
@@ -118,19 +119,40 @@ def spool() -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def spool_status(config_path: str | None, as_json: bool) -> None:
-    """Readings waiting, unconfirmed, quarantined (also while the gateway runs)."""
+    """Readings waiting, unconfirmed, quarantined (also while the gateway runs).
+
+    Batches written to the database and waiting for a replica's confirmation are known only to the running
+    gateway (they are kept in its memory, not rewritten in the file): when the gateway configured here answers
+    on its HTTP address, its count is used; otherwise the file's view counts them as pending."""
     cfg = load_config(config_path)
     st = read_stats(cfg.spool.path)
-    doc = {"path": cfg.spool.path, "pending": st.pending, "unconfirmed": st.unconfirmed, "depth": st.depth,
+    pending, unconfirmed, source = st.pending, st.unconfirmed, "file"
+    held = _running_gateway_unconfirmed(cfg)
+    if held is not None:
+        moved = min(held, pending)
+        pending, unconfirmed, source = pending - moved, unconfirmed + moved, f"file and gateway http://{cfg.http.listen}"
+    doc = {"path": cfg.spool.path, "pending": pending, "unconfirmed": unconfirmed, "depth": st.depth,
            "max_readings": cfg.spool.max_readings, "quarantined": st.quarantined,
            "quarantine_evicted": st.quarantine_evicted, "streams": st.streams,
            "oldest_age_s": round(time.time() - st.oldest_received_ms / 1000, 1) if st.oldest_received_ms else None,
-           "file_bytes": st.file_bytes}
+           "file_bytes": st.file_bytes, "source": source}
     if as_json:
         click.echo(json.dumps(doc))
         return
     for key, value in doc.items():
         click.echo(f"{key:20} {value}")
+
+
+def _running_gateway_unconfirmed(cfg: config_mod.Config) -> int | None:
+    """The unconfirmed readings the gateway of this config holds in memory, or None if it does not answer."""
+    if not cfg.http.listen:
+        return None
+    try:
+        token = config_mod.resolve_secret("http", cfg.http, "token")
+        doc = fetch_status(f"http://{cfg.http.listen}", token, timeout=1.0)
+        return int(doc["gateway"]["spool"]["unconfirmed"])
+    except (click.ClickException, ConfigError, KeyError, TypeError, ValueError):
+        return None  # not running (or another version): the file's view alone
 
 
 @spool.command("quarantine")
