@@ -26,23 +26,24 @@ from gateway.drain import DrainWorker  # noqa: E402
 from gateway.protocol import Reading  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 from gateway.sandbox.launch import wait_for  # noqa: E402
-from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows  # noqa: E402
+from gateway.sinks.mysql import connect, init_schema, insert_rows  # noqa: E402
 from gateway.sinks.replicated import ReplicatedSink  # noqa: E402
-from gateway.spool import Entry, Spool  # noqa: E402
+from gateway.spool import Entry, Spool, StoredReading  # noqa: E402
 from gateway.topology.conn import Credentials  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def rows_for(tag: str, n: int) -> list[tuple]:
+def rows_for(tag: str, n: int) -> list[StoredReading]:
     now = int(time.time() * 1000)
-    return [(f"{tag}-{i % 50}", "a", 1, i, "bench", now + i, "rtc", "ok", 1.5, "C", 0, now) for i in range(n)]
+    return [StoredReading(f"{tag}-{i % 50}", "a", 1, i, "bench", now + i, "rtc", "ok", 1.5, "C", 0, now)
+            for i in range(n)]
 
 
-def raw_inserts(host: str, port: int, rows: list[tuple]) -> dict:
+def raw_inserts(host: str, port: int, rows: list[StoredReading]) -> dict:
     """Multi-row INSERT IGNORE of 1,000 rows, commit each, one connection."""
     load = load_average()
-    conn = connect(ServerAddress(host, port, "root", ""), database="")
+    conn = connect(f"{host}:{port}", Credentials("root", ""), database="")
     init_schema(conn, "rawbench")
     started = time.monotonic()
     for i in range(0, len(rows), 1000):
@@ -61,7 +62,7 @@ def drain(work: Path, seed: str, tag: str, n: int, confirm: bool) -> dict:
         spool.commit_group([Entry(Reading(f"{tag}-{i % 50}", "a", 1, i, "bench", now + i, "rtc", 1.5, "C", False,
                                           "ok", now)) for i in range(start, min(n, start + 5000))])
     sink = ReplicatedSink([seed], Credentials("iotgw", "iotgw"), confirm=confirm)
-    sink.write([(f"{tag}-warm", "a", 1, 0, "bench", now, "rtc", "ok", 1.5, "C", 0, now)])  # connected, schema ready
+    sink.write([StoredReading(f"{tag}-warm", "a", 1, 0, "bench", now, "rtc", "ok", 1.5, "C", 0, now)])  # connected, schema ready
     worker = DrainWorker(spool, sink)
     load = load_average()
     started = time.monotonic()

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 def broker_settings(cfg: Config) -> BrokerSettings:
     m = cfg.mqtt
     # A member of a shared group keeps no session: see MqttIngest.share_group for why.
-    return BrokerSettings(host=m.host, port=m.port, username=m.username, password=resolve_secret("mqtt", m),
+    return BrokerSettings(host=m.host, port=m.port, user=m.username, password=resolve_secret("mqtt", m),
                           tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key, keepalive=m.keepalive,
                           session_expiry=0 if m.share_group else m.session_expiry,
                           receive_maximum=m.receive_maximum)

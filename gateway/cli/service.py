@@ -18,10 +18,12 @@ from gateway.replay import replay_quarantine
 from gateway.service import Gateway, setup_logging
 from gateway.simulator import SimOptions
 from gateway.simulator import simulate as run_sim
-from gateway.sinks.mysql import ServerAddress, connect, init_schema
+from gateway.sinks.mysql import connect, init_schema
 from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import open_db, printable, read_stats
 from gateway.status.cli import fetch_status
+from gateway.topology.conn import Credentials
+from gateway.topology.model import endpoint
 
 
 @click.command()
@@ -98,15 +100,14 @@ def db_init(config_path: str | None, user: str | None, password_env: str | None)
 
     password = os.environ.get(password_env, "") if password_env else config_mod.resolve_secret("database", d)
     host, port = config_mod.split_hostport(d.servers[0])
-    addr = ServerAddress(host, port, user or d.user, password, None, d.tls_ca, d.tls_cert, d.tls_key,
-                         d.connect_timeout)
+    creds = Credentials(user or d.user, password, d.tls_ca, d.tls_cert, d.tls_key, d.connect_timeout)
     try:
-        conn = connect(addr)
+        conn = connect(endpoint(host, port), creds)
         applied = init_schema(conn, d.database, progress=lambda m: click.echo(f"  applied {m}"))
     except pymysql.MySQLError as exc:
-        raise click.ClickException(f"{addr.name}: {exc}") from None
-    click.echo(f"{addr.name} schema {d.database!r}: " + (f"applied {len(applied)} migration(s)" if applied
-                                                        else "already up to date"))
+        raise click.ClickException(f"{host}:{port}: {exc}") from None
+    click.echo(f"{host}:{port} schema {d.database!r}: " + (f"applied {len(applied)} migration(s)" if applied
+                                                          else "already up to date"))
 
 
 @click.group()
