@@ -51,13 +51,22 @@ def no_backslash_escapes(conn: pymysql.connections.Connection) -> bool:
     return bool(conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
 
 
+def _double_quotes(text: str) -> str:
+    """String escaping under NO_BACKSLASH_ESCAPES: a quote is written twice, a backslash is an ordinary byte."""
+    return text.replace("'", "''")
+
+
 def build_values_sql(rows: Sequence[StoredReading], *, no_backslash_escapes: bool) -> str:
     """`values_sql` without a connection, for a given escaping rule (built ahead of the write)."""
-    if no_backslash_escapes:
-        def esc(text: str) -> str:
-            return text.replace("'", "''")
-    else:
-        esc = escape_string
+    quote = _double_quotes if no_backslash_escapes else escape_string
+    escaped: dict[str, str] = {}  # device, node, site, unit, … repeat across a batch: escape each once
+
+    def esc(text: str) -> str:
+        out = escaped.get(text)
+        if out is None:
+            out = escaped[text] = quote(text)
+        return out
+
     parts = []
     for r in rows:
         value = float(r.value)
