@@ -94,7 +94,7 @@ class MqttSession:
         try:
             sock.sendall(wire.connect(self.client_id, keepalive=s.keepalive, clean_start=self.clean_start,
                                       session_expiry=s.session_expiry, receive_maximum=s.receive_maximum,
-                                      username=s.username, password=s.password))
+                                      username=s.user, password=s.password))
             packets = self._read_connack(sock, time.monotonic() + timeout)
         except MqttConnectError:
             self.close(graceful=False)
