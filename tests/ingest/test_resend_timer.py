@@ -1,10 +1,19 @@
-"""The collector resend timer of shared/protocol.md section 10 (the simulator's `ResendTimer`)."""
+"""The collector resend timer of shared/protocol.md section 10 (the simulator's `ResendTimer`), and the
+simulator's sending, which the resend benchmark relies on to publish every reading once."""
 
 from __future__ import annotations
 
 import random
+import signal
+import threading
+import time
 
-from gateway.simulator import ResendTimer
+from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
+from gateway.sandbox.launch import wait_for
+from gateway.sandbox.mosquitto import start_standalone, stock_config
+from gateway.sandbox.ports import free_port
+from gateway.sandbox.process import send_signal
+from gateway.simulator import ResendTimer, SimOptions, Simulator
 
 W = 10
 
@@ -63,3 +72,57 @@ def test_recovery_grows_the_window_while_losses_continue_and_ends_when_the_gatew
     t.window_top = 180
     t.progress(19.0, 180, pending(*range(181, 500)))  # acked to the top but never repeated: a stall, not a loss
     assert t.check(30.0, pending(*range(181, 500)), False, W) == W and t.timeout == 10.0  # backs off, no growth
+
+
+def broker_publishes_received(port: int):
+    """A client reading the broker's `$SYS/broker/publish/messages/received` (PUBLISH packets it took in);
+    returns (latest value holder, client)."""
+    seen = {"received": -1}
+    client = make_client(BrokerSettings("127.0.0.1", port), f"sys-reader-{port}")
+
+    def on_message(_c, _u, msg):
+        if msg.payload.isdigit():
+            seen["received"] = int(msg.payload)
+
+    client.on_message = on_message
+    connect_blocking(client, BrokerSettings("127.0.0.1", port))
+    client.subscribe("$SYS/broker/publish/messages/received")
+    client.loop_start()
+    return seen, client
+
+
+def test_a_burst_beyond_the_mqtt_id_space_reaches_the_broker_whole(tmp_path):
+    """70,000 readings at full speed through the simulator's one connection while the broker is frozen: the
+    simulator stops at its publish buffer instead of queueing past paho's 65,535 message ids (where paho
+    refuses publishes and readings counted as sent never leave), and the broker then gets every reading once."""
+    port = free_port()
+    broker = start_standalone(tmp_path / "broker", stock_config(tmp_path / "broker", port, sys_interval=1), port)
+    sim = Simulator(BrokerSettings("127.0.0.1", port),
+                    SimOptions(devices=20, count=3_500, rate=0, site="burst", ack_timeout=10_000))
+    seen, reader = broker_publishes_received(port)
+    runner = threading.Thread(target=lambda: sim.run(deadline_s=120, wait_acks=False), daemon=True)
+    try:
+        sim.connect()
+        send_signal(broker.pid, str(broker.config), signal.SIGSTOP)
+        try:
+            runner.start()
+            # No PUBACK can come: the simulator must stop at its buffer and stay there (paho's keepalive, 10 s,
+            # is longer than this wait, so the connection stays up).
+            wait_for(lambda: sim.report.published >= sim.opt.publish_buffer, 20, "the publish buffer filled")
+            time.sleep(1.0)
+            assert sim.report.published == sim.opt.publish_buffer
+            assert runner.is_alive()
+        finally:
+            send_signal(broker.pid, str(broker.config), signal.SIGCONT)
+        runner.join(timeout=90)
+        assert not runner.is_alive()
+        assert sim.report.sent == sim.report.published == 70_000 and sim.report.refused == 0
+        wait_for(lambda: seen["received"] >= 70_000, 60, f"the broker's count of publishes, have {seen['received']}")
+        time.sleep(1.5)  # one more $SYS interval: nothing beyond the 70,000 (no resend, no duplicate)
+        assert seen["received"] == 70_000
+    finally:
+        sim.stop()
+        runner.join(timeout=10)
+        reader.loop_stop()
+        sim.close()
+        broker.stop()
