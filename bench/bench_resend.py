@@ -4,7 +4,9 @@
 as fast as they can while the gateway's database is unreachable, so everything lands in the spool and the
 acks come from the spool commits alone. Measured: publishes per reading (1.0 = no resend) and the time until
 every reading is acknowledged, against a single pass at the gateway's ingest rate measured in the same run
-(the same collectors with resends switched off). The simulator publishes through one MQTT connection and waits
+(the same collectors with resends switched off). The ingest rate is measured by a pass before and a pass after
+the storm (a quarter of its readings each), so a change of load on a shared machine during the run weighs on
+the budget as on the storm. The simulator publishes through one MQTT connection and waits
 while 1,000 of its publishes await the broker's PUBACK (gateway.simulator), so every reading leaves once;
 `refused` counts publishes the MQTT client would not queue (must stay 0).
 
@@ -33,9 +35,10 @@ from gateway.simulator import SimOptions, Simulator  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def storm(settings: BrokerSettings, site: str, devices: int, per_device: int, ack_timeout: float) -> dict:
+def storm(settings: BrokerSettings, site: str, devices: int, per_device: int, ack_timeout: float, boot: int) -> dict:
+    # Each run its own boot: streams are (device, node, boot), so a run never meets another's readings as duplicates.
     sim = Simulator(settings, SimOptions(devices=devices, count=per_device, rate=0, site=site, prefix="storm",
-                                         ack_timeout=ack_timeout))
+                                         ack_timeout=ack_timeout, boot=boot))
     sim.connect()
     load = load_average()
     started = time.monotonic()
@@ -68,18 +71,20 @@ def main() -> None:
             gw = GatewayProcess(work / "gw", cfg).start()
             try:
                 wait_for(lambda: "subscribed to" in gw.log_tail(20), 30, "gateway subscribed")
-                # A single pass: the same collectors with an ack timeout too long to ever resend.
-                single = storm(settings, "pass", devices, per_device // 4, ack_timeout=10_000)
+                # Single passes: the same collectors with an ack timeout too long to ever resend.
+                single = storm(settings, "pass", devices, per_device // 4, ack_timeout=10_000, boot=1)
                 before = proc_sample(gw.pid)
-                result = storm(settings, "storm", devices, per_device, ack_timeout=5.0)
+                result = storm(settings, "storm", devices, per_device, ack_timeout=5.0, boot=2)
                 after = proc_sample(gw.pid)
+                single_after = storm(settings, "pass", devices, per_device // 4, ack_timeout=10_000, boot=3)
             finally:
                 gw.terminate()
-    ingest_rate = single["readings"] / single["seconds"]
+    ingest_rate = (single["readings"] + single_after["readings"]) / (single["seconds"] + single_after["seconds"])
     budget = per_device * devices / ingest_rate * 1.2
     result["gateway_cpu_s"] = round(after.cpu_s - before.cpu_s, 1)
     result["peak_rss_mb"] = round(after.hwm_mb, 1)
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "single_pass": single,
+           "single_pass_after": single_after,
            "ingest_rate": round(ingest_rate), "time_budget_s": round(budget, 1), "storm": result}
     ok_amp = result["publishes_per_reading"] <= 1.2
     ok_time = result["seconds"] <= budget and result["unacked"] == 0
@@ -97,10 +102,14 @@ def main() -> None:
         f"{single['publishes_per_reading']} | {single['refused']} | {single['seconds']} | {single['unacked']} | "
         f"{single['load']} |",
         f"| storm | {result['readings']} | {result['published']} | {result['publishes_per_reading']} | "
-        f"{result['refused']} | {result['seconds']} | {result['unacked']} | {result['load']} |", "",
+        f"{result['refused']} | {result['seconds']} | {result['unacked']} | {result['load']} |",
+        f"| single pass after the storm | {single_after['readings']} | {single_after['published']} | "
+        f"{single_after['publishes_per_reading']} | {single_after['refused']} | {single_after['seconds']} | "
+        f"{single_after['unacked']} | {single_after['load']} |",
+        "",
         "| target | measured | |", "|---|---|---|",
         f"| ≤ 1.2 publishes per reading | {result['publishes_per_reading']} | {'met' if ok_amp else '**not met**'} |",
-        f"| done within a single pass at the ingest rate ({round(ingest_rate)} readings/s) + 20 % = "
+        f"| done within a single pass at the ingest rate (both passes: {round(ingest_rate)} readings/s) + 20 % = "
         f"{budget:.1f} s | {result['seconds']} s | {'met' if ok_time else '**not met**'} |",
         f"| gateway RSS ≤ 80 MB | peak {result['peak_rss_mb']} MB | {'met' if result['peak_rss_mb'] <= 80 else '**not met**'} |",
     ]
