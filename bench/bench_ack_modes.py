@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/bench_ack_modes.py → bench/results/ack_modes.json 
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import statistics
 import sys
@@ -157,6 +158,7 @@ def run_takeover(sb: Sandbox, tmp: Path) -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp_name:
         tmp = Path(tmp_name)
         sb = Sandbox.up(tmp / "sb", replicas=1, broker=True)

@@ -1,7 +1,8 @@
 """Drain benchmark: a spool backlog written by the gateway's drain worker, on loopback and across a delay.
 
-Same run, same primary (with 2 replicas, durable settings): raw multi-row inserts (1,000 rows a statement,
-a commit each, one connection: the database's own ceiling for this client), the gateway's drain on loopback
+Same run, same primary (with 2 replicas, durable settings): raw multi-row inserts (statements built before the
+clock starts, 1,000 or 10,000 rows each, whichever is faster, a commit each, one connection: the database's own
+ceiling for this client), the gateway's drain on loopback
 with confirmation on a replica (the default configuration) and without, and both again through a TCP proxy
 written here that adds 5 ms each way (loopback only), as a database across a network would.
 
@@ -26,31 +27,42 @@ from gateway.drain import DrainWorker  # noqa: E402
 from gateway.protocol import Reading  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 from gateway.sandbox.launch import wait_for  # noqa: E402
-from gateway.sinks.mysql import ServerAddress, connect, init_schema, insert_rows  # noqa: E402
+from gateway.sinks.mysql import connect, init_schema, values_sql  # noqa: E402
 from gateway.sinks.replicated import ReplicatedSink  # noqa: E402
-from gateway.spool import Entry, Spool  # noqa: E402
+from gateway.spool import Entry, Spool, StoredReading  # noqa: E402
 from gateway.topology.conn import Credentials  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def rows_for(tag: str, n: int) -> list[tuple]:
+def rows_for(tag: str, n: int) -> list[StoredReading]:
     now = int(time.time() * 1000)
-    return [(f"{tag}-{i % 50}", "a", 1, i, "bench", now + i, "rtc", "ok", 1.5, "C", 0, now) for i in range(n)]
+    return [StoredReading(f"{tag}-{i % 50}", "a", 1, i, "bench", now + i, "rtc", "ok", 1.5, "C", 0, now)
+            for i in range(n)]
 
 
-def raw_inserts(host: str, port: int, rows: list[tuple]) -> dict:
-    """Multi-row INSERT IGNORE of 1,000 rows, commit each, one connection."""
+def raw_inserts(host: str, port: int, rows: list[StoredReading], batch: int) -> dict:
+    """The ceiling for one client connection: multi-row INSERT IGNORE statements of `batch` rows, all built
+    before the clock starts (the gateway builds its own while writing), each sent and committed in turn."""
     load = load_average()
-    conn = connect(ServerAddress(host, port, "root", ""), database="")
+    conn = connect(f"{host}:{port}", Credentials("root", ""), database="")
     init_schema(conn, "rawbench")
+    statements = [values_sql(conn, rows[i:i + batch]) for i in range(0, len(rows), batch)]
     started = time.monotonic()
-    for i in range(0, len(rows), 1000):
-        insert_rows(conn, rows[i:i + 1000])
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+            conn.commit()
     elapsed = time.monotonic() - started
     conn.close()
-    return {"rows": len(rows), "seconds": round(elapsed, 2), "rate": round(len(rows) / elapsed),
+    return {"rows": len(rows), "batch": batch, "seconds": round(elapsed, 2), "rate": round(len(rows) / elapsed),
             "load": f"{load} → {load_average()}"}
+
+
+def ceiling(host: str, port: int, tag: str, n: int) -> dict:
+    """The faster of raw inserts in batches of 1,000 and of 10,000 rows (the drain's smallest and largest)."""
+    runs = [raw_inserts(host, port, rows_for(f"{tag}b{batch}", n), batch) for batch in (1000, 10_000)]
+    return max(runs, key=lambda r: r["rate"])
 
 
 def drain(work: Path, seed: str, tag: str, n: int, confirm: bool) -> dict:
@@ -61,7 +73,7 @@ def drain(work: Path, seed: str, tag: str, n: int, confirm: bool) -> dict:
         spool.commit_group([Entry(Reading(f"{tag}-{i % 50}", "a", 1, i, "bench", now + i, "rtc", 1.5, "C", False,
                                           "ok", now)) for i in range(start, min(n, start + 5000))])
     sink = ReplicatedSink([seed], Credentials("iotgw", "iotgw"), confirm=confirm)
-    sink.write([(f"{tag}-warm", "a", 1, 0, "bench", now, "rtc", "ok", 1.5, "C", 0, now)])  # connected, schema ready
+    sink.write([StoredReading(f"{tag}-warm", "a", 1, 0, "bench", now, "rtc", "ok", 1.5, "C", 0, now)])  # connected, schema ready
     worker = DrainWorker(spool, sink)
     load = load_average()
     started = time.monotonic()
@@ -94,19 +106,25 @@ def main() -> None:
             direct = f"{node.host}:{node.port}"
             proxy = DelayProxy((node.host, node.port), args.delay_ms / 1000)
             try:
-                raw = raw_inserts(node.host, node.port, rows_for(f"raw{stamp}", n))
-                confirmed = drain(work, direct, f"c{stamp}", n, confirm=True)
-                plain = drain(work, direct, f"p{stamp}", n, confirm=False)
+                # Two rounds, alternating, each run's best kept: the machine is shared, and a run's order
+                # (buffer pool, binlog) should not decide a ratio.
+                raws, confirms, plains = [], [], []
+                for r in range(2):
+                    raws.append(ceiling(node.host, node.port, f"raw{stamp}r{r}", n))
+                    confirms.append(drain(work, direct, f"c{stamp}r{r}", n, confirm=True))
+                    plains.append(drain(work, direct, f"p{stamp}r{r}", n, confirm=False))
+                raw, confirmed, plain = (max(runs, key=lambda x: x["rate"]) for runs in (raws, confirms, plains))
                 far = drain(work, proxy.endpoint, f"f{stamp}", n, confirm=False)
-                raw_far = raw_inserts("127.0.0.1", proxy.port, rows_for(f"rawf{stamp}", n))
+                raw_far = ceiling("127.0.0.1", proxy.port, f"rawf{stamp}", n)
             finally:
                 proxy.close()
     r_loop = confirmed["rate"] / raw["rate"]
+    r_plain = plain["rate"] / raw["rate"]
     r_far = far["rate"] / plain["rate"]
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "delay_ms_each_way": args.delay_ms,
            "raw_loopback": raw, "drain_loopback_confirmed": confirmed, "drain_loopback": plain,
            "drain_delayed": far, "raw_delayed": raw_far,
-           "ratio_drain_to_raw": round(r_loop, 3), "ratio_delayed_to_loopback": round(r_far, 3)}
+           "ratio_drain_to_raw": round(r_loop, 3), "ratio_plain_drain_to_raw": round(r_plain, 3), "ratio_delayed_to_loopback": round(r_far, 3)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1) + "\n")
     md = [
@@ -114,19 +132,25 @@ def main() -> None:
         f"Run {out['date']}{' (quick)' if args.quick else ''}: a {n}-reading spool backlog, primary with 2 "
         "replicas (sync_binlog=1, innodb_flush_log_at_trx_commit=1), this shared 2-core machine.", "",
         "| run | rows/s | seconds | load (1/5/15) |", "|---|---|---|---|",
-        f"| raw multi-row inserts, loopback (1,000 rows a statement, commit each) | {raw['rate']} | {raw['seconds']} | {raw['load']} |",
+        f"| raw multi-row inserts, loopback (statements built beforehand, {raw['batch']:,} rows each, commit each) | {raw['rate']} | {raw['seconds']} | {raw['load']} |",
         f"| gateway drain, loopback, confirmed on a replica (default) | {confirmed['rate']} | {confirmed['seconds']} | {confirmed['load']} |",
         f"| gateway drain, loopback, no confirmation | {plain['rate']} | {plain['seconds']} | {plain['load']} |",
         f"| gateway drain, {args.delay_ms:g} ms each way, no confirmation | {far['rate']} | {far['seconds']} | {far['load']} |",
-        f"| raw multi-row inserts, {args.delay_ms:g} ms each way | {raw_far['rate']} | {raw_far['seconds']} | {raw_far['load']} |",
+        f"| raw multi-row inserts, {args.delay_ms:g} ms each way ({raw_far['batch']:,} rows each) | {raw_far['rate']} | {raw_far['seconds']} | {raw_far['load']} |",
         "", "| target | measured | |", "|---|---|---|",
-        f"| drain ≥ 0.9 × raw multi-row inserts (loopback) | {r_loop:.2f} | {mark(r_loop >= 0.9)} |",
+        f"| drain ≥ 0.9 × raw multi-row inserts (loopback, default: confirmed on a replica) | {r_loop:.2f} | {mark(r_loop >= 0.9)} |",
+        f"| the same without confirmation | {r_plain:.2f} | {mark(r_plain >= 0.9)} |",
         f"| drain with {args.delay_ms:g} ms each way ≥ 0.5 × loopback drain | {r_far:.2f} | {mark(r_far >= 0.5)} |",
         f"| drain ≥ 50,000 rows/s (absolute, from an earlier, less loaded machine) | {confirmed['rate']} | "
         f"{mark(confirmed['rate'] >= 50_000)} |",
         "", "The delayed runs write without confirmation on both sides of the ratio: the replicas replicate from "
         "the primary's real address, which the proxy does not stand for, so the writer could not match them "
         "to the primary it reaches through the proxy.",
+        "Loopback runs: two alternating rounds, the best of each kind kept "
+        f"(raw {[x['rate'] for x in raws]}, confirmed {[x['rate'] for x in confirms]}, "
+        f"no confirmation {[x['rate'] for x in plains]} rows/s). "
+        "The raw ceiling is the faster of batches of 1,000 and 10,000 rows (the drain's batch size adapts between "
+        "those), its statements built before the clock starts: a drain above it would mean the ceiling is wrong.",
     ]
     (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

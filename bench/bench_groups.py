@@ -15,6 +15,7 @@ Run: .venv/bin/python bench/bench_groups.py [ROWS] → bench/results/groups.json
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -99,7 +100,9 @@ def clone_speed(sb: Sandbox, rows: int) -> dict[str, float]:
 
 
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rows", nargs="?", type=int, default=300_000, help="rows in the table (default 300,000)")
+    rows = parser.parse_args().rows
     with tempfile.TemporaryDirectory(prefix="iotgw-bench-groups-") as tmp:
         sb = Sandbox.up(Path(tmp) / "sb", replicas=3, broker=False)
         try:

@@ -29,7 +29,8 @@ from gateway.config import MqttConfig  # noqa: E402
 from gateway.mqttconn import BrokerSettings  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
 from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for  # noqa: E402
-from gateway.sinks.mysql import ServerAddress, connect  # noqa: E402
+from gateway.sinks.mysql import connect  # noqa: E402
+from gateway.topology.conn import Credentials  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PREFIX = "bench"
@@ -53,7 +54,7 @@ def ceiling(settings: BrokerSettings, total: int, connections: int = 20) -> dict
 
 def stored_rows(sb: Sandbox, site: str) -> int:
     node = sb.nodes[sb.primary_name()]
-    conn = connect(ServerAddress(node.host, node.port, "root", "", "iot"))
+    conn = connect(f"{node.host}:{node.port}", Credentials("root", ""), database="iot")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM readings WHERE site = %s", (site,))

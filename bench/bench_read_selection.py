@@ -11,6 +11,7 @@ Run: .venv/bin/python bench/bench_read_selection.py → bench/results/read_selec
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -55,6 +56,7 @@ def classic_selector(port: int):  # noqa: ANN201
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     with tempfile.TemporaryDirectory(prefix="iotgw-bench-rs-") as tmp:
         sb = Sandbox.up(Path(tmp) / "sb", replicas=3, broker=False)
         try:

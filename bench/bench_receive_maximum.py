@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/bench_receive_maximum.py → bench/results/receive_m
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 import sys
 import tempfile
@@ -94,6 +95,7 @@ def run(receive_maximum: int, tmp: Path) -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     default = MqttConfig().receive_maximum
     results = []
     for rm in (400, 4000, default):

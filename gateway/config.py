@@ -7,6 +7,7 @@ Secrets (passwords) never come from the command line: each `password` has `passw
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,10 +18,57 @@ class ConfigError(ValueError):
     """A configuration problem, with the dotted key that caused it."""
 
 
+def tls_problem(tls_ca: str, tls_cert: str, tls_key: str) -> str | None:
+    """The TLS key set without the CA it needs (`tls_cert` or `tls_key`), or None when the TLS files agree.
+
+    TLS is used only with a CA, so a client certificate without one would go unused and the connection out in
+    plaintext: every account (a config section, a database account, a broker connection) refuses it.
+    """
+    for key, value in (("tls_cert", tls_cert), ("tls_key", tls_key)):
+        if value and not tls_ca:
+            return key
+    return None
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who connects and how the connection is secured: the one declaration of user, password and TLS files.
+
+    The database accounts (`gateway.topology.conn.Credentials`) and the broker connection
+    (`gateway.mqttconn.BrokerSettings`) build on it. `repr` never shows the password; a client certificate
+    or key without a CA is refused at construction.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)  # repr never shows a secret
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def __post_init__(self) -> None:
+        key = tls_problem(self.tls_ca, self.tls_cert, self.tls_key)
+        if key:
+            raise ValueError(f"{key} given without tls_ca: TLS needs the CA that signed the server's certificate "
+                             "(without it the connection would not be encrypted)")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for this account (None: plaintext, no CA configured)."""
+        if not self.tls_ca:
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key or None)
+        return ctx
+
+
 @dataclass
 class AccountConfig:
     """The keys every account section has: its password (literal only for local tests, else from a file or an
-    environment variable; `resolve_secret` picks) and its TLS files (a certificate needs the CA too)."""
+    environment variable; `resolve_secret` picks) and its TLS files (a certificate needs the CA too).
+
+    The section as written in the TOML file (filled key by key, so not frozen, and with the password's
+    sources); the services turn it into an `Account` once the secret is resolved.
+    """
 
     password: str = field(default="", repr=False)  # repr never shows a secret
     password_file: str = ""
@@ -240,10 +288,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("mqtt.tls_cert and mqtt.tls_key: give both or neither")
     for section in ("mqtt", "database"):  # a client certificate without a CA would silently connect in plaintext
         tls: AccountConfig = getattr(cfg, section)
-        for key in ("tls_cert", "tls_key"):
-            if getattr(tls, key) and not tls.tls_ca:
-                raise ConfigError(f"{section}.{key}: set {section}.tls_ca as well (TLS is used only with a CA; "
-                                  "without it the connection would be plaintext)")
+        key = tls_problem(tls.tls_ca, tls.tls_cert, tls.tls_key)
+        if key:
+            raise ConfigError(f"{section}.{key}: set {section}.tls_ca as well (TLS is used only with a CA; "
+                              "without it the connection would be plaintext)")
     for i, port in enumerate(cfg.serial):
         if not port.port:
             raise ConfigError(f"serial.port[{i}].port: a device path is required")

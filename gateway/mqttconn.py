@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.config import Account
 
-@dataclass
-class BrokerSettings:
-    """Where and how to connect (the gateway fills it from `[mqtt]`, the simulator from its options)."""
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Which broker: the first fields of `BrokerSettings`."""
 
     host: str = "localhost"
     port: int = 1883
-    username: str = ""
-    password: str = field(default="", repr=False)  # repr never shows a secret
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
+
+
+@dataclass(frozen=True)
+class BrokerSettings(Account, BrokerAddress):
+    """Where and how to connect (the gateway fills it from `[mqtt]`, the simulator from its options).
+
+    Fields in order: host, port (`BrokerAddress`), then user, password, tls_ca, tls_cert, tls_key (`Account`:
+    the password stays out of `repr`, a client certificate needs the CA), then the session settings below.
+    """
+
     keepalive: int = 10
     session_expiry: int = 0  # seconds the broker keeps our session (and queued QoS 1 messages) while we are away
     receive_maximum: int = 0  # in-flight QoS 1 messages the broker may send before our acks; 0: broker default
@@ -40,8 +47,8 @@ def make_client(settings: BrokerSettings, client_id: str, *, manual_ack: bool = 
     """An MQTT 5 client configured with TLS and credentials (not yet connected)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                          manual_ack=manual_ack)
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password or None)
+    if settings.user:
+        client.username_pw_set(settings.user, settings.password or None)
     if settings.tls_ca:
         client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert or None,
                        keyfile=settings.tls_key or None, cert_reqs=ssl.CERT_REQUIRED)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.protocol import Rejected, parse_frame, parse_reading, parse_topic
-from gateway.spool import Spool
+from gateway.spool import Spool, StoredReading
 
 
 @dataclass
@@ -33,7 +33,8 @@ def replay_quarantine(spool_path: str | Path, prefix: str, *, reason: str | None
         if where:
             sql += " WHERE " + " AND ".join(where)
         entries = spool.conn.execute(sql + " ORDER BY id", args).fetchall()
-        rows, moved, seen = [], [], set()
+        rows: list[StoredReading] = []
+        moved, seen = [], set()
         for qid, source, topic, site, raw, received_ms in entries:
             if isinstance(raw, str):  # edited by hand with the sqlite3 shell: text instead of a blob
                 raw = raw.encode()
@@ -55,8 +56,7 @@ def replay_quarantine(spool_path: str | Path, prefix: str, *, reason: str | None
                 result.duplicates += 1
                 continue
             seen.add(ident)
-            rows.append((r.device, r.node, r.boot, r.seq, r.site, r.ts, r.src, r.clock, r.value, r.unit,
-                         int(r.cached), r.received_ms))
+            rows.append(StoredReading.of(r))
         if moved:
             spool.insert_replayed(rows, moved)
         result.accepted = len(rows)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 def broker_settings(cfg: Config) -> BrokerSettings:
     m = cfg.mqtt
     # A member of a shared group keeps no session: see MqttIngest.share_group for why.
-    return BrokerSettings(host=m.host, port=m.port, username=m.username, password=resolve_secret("mqtt", m),
+    return BrokerSettings(host=m.host, port=m.port, user=m.username, password=resolve_secret("mqtt", m),
                           tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key, keepalive=m.keepalive,
                           session_expiry=0 if m.share_group else m.session_expiry,
                           receive_maximum=m.receive_maximum)
@@ -268,7 +268,7 @@ class Gateway:
         workers += [(f"mqtt-ingest {m.settings.url}", m, m.error) for m in self.mqtt_more]
         workers += [(f"serial {s.port_name}", s, s.error) for s in self.serial]
         if self._monitor_thread is not None:
-            workers.append(("failover-monitor", self._monitor_thread, None))
+            workers.append(("failover-monitor", self._monitor_thread, self.monitor.error if self.monitor else None))
         if self.acks is not None:
             workers.append(("ack-gate", self.acks, self.acks.error))
         return workers

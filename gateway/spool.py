@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway import crashpoints
 from gateway.protocol import Ack, Reading, Rejected
@@ -57,7 +57,36 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 
-READING_COLUMNS = "device, node, boot, seq, site, ts, src, clock, value, unit, cached, received_ms"
+
+
+class StoredReading(NamedTuple):
+    """A reading as the spool stores it and the sinks write it: one spool row, its fields in column order.
+
+    A named tuple, so `executemany` takes it as it is and reading it from SQLite costs one tuple per row.
+    """
+
+    device: str
+    node: str
+    boot: int
+    seq: int
+    site: str
+    ts: int | None  # sampled at, ms since 1970 (UTC); None when the collector had no clock
+    src: str  # where the timestamp came from (rtc, ntp, none, ...)
+    clock: str
+    value: float
+    unit: str
+    cached: int  # 1 if the collector sent it from its cache (stored as an integer in both databases)
+    received_ms: int  # when the gateway received it, ms since 1970 (UTC)
+
+    @classmethod
+    def of(cls, r: Reading) -> StoredReading:
+        """The spool row of a validated reading."""
+        return cls(r.device, r.node, r.boot, r.seq, r.site, r.ts, r.src, r.clock, r.value, r.unit, int(r.cached),
+                   r.received_ms)
+
+
+# The spool's reading columns, in the order of StoredReading's fields (the one place that order is written).
+READING_COLUMNS = ", ".join(StoredReading._fields)
 
 
 def open_db(path: str | Path) -> sqlite3.Connection:
@@ -294,8 +323,7 @@ class Spool:
                 continue
             in_group.add(ident)
             new_marks.append((key, seq))
-            rows.append((item.device, item.node, item.boot, item.seq, item.site, item.ts, item.src, item.clock,
-                         item.value, item.unit, int(item.cached), item.received_ms))
+            rows.append(StoredReading.of(item))
         before = {key: self.marks.current(key) for key in touched}
         if not rows and not new_marks and not quarantine:
             # Only duplicates: answered with the current acks, without a transaction (no page, no fsync).
@@ -358,7 +386,7 @@ class Spool:
             conn.execute("DELETE FROM held WHERE device=? AND node=? AND boot=? AND seq<=?",
                          (*key, self.marks.current(key)))
 
-    def insert_replayed(self, rows: Sequence[tuple], quarantine_ids: Sequence[int]) -> None:
+    def insert_replayed(self, rows: Sequence[StoredReading], quarantine_ids: Sequence[int]) -> None:
         """Move quarantined readings that now validate into the spool (one transaction).
 
         No duplicate check against the watermarks: a quarantined identity was never stored, and the sinks
@@ -424,8 +452,8 @@ class Spool:
     def drain_connection(self) -> sqlite3.Connection:
         return open_db(self.path)
 
-    def take(self, conn: sqlite3.Connection, limit: int, after: int = -1) -> list[tuple[int, tuple]]:
-        """The oldest readings waiting to be written: (spool id, row in READING_COLUMNS order).
+    def take(self, conn: sqlite3.Connection, limit: int, after: int = -1) -> list[tuple[int, StoredReading]]:
+        """The oldest readings waiting to be written: (spool id, reading).
 
         Skips the batches written and waiting for confirmation, and everything up to `after` (a batch the
         caller has taken and not yet reported as written).
@@ -433,7 +461,8 @@ class Spool:
         floor = max(after, self._unconfirmed_floor())
         cur = conn.execute(f"SELECT id, {READING_COLUMNS} FROM spool WHERE id > ? ORDER BY id LIMIT ?",
                            (floor, limit))
-        return [(r[0], r[1:]) for r in cur]
+        make = StoredReading._make
+        return [(r[0], make(r[1:])) for r in cur]
 
     def _unconfirmed_floor(self) -> int:
         """The highest id of any batch waiting for confirmation (-1: none).

@@ -25,16 +25,11 @@ UNO_CACHE_RECORDS = (1024 - 14 - 60) // 25  # EEPROM minus boot counter and trim
 
 
 def latest_status(sb: Sandbox) -> dict | None:
-    with sb.connect(sb.primary_name()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='iot' "
-                    "AND table_name='device_status'")
-        if not cur.fetchone()[0]:
-            return None
-        cur.execute("SELECT site, boot, state, role, cached, cap, dropped, reset_cause, store_err, clock, period_ms "
-                    "FROM iot.device_status WHERE device='ft-1' AND node='a'")
-        row = cur.fetchone()
-    if row is None:
+    rows = sb.rows("SELECT site, boot, state, role, cached, cap, dropped, reset_cause, store_err, clock, period_ms "
+                   "FROM iot.device_status WHERE device='ft-1' AND node='a'")
+    if not rows:
         return None
+    row = rows[0]
     keys = ("site", "boot", "state", "role", "cached", "cap", "dropped", "reset", "store_err", "clock", "period_ms")
     return dict(zip(keys, row, strict=True))
 

@@ -48,7 +48,7 @@ def check_broker(config_path: str | None, wait_s: float) -> None:
         values = probe_broker(settings, f"{cfg.mqtt.client_id}-check", wait_s)
     except MqttConnectError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{settings.url}: connected as {settings.username or '(anonymous)'}")
+    click.echo(f"{settings.url}: connected as {settings.user or '(anonymous)'}")
     if not values:
         click.echo(f"  no $SYS values within {wait_s:.0f} s: the gateway cannot see broker drops (sys_interval 0, "
                    "or the account may not read $SYS/#: see docs/security.md)")

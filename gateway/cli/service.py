@@ -18,9 +18,12 @@ from gateway.replay import replay_quarantine
 from gateway.service import Gateway, setup_logging
 from gateway.simulator import SimOptions
 from gateway.simulator import simulate as run_sim
-from gateway.sinks.mysql import ServerAddress, connect, init_schema
+from gateway.sinks.mysql import connect, init_schema
 from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import open_db, printable, read_stats
+from gateway.status.cli import fetch_status
+from gateway.topology.conn import Credentials
+from gateway.topology.model import endpoint
 
 
 @click.command()
@@ -97,15 +100,14 @@ def db_init(config_path: str | None, user: str | None, password_env: str | None)
 
     password = os.environ.get(password_env, "") if password_env else config_mod.resolve_secret("database", d)
     host, port = config_mod.split_hostport(d.servers[0])
-    addr = ServerAddress(host, port, user or d.user, password, None, d.tls_ca, d.tls_cert, d.tls_key,
-                         d.connect_timeout)
+    creds = Credentials(user or d.user, password, d.tls_ca, d.tls_cert, d.tls_key, d.connect_timeout)
     try:
-        conn = connect(addr)
+        conn = connect(endpoint(host, port), creds)
         applied = init_schema(conn, d.database, progress=lambda m: click.echo(f"  applied {m}"))
     except pymysql.MySQLError as exc:
-        raise click.ClickException(f"{addr.name}: {exc}") from None
-    click.echo(f"{addr.name} schema {d.database!r}: " + (f"applied {len(applied)} migration(s)" if applied
-                                                        else "already up to date"))
+        raise click.ClickException(f"{host}:{port}: {exc}") from None
+    click.echo(f"{host}:{port} schema {d.database!r}: " + (f"applied {len(applied)} migration(s)" if applied
+                                                          else "already up to date"))
 
 
 @click.group()
@@ -117,19 +119,40 @@ def spool() -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def spool_status(config_path: str | None, as_json: bool) -> None:
-    """Readings waiting, unconfirmed, quarantined (also while the gateway runs)."""
+    """Readings waiting, unconfirmed, quarantined (also while the gateway runs).
+
+    Batches written to the database and waiting for a replica's confirmation are known only to the running
+    gateway (they are kept in its memory, not rewritten in the file): when the gateway configured here answers
+    on its HTTP address, its count is used; otherwise the file's view counts them as pending."""
     cfg = load_config(config_path)
     st = read_stats(cfg.spool.path)
-    doc = {"path": cfg.spool.path, "pending": st.pending, "unconfirmed": st.unconfirmed, "depth": st.depth,
+    pending, unconfirmed, source = st.pending, st.unconfirmed, "file"
+    held = _running_gateway_unconfirmed(cfg)
+    if held is not None:
+        moved = min(held, pending)
+        pending, unconfirmed, source = pending - moved, unconfirmed + moved, f"file and gateway http://{cfg.http.listen}"
+    doc = {"path": cfg.spool.path, "pending": pending, "unconfirmed": unconfirmed, "depth": st.depth,
            "max_readings": cfg.spool.max_readings, "quarantined": st.quarantined,
            "quarantine_evicted": st.quarantine_evicted, "streams": st.streams,
            "oldest_age_s": round(time.time() - st.oldest_received_ms / 1000, 1) if st.oldest_received_ms else None,
-           "file_bytes": st.file_bytes}
+           "file_bytes": st.file_bytes, "source": source}
     if as_json:
         click.echo(json.dumps(doc))
         return
     for key, value in doc.items():
         click.echo(f"{key:20} {value}")
+
+
+def _running_gateway_unconfirmed(cfg: config_mod.Config) -> int | None:
+    """The unconfirmed readings the gateway of this config holds in memory, or None if it does not answer."""
+    if not cfg.http.listen:
+        return None
+    try:
+        token = config_mod.resolve_secret("http", cfg.http, "token")
+        doc = fetch_status(f"http://{cfg.http.listen}", token, timeout=1.0)
+        return int(doc["gateway"]["spool"]["unconfirmed"])
+    except (click.ClickException, ConfigError, KeyError, TypeError, ValueError):
+        return None  # not running (or another version): the file's view alone
 
 
 @spool.command("quarantine")

@@ -36,6 +36,7 @@ from typing import Any
 
 import pymysql
 
+from gateway import crashpoints
 from gateway.config import ConfigError, resolve_secret
 from gateway.ops.clone import rejoin
 from gateway.ops.failover import FailoverError, FailoverResult, failover, fence, probe_credentials
@@ -168,6 +169,7 @@ class Monitor:
         self._diverged_at: dict[str, str] = {}  # endpoint -> its binlog position when reported
         self.snapshot: Snapshot | None = None
         self.checks = 0
+        self.error: BaseException | None = None  # set when the check loop died of an unexpected exception
         self._on_event = on_event
         self._stop = threading.Event()
         self._metrics = _Metrics.create()
@@ -179,12 +181,17 @@ class Monitor:
         stop = stop or self._stop
         try:
             while not stop.is_set():
+                crashpoints.fault("monitor.loop")  # outside the per-check guard: kills the loop (liveness tests)
                 started = time.monotonic()
                 try:
                     self.check()
                 except Exception as exc:  # noqa: BLE001 - the daemon must survive any one bad check
                     self._event("error", f"check failed: {type(exc).__name__}: {exc}")
                 stop.wait(max(0.0, self.config.interval - (time.monotonic() - started)))
+        except BaseException as exc:  # the loop itself died: the gateway's watchdog reports this reason
+            self.error = exc
+            log.exception("failover monitor stopped")
+            raise
         finally:
             self._cache.close()
 
@@ -241,34 +248,54 @@ class Monitor:
                         f"({self.reopen_seen}/{self.config.failcount}): restarted?")
             return
         self.reopen_seen = 0
+        top = max((s.epoch.epoch for s in snap.reachable if s.epoch), default=0)
+        d = dialect_for(state.flavor)
+        try:
+            # Declining needs no lock: only re-opening does, and then the facts are read again under it.
+            refusal = self._reopen_refusal(state.endpoint, d, top)
+            if refusal:
+                self._event("unconfirmed", refusal)
+                return
+        except (pymysql.MySQLError, OSError) as exc:
+            self._event("error", f"re-opening {state.endpoint} failed: {exc}")
+            return
         reachable, total = self._data_bearing(snap)
         lock = MajorityLock(reachable, total, self.admin)
         if not lock.acquire():
             self._event("locked-out", "single-controller lock not obtained: not re-opening the primary")
             return
         try:
-            d = dialect_for(state.flavor)
             with open_connection(state.endpoint, self.admin) as conn, conn.cursor() as cur:
-                cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
-                uptime = float(cur.fetchone()[1])
-                cur.execute(f"SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch")
-                held = int(cur.fetchone()[0] or 0)
-                top = max((s.epoch.epoch for s in snap.reachable if s.epoch), default=0)
-                cur.execute(d.replica_status_sql)
-                replicating = cur.fetchone() is not None
-                if uptime > self.config.reopen_uptime_s or held < top or replicating:
-                    self._event("unconfirmed", f"primary {state.endpoint} is read-only but not a fresh restart of "
-                                f"the epoch holder (uptime {uptime:.0f} s, epoch {held}/{top}): not re-opening; "
-                                "use `iotgw topology promote` if it should be the primary")
+                refusal = self._reopen_refusal(state.endpoint, d, top, cur)
+                if refusal:
+                    self._event("unconfirmed", refusal)
                     return
                 set_read_only(cur, False, d)
-            self._event("reopened", f"primary {state.endpoint} restarted {uptime:.0f} s ago, still named by epoch "
-                        f"{held}, nobody took over: writes re-opened (read_only=OFF)")
-            self._publish({"event": "reopened", "primary": state.endpoint, "epoch": held, "at": time.time()})
+            self._event("reopened", f"primary {state.endpoint} restarted recently, still named by the newest epoch "
+                        f"{top}, nobody took over: writes re-opened (read_only=OFF)")
+            self._publish({"event": "reopened", "primary": state.endpoint, "epoch": top, "at": time.time()})
         except (pymysql.MySQLError, OSError) as exc:
             self._event("error", f"re-opening {state.endpoint} failed: {exc}")
         finally:
             lock.release()
+
+    def _reopen_refusal(self, ep: str, d: Any, top: int, cur: Any = None) -> str:
+        """Why a read-only epoch holder must not be re-opened ("" if it may): it did not restart recently, holds
+        an older epoch than the newest seen, or replicates from someone (a person or a switchover fenced it)."""
+        if cur is None:
+            with open_connection(ep, probe_credentials(self.admin)) as conn, conn.cursor() as own:
+                return self._reopen_refusal(ep, d, top, own)
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        uptime = float(cur.fetchone()[1])
+        cur.execute(f"SELECT MAX(epoch) FROM `{META_SCHEMA}`.epoch")
+        held = int(cur.fetchone()[0] or 0)
+        cur.execute(d.replica_status_sql)
+        replicating = cur.fetchone() is not None
+        if uptime > self.config.reopen_uptime_s or held < top or replicating:
+            return (f"primary {ep} is read-only but not a fresh restart of the epoch holder (uptime {uptime:.0f} s, "
+                    f"epoch {held}/{top}{', replicating' if replicating else ''}): not re-opening; "
+                    "use `iotgw topology promote` if it should be the primary")
+        return ""
 
     # ------------------------------------------------------------------ pieces
     def _look(self) -> Snapshot:

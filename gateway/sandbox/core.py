@@ -465,6 +465,18 @@ class Sandbox:
             raise SandboxError(f"{name} is not a MariaDB server")
         return mariadb.connect(node, user=user, database=database, **kw)
 
+    def rows(self, statement: str, name: str | None = None) -> tuple | None:
+        """The rows of one query on node `name` (default: the primary); None while its table does not exist yet
+        (a gateway creates its tables when it first writes)."""
+        try:
+            with self.connect(name or self.primary_name()) as conn, conn.cursor() as cur:
+                cur.execute(statement)
+                return cur.fetchall()
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args and exc.args[0] == 1146:  # ER_NO_SUCH_TABLE
+                return None
+            raise
+
     def logs(self, lines: int = 30) -> dict[str, str]:
         """The last ``lines`` lines of each server's own log (for printing on a test failure)."""
         return {n.name: tail(n.log, lines) or tail(n.out_log, lines) for n in self.nodes.values()}

@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pymysql
 from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
-from gateway.sinks.base import Row, ms_to_datetime, status_params
+from gateway.sinks.base import ms_to_datetime, status_params
 from gateway.sinks.schema import STATUS_COLUMNS, migrate
+from gateway.spool import StoredReading
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import quote_ident
-from gateway.topology.model import endpoint
 
 log = logging.getLogger(__name__)
 
@@ -24,43 +24,19 @@ INSERT_PREFIX = ("INSERT IGNORE INTO readings (device, node, boot, seq, site, sa
                  "unit, cached, received_at) VALUES ")
 
 
-@dataclass(frozen=True)
-class ServerAddress:
-    """How to reach one MySQL/MariaDB server."""
-
-    host: str
-    port: int
-    user: str
-    password: str = field(default="", repr=False)
-    database: str | None = None
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    connect_timeout: float = 3.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-    @property
-    def credentials(self) -> Credentials:
-        return Credentials(self.user, self.password, self.tls_ca, self.tls_cert, self.tls_key, self.connect_timeout)
-
-
 # Every writer session stores and reads timestamps in UTC and speaks full UTF-8.
 SESSION_OPTIONS = {"init_command": "SET time_zone = '+00:00'", "charset": "utf8mb4"}
 
 
-def connect(addr: ServerAddress, *, database: str | None = None, autocommit: bool = False,
+def connect(ep: str, creds: Credentials, *, database: str | None = None, autocommit: bool = False,
             read_timeout: float | None = 30.0) -> pymysql.connections.Connection:
-    """Open a writer connection (UTC session time zone, TLS when a CA is given) through `open_connection`."""
-    return open_connection(endpoint(addr.host, addr.port), replace(addr.credentials, io_timeout=read_timeout),
-                           database=database if database is not None else addr.database, autocommit=autocommit,
+    """Open a writer session to `HOST:PORT` (UTC session time zone, TLS when a CA is given) through
+    `open_connection`; `read_timeout` replaces the account's I/O timeout (schema migrations may take long)."""
+    return open_connection(ep, replace(creds, io_timeout=read_timeout), database=database, autocommit=autocommit,
                            **SESSION_OPTIONS)
 
 
-def values_sql(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> str:
+def values_sql(conn: pymysql.connections.Connection, rows: Sequence[StoredReading]) -> str:
     """One multi-row `INSERT IGNORE … VALUES (…),(…)` for the rows.
 
     Built here rather than by PyMySQL's generic per-value escaping, which took about 60 % of the drain's time
@@ -75,25 +51,35 @@ def no_backslash_escapes(conn: pymysql.connections.Connection) -> bool:
     return bool(conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
 
 
-def build_values_sql(rows: Sequence[Row], *, no_backslash_escapes: bool) -> str:
+def _double_quotes(text: str) -> str:
+    """String escaping under NO_BACKSLASH_ESCAPES: a quote is written twice, a backslash is an ordinary byte."""
+    return text.replace("'", "''")
+
+
+def build_values_sql(rows: Sequence[StoredReading], *, no_backslash_escapes: bool) -> str:
     """`values_sql` without a connection, for a given escaping rule (built ahead of the write)."""
-    if no_backslash_escapes:
-        def esc(text: str) -> str:
-            return text.replace("'", "''")
-    else:
-        esc = escape_string
+    quote = _double_quotes if no_backslash_escapes else escape_string
+    escaped: dict[str, str] = {}  # device, node, site, unit, … repeat across a batch: escape each once
+
+    def esc(text: str) -> str:
+        out = escaped.get(text)
+        if out is None:
+            out = escaped[text] = quote(text)
+        return out
+
     parts = []
-    for dev, node, boot, seq, site, ts, src, clock, value, unit, cached, rcv in rows:
-        value = float(value)
+    for r in rows:
+        value = float(r.value)
         if not math.isfinite(value):
-            raise ValueError(f"reading {dev}/{node}/{boot}/{seq}: value {value} is not finite")
-        sampled = "NULL" if ts is None else f"'{ms_to_datetime(int(ts))}'"
-        parts.append(f"('{esc(dev)}','{esc(node)}',{int(boot)},{int(seq)},'{esc(site)}',{sampled},'{esc(src)}',"
-                     f"'{esc(clock)}',{value!r},'{esc(unit)}',{int(bool(cached))},'{ms_to_datetime(int(rcv))}')")
+            raise ValueError(f"reading {r.device}/{r.node}/{r.boot}/{r.seq}: value {value} is not finite")
+        sampled = "NULL" if r.ts is None else f"'{ms_to_datetime(int(r.ts))}'"
+        parts.append(f"('{esc(r.device)}','{esc(r.node)}',{int(r.boot)},{int(r.seq)},'{esc(r.site)}',{sampled},"
+                     f"'{esc(r.src)}','{esc(r.clock)}',{value!r},'{esc(r.unit)}',{int(bool(r.cached))},"
+                     f"'{ms_to_datetime(int(r.received_ms))}')")
     return INSERT_PREFIX + ",".join(parts)
 
 
-def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[Row]) -> None:
+def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[StoredReading]) -> None:
     """Insert rows in one transaction, as one multi-row statement.
 
     `INSERT IGNORE` keyed on the identity makes a re-applied batch harmless. The batch's GTID, where the

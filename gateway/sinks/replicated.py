@@ -27,12 +27,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pymysql
 from pymysql.constants import CLIENT
 
-from gateway.sinks.base import Row, Sink, SinkUnavailable, WriteOutcome
+from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome
 from gateway.sinks.mysql import (
     SESSION_OPTIONS,
     build_values_sql,
@@ -41,6 +41,7 @@ from gateway.sinks.mysql import (
     risky_grants,
     upsert_statuses,
 )
+from gateway.spool import StoredReading
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 from gateway.topology.dialect import dialect_for
@@ -73,64 +74,166 @@ def parse_token(token: str) -> tuple[int, int, str]:
     return int(epoch.lstrip("e")), int(server_id), position
 
 
+@dataclass(frozen=True)
+class WriterSettings:
+    """How the writer behaves, fixed for its life (the keywords of `ReplicatedSink`)."""
+
+    database: str = "iot"
+    resolve_wait_s: float = 2.0  # how long a write polls for a primary before it raises SinkUnavailable
+    verify_interval_s: float = 1.0  # how often the watch thread checks the epoch rule again
+    confirm_wait_s: float = 0.25  # one wait for a position on a replica
+    auto_init: bool = True  # create or upgrade the schema on every server the writer makes its primary
+
+
+class _Servers:
+    """Every server the writer has seen, and the probe connections kept to them.
+
+    A server once seen stays known: a restarted old primary must be probed to be refused.
+    """
+
+    def __init__(self, seeds: Iterable[str]) -> None:
+        self._known: dict[str, None] = {endpoint(*split_endpoint(s)): None for s in seeds}
+        if not self._known:
+            raise ValueError("ReplicatedSink needs at least one seed server")
+        self._lock = threading.Lock()  # the drain thread and the watch thread both discover
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="iotgw-writer-probe")
+        self._probes = ProbeConnections()  # kept open: a rediscovery during a failover is then a few ms
+
+    def snapshot(self, creds: Credentials) -> Snapshot:
+        """Probe every known server; the servers they report become known too."""
+        with self._lock:
+            known = list(self._known)
+        snap = discover(known, creds, pool=self._pool, cache=self._probes)
+        with self._lock:
+            for s in snap.servers:
+                self._known.setdefault(s.endpoint, None)
+        return snap
+
+    def close(self) -> None:
+        self._probes.close()
+        self._pool.shutdown(wait=False)
+
+
+@dataclass
+class _PrimaryLink:
+    """The write side: the primary the writer trusts and its connection (used by the drain thread; `primary` and
+    `stale` are shared with the watch thread under the sink's lock)."""
+
+    primary: PrimaryRef | None = None
+    conn: pymysql.connections.Connection | None = None
+    stale: bool = True  # find and verify the primary again before the next write
+    last_gtid: str = ""  # @@last_gtid after the previous batch: the same again means the batch wrote no event
+    switches: int = 0  # changes of primary, the first one included
+    switched_at: float = 0.0  # time.monotonic() of the last change of primary
+    # What opening a primary did once: the schema per (endpoint, server id), the warning about risky grants.
+    schema_ready: set[tuple[str, int]] = field(default_factory=set)
+    grants_checked: bool = False
+
+    def drop(self) -> None:
+        """Close the connection (the primary stays named until the next resolve)."""
+        if self.conn is not None:
+            _quiet_close(self.conn)
+            self.conn = None
+
+
+@dataclass
+class _Confirmation:
+    """The confirm side: how far a replica has applied the current primary's writes (the positions, confirmers
+    and requeue flag are shared under the sink's lock; the replica connections belong to the watch thread)."""
+
+    target: Position | None = None  # newest position written to the current primary
+    confirmed: Position | None = None  # position a replica of the current primary has applied
+    confirmers: list[str] = field(default_factory=list)  # healthy replicas of the current primary, last discovered
+    requeue: bool = False  # the drain must write every unconfirmed batch again (told once)
+    rotation: int = 0  # which confirmer to wait on next: moves on past a slow or dead one
+    checks: int = 0  # waits done on replicas (tests wait on this instead of sleeping)
+    replica_conns: dict[str, pymysql.connections.Connection] = field(default_factory=dict)
+
+    def forget_positions(self) -> None:
+        """A new primary: positions of the old one mean nothing there."""
+        self.target = self.confirmed = None
+
+    def wrote(self, pos: Position) -> None:
+        self.target = pos if self.target is None else self.target.merged(pos)  # type: ignore[arg-type]
+
+    def applied(self, pos: Position) -> None:
+        self.confirmed = pos if self.confirmed is None else self.confirmed.merged(pos)  # type: ignore[arg-type]
+
+    def replica(self, ep: str, creds: Credentials, io_timeout: float) -> pymysql.connections.Connection:
+        """The kept connection to replica `ep` (opened on first use)."""
+        conn = self.replica_conns.get(ep)
+        if conn is None:
+            conn = open_connection(ep, creds, io_timeout=io_timeout)
+            self.replica_conns[ep] = conn
+        return conn
+
+    def drop_replica(self, ep: str) -> None:
+        conn = self.replica_conns.pop(ep, None)
+        if conn is not None:
+            _quiet_close(conn)
+
+    def close(self) -> None:
+        for conn in self.replica_conns.values():
+            _quiet_close(conn)
+        self.replica_conns.clear()
+
+
 class ReplicatedSink(Sink):
-    """Writes batches to the verified primary of a replicated topology and confirms them on a replica."""
+    """Writes batches to the verified primary of a replicated topology and confirms them on a replica.
+
+    State, one object per job: `settings` (fixed), `_servers` (discovery), `_link` (the write side: which primary,
+    its connection), `_confirm` (the confirm side: positions written and applied, the requeue signal), and the
+    watch thread (`_thread`, woken by `_wake`, ended by `_closed`). `_lock` guards what both threads share.
+    """
 
     def __init__(self, seeds: Iterable[str], creds: Credentials, *, database: str = "iot", confirm: bool = True,
                  resolve_wait_s: float = 2.0, verify_interval_s: float = 1.0, confirm_wait_s: float = 0.25,
                  auto_init: bool = True, on_switch: Callable[[PrimaryRef], None] | None = None) -> None:
         self.creds = creds
-        self.database = database
+        self.settings = WriterSettings(database, resolve_wait_s, verify_interval_s, confirm_wait_s, auto_init)
         self.needs_confirmation = confirm
-        self.resolve_wait_s = resolve_wait_s
-        self.verify_interval_s = verify_interval_s
-        self.confirm_wait_s = confirm_wait_s
-        self.auto_init = auto_init
         self.on_switch = on_switch
-        # Every server ever seen stays known: a restarted old primary must be probed to be refused.
-        self._known: dict[str, None] = {endpoint(*split_endpoint(s)): None for s in seeds}
-        if not self._known:
-            raise ValueError("ReplicatedSink needs at least one seed server")
+        self._servers = _Servers(seeds)
+        self._link = _PrimaryLink()
+        self._confirm = _Confirmation()
         self._lock = threading.Lock()
-        self._primary: PrimaryRef | None = None
-        self._conn: pymysql.connections.Connection | None = None
-        self._stale = True
-        self._requeue = False
-        self._last_gtid = ""
-        self._target: Position | None = None  # newest position written to the current primary
-        self._confirmed: Position | None = None  # position a replica of the current primary has applied
-        self._confirmers: list[str] = []
-        self._replica_conns: dict[str, pymysql.connections.Connection] = {}
-        self._schema_ready: set[tuple[str, int]] = set()
-        self._rotation = 0
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="iotgw-writer-probe")
-        self._probes = ProbeConnections()  # kept open: a rediscovery during a failover is then a few ms
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.switches = 0
-        self._grants_checked = False
-        self.confirm_checks = 0  # waits done on replicas (tests wait on this instead of sleeping)
-        self.switched_at = 0.0  # time.monotonic() of the last change of primary
 
     # ------------------------------------------------------------------ the drain's interface
     @property
     def primary(self) -> PrimaryRef | None:
-        return self._primary
+        return self._link.primary
 
     @property
     def confirmers(self) -> list[str]:
         """The healthy replicas of the current primary (endpoints), as last discovered."""
         with self._lock:
-            return list(self._confirmers)
+            return list(self._confirm.confirmers)
 
-    def write(self, rows: Sequence[Row]) -> WriteOutcome:
+    @property
+    def switches(self) -> int:
+        """Changes of primary so far, the first one included."""
+        return self._link.switches
+
+    @property
+    def switched_at(self) -> float:
+        """time.monotonic() of the last change of primary (0.0: none yet)."""
+        return self._link.switched_at
+
+    @property
+    def confirm_checks(self) -> int:
+        """Waits done on replicas so far (tests wait on this instead of sleeping)."""
+        return self._confirm.checks
+
+    def write(self, rows: Sequence[StoredReading]) -> WriteOutcome:
         """Write one batch to the verified primary; raise SinkUnavailable if there is none right now."""
         return self.write_prepared(self.prepare(rows))
 
-    def prepare(self, rows: Sequence[Row]) -> _Prepared:
+    def prepare(self, rows: Sequence[StoredReading]) -> _Prepared:
         """The batch's INSERT, built ahead (by the drain, while the previous batch is being written)."""
-        conn = self._conn
+        conn = self._link.conn
         nbe = no_backslash_escapes(conn) if conn is not None else False
         return _Prepared(list(rows), build_values_sql(rows, no_backslash_escapes=nbe), nbe)
 
@@ -139,11 +242,7 @@ class ReplicatedSink(Sink):
         (COMMIT; GTID read). The check runs in the batch's own transaction, which commits only if the check
         passed: the same guarantee as checking first, one round trip fewer per batch."""
         assert isinstance(prepared, _Prepared)
-        self._start_thread()
-        if self._stale or self._conn is None:
-            self._resolve()
-        p, conn = self._primary, self._conn
-        assert p is not None and conn is not None
+        p, conn = self._ready_primary()
         sql = prepared.sql
         if prepared.no_backslash_escapes != no_backslash_escapes(conn):  # built for another session's rule
             sql = build_values_sql(prepared.rows, no_backslash_escapes=not prepared.no_backslash_escapes)
@@ -166,8 +265,8 @@ class ReplicatedSink(Sink):
                 gtid, whole = cur.fetchone()
                 # A batch that wrote no binlog event (all rows were there) keeps an older @@last_gtid
                 # (MySQL has none): wait for the server's whole position instead.
-                position = gtid if gtid and gtid != self._last_gtid else whole
-                self._last_gtid = gtid
+                position = gtid if gtid and gtid != self._link.last_gtid else whole
+                self._link.last_gtid = gtid
         except pymysql.MySQLError as exc:
             self._invalidate()
             raise SinkUnavailable(f"{p.endpoint}: {exc}") from exc
@@ -175,9 +274,8 @@ class ReplicatedSink(Sink):
             return WriteOutcome(None)
         d = dialect_for(p.flavor)
         with self._lock:
-            if self._primary == p:
-                pos = d.parse_position(position)
-                self._target = pos if self._target is None else self._target.merged(pos)  # type: ignore[arg-type]
+            if self._link.primary == p:
+                self._confirm.wrote(d.parse_position(position))
         self._wake.set()
         return WriteOutcome(make_token(p, position))
 
@@ -185,11 +283,7 @@ class ReplicatedSink(Sink):
         """Upsert collector statuses on the verified primary (small, rare: not confirmed on a replica)."""
         if not statuses:
             return
-        self._start_thread()
-        if self._stale or self._conn is None:
-            self._resolve()
-        p, conn = self._primary, self._conn
-        assert p is not None and conn is not None
+        p, conn = self._ready_primary()
         try:
             with conn.cursor() as cur:
                 cur.execute(dialect_for(p.flavor).writer_check_sql())
@@ -206,11 +300,11 @@ class ReplicatedSink(Sink):
     def confirmed(self, tokens: Sequence[str]) -> list[str]:
         """Tokens of the current primary whose position a replica has applied (never blocks)."""
         with self._lock:
-            p, done = self._primary, self._confirmed
+            p, done = self._link.primary, self._confirm.confirmed
         if p is None:
             if tokens:  # batches of an earlier run, and no primary known yet to judge them: write them again
                 with self._lock:
-                    self._requeue = True
+                    self._confirm.requeue = True
             return []
         if done is None:
             done = dialect_for(p.flavor).parse_position("")
@@ -224,53 +318,45 @@ class ReplicatedSink(Sink):
                 out.append(token)
         if foreign:
             with self._lock:
-                self._requeue = True  # never confirmable here: the drain writes them again
+                self._confirm.requeue = True  # never confirmable here: the drain writes them again
         return out
 
     def take_requeue_signal(self) -> bool:
         with self._lock:
-            signal, self._requeue = self._requeue, False
+            signal, self._confirm.requeue = self._confirm.requeue, False
         return signal
 
     def close(self) -> None:
         self._closed.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.confirm_wait_s + self.creds.io_timeout + 5)
-        self._drop_conn()
-        for conn in self._replica_conns.values():
-            _quiet_close(conn)
-        self._replica_conns.clear()
-        self._probes.close()
-        self._pool.shutdown(wait=False)
+            self._thread.join(timeout=self.settings.confirm_wait_s + self.creds.io_timeout + 5)
+        self._link.drop()
+        self._confirm.close()
+        self._servers.close()
 
     # ------------------------------------------------------------------ finding and verifying the primary
-    def _snapshot(self) -> Snapshot:
-        with self._lock:
-            known = list(self._known)
-        snap = discover(known, self.creds, pool=self._pool, cache=self._probes)
-        with self._lock:
-            for s in snap.servers:
-                self._known.setdefault(s.endpoint, None)
-        return snap
+    def _ready_primary(self) -> tuple[PrimaryRef, pymysql.connections.Connection]:
+        """The verified primary and its connection, resolved first if the link is stale (the drain thread)."""
+        self._start_thread()
+        if self._link.stale or self._link.conn is None:
+            self._resolve()
+        p, conn = self._link.primary, self._link.conn
+        assert p is not None and conn is not None
+        return p, conn
 
     def _invalidate(self) -> None:
-        self._stale = True
-        self._drop_conn()
-
-    def _drop_conn(self) -> None:
-        if self._conn is not None:
-            _quiet_close(self._conn)
-            self._conn = None
+        self._link.stale = True
+        self._link.drop()
 
     def _resolve(self) -> None:
         """Find and open the primary, polling with jittered backoff for up to `resolve_wait_s`."""
-        self._drop_conn()
-        deadline = time.monotonic() + self.resolve_wait_s
+        self._link.drop()
+        deadline = time.monotonic() + self.settings.resolve_wait_s
         delay = 0.02  # a rediscovery costs a few ms over kept connections: poll often, with jitter
         while True:
             started = time.monotonic()
-            snap = self._snapshot()
+            snap = self._servers.snapshot(self.creds)
             decision = writer_primary(snap)
             log.debug("resolve: discovery %.3f s: %s", time.monotonic() - started, decision.reason)
             if decision.primary is not None:
@@ -290,9 +376,10 @@ class ReplicatedSink(Sink):
         # Multi-statement queries: a batch is two round trips (see write_prepared).
         conn = open_connection(primary.endpoint, self.creds, database="", autocommit=False,
                                client_flag=CLIENT.MULTI_STATEMENTS, **SESSION_OPTIONS)
+        link = self._link
         try:
-            if not self._grants_checked:
-                self._grants_checked = True
+            if not link.grants_checked:
+                link.grants_checked = True
                 for grant in risky_grants(conn):
                     log.warning("database account %s can write through read_only (%s): a fenced old primary "
                                 "would accept its writes; use a plain account (docs/configuration.md)",
@@ -310,11 +397,11 @@ class ReplicatedSink(Sink):
                     raise _Refused(f"changed while connecting (read_only={read_only}, server {server_id}, "
                                    f"epoch {held} != {epoch})")
             key = (primary.endpoint, primary.server_id)
-            if self.auto_init and key not in self._schema_ready:
-                init_schema(conn, self.database)
-                self._schema_ready.add(key)
+            if self.settings.auto_init and key not in link.schema_ready:
+                init_schema(conn, self.settings.database)
+                link.schema_ready.add(key)
             else:
-                conn.select_db(self.database)
+                conn.select_db(self.settings.database)
             conn.commit()
         except BaseException:
             _quiet_close(conn)
@@ -322,18 +409,18 @@ class ReplicatedSink(Sink):
         new = PrimaryRef(primary.endpoint, primary.server_id, epoch, primary.flavor)
         confirmers = [h.server.endpoint for h in healthy_replicas(snap, primary)]
         with self._lock:
-            old = self._primary
+            old = link.primary
             if old != new:
                 # Forget positions of the old primary and have the drain write unconfirmed batches again.
                 # (Not for the first primary: batches an earlier run left unconfirmed are found by
                 # `confirmed()`, which asks for a requeue when a token names another primary.)
-                self._requeue = old is not None
-                self._target = self._confirmed = None
-                self.switches += 1
-                self.switched_at = time.monotonic()
-            self._primary, self._conn, self._stale = new, conn, False
-            self._confirmers = confirmers
-            self._last_gtid = ""
+                self._confirm.requeue = old is not None
+                self._confirm.forget_positions()
+                link.switches += 1
+                link.switched_at = time.monotonic()
+            link.primary, link.conn, link.stale = new, conn, False
+            self._confirm.confirmers = confirmers
+            link.last_gtid = ""
         if old != new:
             log.warning("writing to %s (epoch %d, server %d)%s", new.endpoint, new.epoch, new.server_id,
                         f", was {old.endpoint}" if old else "")
@@ -347,11 +434,11 @@ class ReplicatedSink(Sink):
             self._thread.start()
 
     def _watch(self) -> None:
-        next_check = time.monotonic() + self.verify_interval_s
+        next_check = time.monotonic() + self.settings.verify_interval_s
         while not self._closed.is_set():
             try:
                 if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + self.verify_interval_s
+                    next_check = time.monotonic() + self.settings.verify_interval_s
                     self._verify()
                 busy = self._confirm_once()
             except Exception:  # the watcher must survive anything a server does; the write path re-checks
@@ -366,39 +453,38 @@ class ReplicatedSink(Sink):
     def _verify(self) -> None:
         """Rediscover; mark the primary stale if the epoch rule now names another (or none)."""
         with self._lock:
-            p = self._primary
+            p = self._link.primary
         if p is None:
             return
-        snap = self._snapshot()
+        snap = self._servers.snapshot(self.creds)
         decision = writer_primary(snap)
         chosen = decision.primary
         with self._lock:
-            if self._primary != p:
+            if self._link.primary != p:
                 return
             if chosen is None or chosen.server_id != p.server_id or decision.epoch != p.epoch:
                 log.warning("primary %s (epoch %d) no longer verified: %s", p.endpoint, p.epoch, decision.reason)
-                self._stale = True
+                self._link.stale = True
             else:
-                self._confirmers = [h.server.endpoint for h in healthy_replicas(snap, chosen)]
+                self._confirm.confirmers = [h.server.endpoint for h in healthy_replicas(snap, chosen)]
 
     def _confirm_once(self) -> bool:
         """Wait briefly on one replica for the newest written position; True if there was work."""
+        c = self._confirm
         with self._lock:
-            p, target, done, confirmers = self._primary, self._target, self._confirmed, list(self._confirmers)
+            p, target, done, confirmers = self._link.primary, c.target, c.confirmed, list(c.confirmers)
         if p is None or target is None or not confirmers or (done is not None and done.contains(target)):  # type: ignore[arg-type]
             return False
-        ep = confirmers[self._rotation % len(confirmers)]
+        ep = confirmers[c.rotation % len(confirmers)]
         d = dialect_for(p.flavor)
+        wait_s = self.settings.confirm_wait_s
         try:
-            conn = self._replica_conns.get(ep)
-            if conn is None:
-                conn = open_connection(ep, self.creds, io_timeout=self.confirm_wait_s + self.creds.io_timeout)
-                self._replica_conns[ep] = conn
+            conn = c.replica(ep, self.creds, io_timeout=wait_s + self.creds.io_timeout)
             with conn.cursor() as cur:
-                self.confirm_checks += 1
-                cur.execute(*d.wait_for_gtid_sql(str(target), self.confirm_wait_s))
+                c.checks += 1
+                cur.execute(*d.wait_for_gtid_sql(str(target), wait_s))
                 if str(cur.fetchone()[0]) != "0":
-                    self._rotation += 1  # this replica is slow: try another next time
+                    c.rotation += 1  # this replica is slow: try another next time
                     return True
                 # Applied, by sequence number. Ours only if nothing of a newer primary reached the replica
                 # (it would hold the newer epoch row) and, on MariaDB, if its last GTID of each domain comes
@@ -407,17 +493,15 @@ class ReplicatedSink(Sink):
                 applied, held = cur.fetchone()
                 held = int(held or 0)
         except pymysql.MySQLError:
-            conn = self._replica_conns.pop(ep, None)
-            if conn is not None:
-                _quiet_close(conn)
-            self._rotation += 1
+            c.drop_replica(ep)
+            c.rotation += 1
             return False  # idle a moment: a dead replica refuses at once, no hot loop
         same_source = d.same_writers(str(target), str(applied or ""))
         with self._lock:
-            if self._primary == p and held == p.epoch and same_source:
-                self._confirmed = target if self._confirmed is None else self._confirmed.merged(target)  # type: ignore[arg-type]
+            if self._link.primary == p and held == p.epoch and same_source:
+                c.applied(target)
             else:
-                self._stale = True  # a newer primary exists (or may): the write path must re-resolve
+                self._link.stale = True  # a newer primary exists (or may): the write path must re-resolve
                 return False  # and no hot loop on a replica that keeps answering "applied"
         return True
 
@@ -426,7 +510,7 @@ class ReplicatedSink(Sink):
 class _Prepared:
     """A batch with its INSERT text, built for one escaping rule."""
 
-    rows: list[Row]
+    rows: list[StoredReading]
     sql: str
     no_backslash_escapes: bool
 

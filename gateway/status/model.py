@@ -69,6 +69,7 @@ class GatewayFacts:
     spool_depth: int = 0
     spool_limit: int = 0
     spool_full: bool = False
+    spool_unconfirmed: int = 0  # of the depth: written to the database, waiting for a replica to confirm
     quarantine: dict[str, int] = field(default_factory=dict)  # reason -> count held in the spool
     quarantine_recent: list[dict[str, Any]] = field(default_factory=list)  # newest first
     broker_drops: int | None = None  # messages the broker reported dropping (None: not known)
@@ -228,7 +229,8 @@ def build_gateway(g: GatewayFacts) -> dict[str, Any]:
     """The gateway itself: rates, spool, quarantine, links, ack mode."""
     return {
         "ingest_rate": round(g.ingest_rate, 1), "drain_rate": round(g.drain_rate, 1),
-        "spool": {"depth": g.spool_depth, "limit": g.spool_limit, "full": g.spool_full,
+        "spool": {"depth": g.spool_depth, "unconfirmed": g.spool_unconfirmed, "limit": g.spool_limit,
+                  "full": g.spool_full,
                   "fraction": round(g.spool_depth / g.spool_limit, 4) if g.spool_limit else 0.0},
         "quarantine": {"by_reason": dict(sorted(g.quarantine.items())), "total": sum(g.quarantine.values()),
                        "recent": list(g.quarantine_recent)},

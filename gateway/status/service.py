@@ -146,7 +146,8 @@ class StatusService:
                     "url": gw.mqtt.settings.url}
         facts = GatewayFacts(
             ingest_rate=self._rates[0], drain_rate=self._rates[1], spool_depth=gw.spool.depth,
-            spool_limit=gw.spool.max_readings, spool_full=gw.spool.full, quarantine=by_reason,
+            spool_limit=gw.spool.max_readings, spool_full=gw.spool.full,
+            spool_unconfirmed=gw.spool.depth - gw.spool.pending_count(), quarantine=by_reason,
             quarantine_recent=recent, broker_drops=_broker_drops(gw), mqtt=mqtt,
             serial={s.port_name: bool(s.connected) for s in gw.serial}, ack_mode=_ack_mode(cfg),
             database_available=gw.drain.available, database_error=gw.drain.last_error,

@@ -1,48 +1,31 @@
-"""How every part of the gateway opens a MySQL/MariaDB connection: one credentials type (account, TLS files,
+"""How every part of the gateway opens a MySQL/MariaDB connection: one credentials type (an `Account` with
 timeouts) and one factory (`open_connection`), bounded everywhere.
 
 A `Credentials` never shows its password in `repr`, and refuses a client certificate without a CA: the
-connection would otherwise go out in plaintext with the certificate silently unused.
+connection would otherwise go out in plaintext with the certificate silently unused (both from `Account`).
 """
 
 from __future__ import annotations
 
-import ssl
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
 
-from gateway.config import resolve_secret
+from gateway.config import Account, resolve_secret
 from gateway.topology.dialect import Dialect, dialect_for
 from gateway.topology.model import split_endpoint
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """An account and the limits every connection made with it keeps (no wait on a dead server is unbounded)."""
+class Credentials(Account):
+    """A database account (user, password, TLS files: `Account`) and the limits every connection made with it
+    keeps (no wait on a dead server is unbounded). Positional order: user, password, tls_ca, tls_cert, tls_key,
+    connect_timeout, io_timeout."""
 
-    user: str = "iotgw"
-    password: str = field(default="", repr=False)
-    tls_ca: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
+    user: str = "iotgw"  # the gateway's writer account unless told otherwise (keeps its place from Account)
     connect_timeout: float = 3.0
     io_timeout: float | None = 10.0  # read/write timeout: a frozen (SIGSTOPped) server fails after this
-
-    def __post_init__(self) -> None:
-        if (self.tls_cert or self.tls_key) and not self.tls_ca:
-            raise ValueError("tls_cert/tls_key given without tls_ca: TLS needs the CA that signed the server's "
-                             "certificate (without it the connection would not be encrypted)")
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context for this account (None: plaintext, no CA configured)."""
-        if not self.tls_ca:
-            return None
-        ctx = ssl.create_default_context(cafile=self.tls_ca)
-        if self.tls_cert:
-            ctx.load_cert_chain(self.tls_cert, self.tls_key or None)
-        return ctx
 
     def with_timeouts(self, connect: float | None = None, io: float | None = None) -> Credentials:
         return replace(self, connect_timeout=connect or self.connect_timeout, io_timeout=io or self.io_timeout)

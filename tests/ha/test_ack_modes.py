@@ -59,9 +59,22 @@ def _gateway(sb, tmp_path, after: str, **overrides) -> Gateway:
 
 
 def _sim(gw: Gateway, sb, **options) -> Simulator:
+    """Collectors on the gateway's topics, connected once the gateway is (started by the caller)."""
+    wait_for(lambda: gw.mqtt.connected, 30, "the gateway to connect")
     sim = Simulator(broker_of(sb), SimOptions(prefix=gw.cfg.mqtt.topic_prefix, **options))
     sim.connect()
     return sim
+
+
+def _run_all_acked(gw: Gateway, sb, deadline_s: float, **options):
+    """Run collectors to the end; every reading must come back acknowledged. Returns the report."""
+    sim = _sim(gw, sb, **options)
+    try:
+        report = sim.run(deadline_s=deadline_s)
+    finally:
+        sim.close()
+    assert report.unacked == 0, report.summary()
+    return report
 
 
 class AckChecker:
@@ -107,13 +120,7 @@ def test_no_ack_before_the_database_has_the_reading(sandbox, tmp_path, after):
     gw.acks.before_publish = checker
     gw.start()
     try:
-        wait_for(lambda: gw.mqtt.connected, 30, "the gateway to connect")
-        sim = _sim(gw, sb, devices=5, count=200, rate=500, ack_timeout=2)
-        try:
-            report = sim.run(deadline_s=90)
-        finally:
-            sim.close()
-        assert report.unacked == 0, report.summary()
+        report = _run_all_acked(gw, sb, 90, devices=5, count=200, rate=500, ack_timeout=2)
         assert checker.checked >= 5, "the hook saw no acks"
         assert not checker.violations, checker.violations[:5]
         health = gw.health()["acks"]
@@ -132,7 +139,6 @@ def test_database_outage_keeps_the_collectors_caches(make_sandbox, tmp_path):
     gw.acks.before_publish = checker
     gw.start()
     try:
-        wait_for(lambda: gw.mqtt.connected, 30, "the gateway to connect")
         sim = _sim(gw, sb, devices=5, count=400, rate=25, ack_timeout=2)
         run = Background(sim, deadline_s=150)
         wait_for(lambda: sim.report.acked > 50, 60, "acks flowing")
@@ -150,8 +156,7 @@ def test_database_outage_keeps_the_collectors_caches(make_sandbox, tmp_path):
         assert any("acks held back" in p for p in health["degraded"]), health["degraded"]
         assert "iotgw_acks_held_streams 5.0" in gw.metrics.exposition().decode()
         sb.restart("db1")
-        report = run.join(timeout=180)
-        assert report.unacked == 0, report.summary()
+        report = run.join_acked(timeout=180)
         wait_for(lambda: gw.spool.depth == 0, 60, "the spool to drain")
         sb.wait_caught_up(timeout=60)
         assert_exact(sb, report)
@@ -207,13 +212,7 @@ def test_database_mode_with_the_local_sqlite_database(sandbox, tmp_path):
     gw.acks.before_publish = check
     gw.start()
     try:
-        wait_for(lambda: gw.mqtt.connected, 30, "the gateway to connect")
-        sim = _sim(gw, sandbox, devices=3, count=100, rate=300, ack_timeout=2)
-        try:
-            report = sim.run(deadline_s=60)
-        finally:
-            sim.close()
-        assert report.unacked == 0, report.summary()
+        _run_all_acked(gw, sandbox, 60, devices=3, count=100, rate=300, ack_timeout=2)
         assert gw.acks.published > 0 and not seen, seen[:5]
     finally:
         gw.stop()

@@ -52,8 +52,7 @@ def test_gateway_dies_with_its_spool_nothing_lost(sandbox, tmp_path):
         assert started_by_dead, "the gateway to be killed had started no stream"
         dead.kill()  # SIGKILL
         shutil.rmtree(dead.workdir)  # its SD card is gone with it
-        report = run.join(timeout=240)
-        assert report.unacked == 0, f"{report.summary()}\n{survivor.log_tail()}"
+        report = run.join_acked(timeout=240, log=survivor.log_tail)
         sim_streams = {(d, "a", sim.boot) for d in sim.devices}
         assert started_by_dead <= sim_streams
         assert all(sim.upto[d] == 149 for d, _n, _b in started_by_dead)  # acked to the end by the survivor

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.mqttconn import BrokerSettings
@@ -33,6 +36,49 @@ class Background:
             raise self.error
         assert self.report is not None, "simulator did not finish"
         return self.report
+
+    def join_acked(self, timeout: float = 300, log: Callable[[], str] | None = None) -> SimReport:
+        """`join`, then require every reading acknowledged (the failure shows the report and `log()`)."""
+        report = self.join(timeout)
+        assert report.unacked == 0, f"{report.summary()}\n{log() if log else ''}"
+        return report
+
+
+class SerialLine:
+    """A pty standing in for a collector's serial cable: the gateway opens `port`, the test writes to the other
+    end; what the gateway writes back (ack frames) is read all the time, so its writes never block, and the
+    last 10,000 lines are kept in `lines`."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.port = os.ttyname(self.slave)
+        self.lines: collections.deque[str] = collections.deque(maxlen=10_000)
+        self._stop = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        buf = b""
+        while not self._stop.is_set():
+            try:
+                buf += os.read(self.master, 65536)
+            except OSError:  # closed
+                return
+            *done, buf = buf.split(b"\n")
+            self.lines.extend(line.decode(errors="replace") for line in done)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        self._stop.set()
+        os.close(self.master)
+        os.close(self.slave)
+
+    def __enter__(self) -> SerialLine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def unique(prefix: str) -> str:
@@ -78,12 +124,8 @@ def rows_on(sb: Sandbox, name: str, database: str = "iot") -> list[tuple]:
 
 def count_on(sb: Sandbox, name: str) -> tuple[int, int]:
     """(rows, distinct identities) in iot.readings on one server (0, 0 if the table is not there yet)."""
-    with sb.connect(name) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='iot' AND table_name='readings'")
-        if not cur.fetchone()[0]:
-            return (0, 0)
-        cur.execute("SELECT count(*), count(DISTINCT device, node, boot, seq) FROM iot.readings")
-        return tuple(cur.fetchone())
+    rows = sb.rows("SELECT count(*), count(DISTINCT device, node, boot, seq) FROM iot.readings", name)
+    return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
 
 def checksum_on(sb: Sandbox, name: str) -> int:

@@ -23,8 +23,7 @@ def test_primary_down_for_20_s_loses_nothing(sandbox, tmp_path):
         wait_for(lambda: spool_depth(tmp_path / "spool.db") > 300, 60, "readings piling up in the spool")
         time.sleep(max(0.0, 20 - (time.monotonic() - down_at)))  # the outage the issue asks for: 20 s
         sandbox.restart("db1")
-        report = run.join()
-        assert report.unacked == 0, report.summary()
+        report = run.join_acked()
         wait_stored(sandbox, gw, report.sent)
         assert spool_depth(tmp_path / "spool.db") == 0
         assert_exact(sandbox, report)
@@ -48,8 +47,7 @@ def test_gateway_sigkill_mid_stream_loses_nothing(sandbox, tmp_path, crash_at):
         assert not gw.alive()
         gw.env = {}
         gw.start()  # same spool, same client id: the persistent session redelivers what was not acked
-        report = run.join()
-        assert report.unacked == 0, report.summary()
+        report = run.join_acked()
         wait_stored(sandbox, gw, report.sent)
         assert_exact(sandbox, report)
     finally:
@@ -64,8 +62,7 @@ def test_broker_sigkill_mid_stream_loses_nothing(sandbox, tmp_path):
         sandbox.kill("broker")
         time.sleep(1.0)  # collectors and gateway see the broker gone
         sandbox.restart("broker")
-        report = run.join()
-        assert report.unacked == 0, report.summary()
+        report = run.join_acked()
         assert report.reconnects >= 1, "the collectors should have lost the broker and reconnected"
         wait_stored(sandbox, gw, report.sent)
         assert_exact(sandbox, report)
@@ -89,8 +86,7 @@ def test_full_spool_stops_acknowledging_and_loses_nothing(sandbox, tmp_path):
         assert sim.outstanding() > 0
         assert "spool FULL" in gw.log_tail(200)
         sandbox.restart("db1")
-        report = run.join()
-        assert report.unacked == 0, report.summary()
+        report = run.join_acked()
         wait_stored(sandbox, gw, report.sent)
         assert_exact(sandbox, report)
     finally:

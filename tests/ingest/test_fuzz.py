@@ -4,11 +4,8 @@ is quarantined or refused, memory stays bounded and /healthz is ok at the end. T
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.sandbox.launch import GatewayProcess, http_json, wait_for
 from gateway.sandbox.mosquitto import start_standalone, stock_config
 from gateway.sandbox.ports import free_port
+from tests.ingest.helpers import SerialLine
 from tests.ingest.hostile import HostileGen
 from tests.service.test_service import http_port
 
@@ -113,22 +111,12 @@ def test_mqtt_fuzz_5000_hostile_with_10000_good(tmp_path):
 
 
 def test_serial_fuzz_garbage_long_lines_and_noise(tmp_path):
-    master, slave = os.openpty()
+    line = SerialLine()
     work = tmp_path / "gw"
-    cfg = {"mqtt": {"enabled": False}, "serial": {"port": [{"port": os.ttyname(slave), "site": "bench"}]},
+    cfg = {"mqtt": {"enabled": False}, "serial": {"port": [{"port": line.port, "site": "bench"}]},
            "spool": {"path": str(work / "spool.db")}, "http": {"listen": "127.0.0.1:0"},
            "database": {"kind": "sqlite", "sqlite_path": str(work / "readings.db")}}
     gw = GatewayProcess(work, cfg).start()
-    stop = threading.Event()
-
-    def drain_acks() -> None:  # the gateway writes acks: keep the pty's output side empty
-        while not stop.is_set():
-            try:
-                os.read(master, 65536)
-            except OSError:
-                return
-
-    threading.Thread(target=drain_acks, daemon=True).start()
     try:
         wait_for(lambda: "open at" in gw.log_tail(50), 30, "the serial port to open")
         gen = HostileGen(seed=7, prefix="x", size_limit=4096, good_devices=["unused"])
@@ -136,13 +124,13 @@ def test_serial_fuzz_garbage_long_lines_and_noise(tmp_path):
         hostile = 0
         for seq in range(500):
             for dev in ("s0", "s1", "s2", "s3"):
-                os.write(master, (protocol.frame("R", protocol.encode_reading(
+                line.write((protocol.frame("R", protocol.encode_reading(
                     dev, "a", 2, seq, 1700000000000 + seq, "rtc", seq / 2, "V")) + "\n").encode())
             for _ in range(rng.choice((0, 1, 2, 3))):
-                os.write(master, gen.serial_line())
+                line.write(gen.serial_line())
                 hostile += 1
             if seq % 50 == 0:
-                os.write(master, b"console text: not a frame\n")
+                line.write(b"console text: not a frame\n")
         spool, readings = work / "spool.db", work / "readings.db"
         wait_for(lambda: query(readings, "SELECT count(*) FROM readings") == [(2000,)], 60,
                  f"2,000 stored (log:\n{gw.log_tail()})")
@@ -155,8 +143,5 @@ def test_serial_fuzz_garbage_long_lines_and_noise(tmp_path):
         assert http_json(f"http://127.0.0.1:{http_port(gw)}/healthz")["status"] == "ok"
         assert query(spool, "SELECT count(*) FROM quarantine WHERE reason = 'internal_error'") == [(0,)]
     finally:
-        stop.set()
         gw.terminate()
-        os.close(master)
-        os.close(slave)
-        time.sleep(0)
+        line.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import urllib.request
 
 import paho.mqtt.client as mqtt
@@ -15,7 +14,7 @@ import pytest
 from gateway import protocol
 from gateway.mqttconn import connect_blocking, make_client
 from gateway.sandbox.launch import GatewayProcess, sandbox_config, wait_for
-from tests.ingest.helpers import broker_of, start_gateway, unique
+from tests.ingest.helpers import SerialLine, broker_of, start_gateway, unique
 from tests.service.test_service import http_port
 
 pytestmark = pytest.mark.servers
@@ -140,14 +139,8 @@ def test_status_with_dropped_over_mqtt_reaches_mysql_and_metrics(sandbox, tmp_pa
                        qos=1).wait_for_publish(10)
 
         def stored():
-            with sandbox.connect(sandbox.primary_name()) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='iot' "
-                            "AND table_name='device_status'")
-                if not cur.fetchone()[0]:
-                    return None
-                cur.execute("SELECT site, device, node, boot, state, role, cached, cap, dropped, reset_cause, "
-                            "store_err, clock, period_ms FROM iot.device_status")
-                return cur.fetchall()
+            return sandbox.rows("SELECT site, device, node, boot, state, role, cached, cap, dropped, reset_cause, "
+                                "store_err, clock, period_ms FROM iot.device_status")
 
         wait_for(lambda: stored(), 30, f"a device_status row (log:\n{gw.log_tail()})")
         assert stored() == (("s1", "pair-1", "a", 3, "online", "active", 12, 500, 7, "wdt", 1, "rtc", 5000),)
@@ -169,33 +162,21 @@ def test_status_with_dropped_over_mqtt_reaches_mysql_and_metrics(sandbox, tmp_pa
 
 
 def test_status_with_dropped_over_serial_reaches_the_database(sandbox, tmp_path):
-    master, slave = os.openpty()
+    line = SerialLine()
     cfg = sandbox_config(sandbox, tmp_path, prefix=unique("t"), client_id=unique("gw-"), database=False)
     cfg["mqtt"]["enabled"] = False
-    cfg["serial"] = {"port": [{"port": os.ttyname(slave), "baud": 115200, "site": "bench"}]}
+    cfg["serial"] = {"port": [{"port": line.port, "baud": 115200, "site": "bench"}]}
     gw = GatewayProcess(tmp_path, cfg).start()
-    stop = threading.Event()
-
-    def drain_acks() -> None:  # keep the pty's output drained
-        while not stop.is_set():
-            try:
-                os.read(master, 4096)
-            except OSError:
-                return
-
-    threading.Thread(target=drain_acks, daemon=True).start()
     try:
         wait_for(lambda: "open at" in gw.log_tail(50), 30, "the serial port to open")
         status = json.dumps({**STATUS, "dev": "ser-1", "dropped": 42}, separators=(",", ":"))
-        os.write(master, (protocol.frame("S", status) + "\n").encode())
+        line.write((protocol.frame("S", status) + "\n").encode())
         wait_for(lambda: sqlite_rows(tmp_path / "readings.db", "SELECT device, dropped FROM device_status")
                  == [("ser-1", 42)], 30, f"the serial status stored (log:\n{gw.log_tail()})")
         assert sqlite_rows(tmp_path / "readings.db", "SELECT site FROM device_status") == [("bench",)]
     finally:
-        stop.set()
         gw.terminate()
-        os.close(master)
-        os.close(slave)
+        line.close()
 
 
 def test_clearing_a_retained_status_is_not_quarantined(sandbox, tmp_path):

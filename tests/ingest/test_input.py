@@ -6,18 +6,25 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 import pytest
-import serial
 
 from gateway import protocol
 from gateway.mqttconn import BrokerSettings, MqttConnectError, connect_blocking, make_client
 from gateway.sandbox.launch import GatewayProcess, sandbox_config, spool_depth, wait_for
 from gateway.simulator import SimOptions, simulate
-from tests.ingest.helpers import assert_exact, broker_of, simulate_through, start_gateway, unique, wait_stored
+from tests.ingest.helpers import (
+    SerialLine,
+    assert_exact,
+    broker_of,
+    simulate_through,
+    start_gateway,
+    unique,
+    wait_stored,
+)
 
 pytestmark = pytest.mark.servers
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
@@ -119,61 +126,39 @@ def test_rejected_reading_with_identity_is_acked_and_replayable(sandbox, tmp_pat
 
 
 def test_serial_collector_on_a_pty_delivers_and_gets_acks(sandbox, tmp_path):
-    master, slave = os.openpty()
-    port_name = os.ttyname(slave)
+    line = SerialLine()
+    port_name = line.port
     cfg = sandbox_config(sandbox, tmp_path, prefix=unique("t"), client_id=unique("gw-"))
     cfg["mqtt"]["enabled"] = False
     cfg["serial"] = {"port": [{"port": port_name, "baud": 115200, "site": "bench"}]}
     gw = GatewayProcess(tmp_path, cfg).start()
-    collector = serial.Serial()
-    collector.fd = master  # the collector's end of the line, driven through pyserial's file descriptor
-    lines: list[str] = []
-    stop = threading.Event()
-
-    def reader() -> None:
-        buf = b""
-        while not stop.is_set():
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                lines.append(line.decode())
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
     try:
         wait_for(lambda: "serial" in gw.log_tail(50) and "open" in gw.log_tail(50), 30, "the serial port to open")
         sent = {}
-        os.write(master, b"boot 3: console text is not a frame\n")
+        line.write(b"boot 3: console text is not a frame\n")
         for seq in range(50):
             ts = 1700000000000 + seq * 1000
             payload = protocol.encode_reading("ft-1", "a", 3, seq, ts, "rtc", seq / 10, "V")
             sent[("ft-1", "a", 3, seq)] = (ts, seq / 10)
-            os.write(master, (protocol.frame("R", payload) + "\n").encode())
-        os.write(master, b"!R {broken*0000\n")
+            line.write((protocol.frame("R", payload) + "\n").encode())
+        line.write(b"!R {broken*0000\n")
         wait_for(
             lambda: any(
-                protocol.parse_ack(protocol.parse_frame(ln)[1]).upto == 49 for ln in list(lines) if ln.startswith("!A")
+                protocol.parse_ack(protocol.parse_frame(ln)[1]).upto == 49
+                for ln in list(line.lines) if ln.startswith("!A")
             ),
             30,
-            f"an ack line up to seq 49 (got {lines[-3:]})",
+            f"an ack line up to seq 49 (got {list(line.lines)[-3:]})",
         )
-        for ln in lines:
+        for ln in list(line.lines):
             assert protocol.parse_frame(ln)[0] == "A"  # every ack line is a valid frame with a good CRC
-        from types import SimpleNamespace
-
         wait_stored(sandbox, gw, 50)
         assert_exact(sandbox, SimpleNamespace(readings=sent))
         reasons = [r[1] for r in quarantine_rows(tmp_path / "spool.db")]
         assert reasons == ["bad_checksum"]  # the broken frame; console text is not quarantined
     finally:
-        stop.set()
         gw.terminate()
-        os.close(master)
-        os.close(slave)
+        line.close()
 
 
 def test_embedded_default_stores_10k_readings_in_local_sqlite(sandbox, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from gateway.ops.monitor import MonitorConfig, start_in_background
 from gateway.sandbox.rebuild import rebuild_node
 from gateway.topology.epoch import write_epoch
-from tests.helpers import ADMIN, Load, consistency, read_only, rows_or_zero, wait_until
+from tests.helpers import ADMIN, Load, consistency, name_of, read_only, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -25,14 +25,26 @@ class Running:
     def kinds(self, kind):
         return [e for e in self.monitor.events if e.kind == kind]
 
+    def wait_for(self, kind, timeout, what):
+        """Wait for an event of `kind`; on timeout the failure lists every event the monitor had, to tell why."""
+        try:
+            return wait_until(lambda: self.kinds(kind), timeout, what)
+        except TimeoutError as exc:
+            seen = "; ".join(f"{e.kind}: {e.message}" for e in self.monitor.events[-20:]) or "none"
+            raise TimeoutError(f"{exc} (after {self.monitor.checks} checks; last events: {seen})") from None
+
     def close(self):
         self.monitor.stop()
         self.thread.join(30)
         assert not self.thread.is_alive()
 
 
-def name_of(sb, endpoint):
-    return next(n for n in sb.db_names() if sb.endpoint(n) == endpoint)
+def epoch_names(sb, node, *then):
+    """Write epoch 1 naming `node` as the primary (as setup does), then run the `then` statements there."""
+    with sb.connect(node) as conn, conn.cursor() as cur:
+        write_epoch(cur, 1, sb.node(node).server_id, "127.0.0.1", sb.node(node).port, "test")
+        for statement in then:
+            cur.execute(statement)
 
 
 def replicates_from(sb, name, source):
@@ -158,7 +170,7 @@ def test_anti_flap_blocks_a_second_automatic_failover(make_sandbox):
         first_at = next(e.at for e in mon.monitor.events if e.kind == "failover")
         second = name_of(sb, mon.monitor.failovers[0].new_primary)
         sb.kill(second)  # at once: a flapping topology
-        wait_until(lambda: mon.kinds("blocked"), 20, "the monitor to refuse (blocked)")
+        mon.wait_for("blocked", 20, "the monitor to refuse (blocked)")
         wait_until(lambda: len(mon.monitor.failovers) == 2, 30, "the second failover after the block")
         second_at = [e.at for e in mon.monitor.events if e.kind == "failover"][1]
         assert second_at - first_at >= 6.0
@@ -169,8 +181,7 @@ def test_anti_flap_blocks_a_second_automatic_failover(make_sandbox):
 
 def test_two_monitors_exactly_one_failover(make_sandbox):
     sb = make_sandbox(replicas=3, broker=False)
-    with sb.connect("db1") as conn, conn.cursor() as cur:
-        write_epoch(cur, 1, sb.node("db1").server_id, "127.0.0.1", sb.node("db1").port, "test")
+    epoch_names(sb, "db1")
     sb.wait_caught_up()
     a, b = Running(sb, interval=0.3), Running(sb, interval=0.3)
     try:
@@ -198,8 +209,7 @@ def test_primary_restarted_read_only_before_the_failcount_is_reopened(make_sandb
     """A power blip: the primary restarts read-only (as every config says) before the monitor declares it
     dead; nobody took over and the epoch still names it, so the monitor re-opens its writes."""
     sb = make_sandbox(replicas=2, broker=False)
-    with sb.connect("db1") as conn, conn.cursor() as cur:
-        write_epoch(cur, 1, sb.node("db1").server_id, "127.0.0.1", sb.node("db1").port, "test")
+    epoch_names(sb, "db1")
     sb.wait_caught_up()
     mon = Running(sb, failcount=20)  # 10 s: the restart comes back long before a failover
     try:
@@ -208,7 +218,7 @@ def test_primary_restarted_read_only_before_the_failcount_is_reopened(make_sandb
         sb.restart("db1")
         with sb.connect("db1") as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL read_only=ON")  # the sandbox re-opens it itself; a real config would not
-        wait_until(lambda: mon.kinds("reopened"), 60, "the monitor to re-open db1")
+        mon.wait_for("reopened", 60, "the monitor to re-open db1")
         assert not read_only(sb, "db1") and not mon.kinds("failover")
         assert sb.primary_name() == "db1"
     finally:
@@ -218,12 +228,10 @@ def test_primary_restarted_read_only_before_the_failcount_is_reopened(make_sandb
 def test_a_fenced_primary_that_did_not_restart_is_not_reopened(make_sandbox):
     """A primary fenced by a person or mid-switchover (long uptime) is left alone."""
     sb = make_sandbox(replicas=2, broker=False)
-    with sb.connect("db1") as conn, conn.cursor() as cur:
-        write_epoch(cur, 1, sb.node("db1").server_id, "127.0.0.1", sb.node("db1").port, "test")
-        cur.execute("SET GLOBAL read_only=ON")
+    epoch_names(sb, "db1", "SET GLOBAL read_only=ON")
     mon = Running(sb, failcount=2, reopen_uptime_s=0.0)  # any uptime counts as "did not just restart"
     try:
-        wait_until(lambda: mon.kinds("unconfirmed"), 30, "the monitor to decline re-opening")
+        mon.wait_for("unconfirmed", 30, "the monitor to decline re-opening")
         assert read_only(sb, "db1") and not mon.kinds("reopened")
     finally:
         mon.close()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
@@ -14,7 +13,7 @@ import pytest
 
 from gateway.sandbox.launch import GatewayProcess, http_json, sandbox_config, wait_for
 from gateway.sandbox.process import _children  # the Popen of a child we started: for its exit code
-from tests.ingest.helpers import start_gateway, unique
+from tests.ingest.helpers import SerialLine, start_gateway, unique
 from tests.service.test_service import http_port
 
 pytestmark = pytest.mark.servers
@@ -30,16 +29,25 @@ def health(port: int) -> tuple[int, dict] | None:
 
 
 @pytest.mark.parametrize(("point", "worker"), [("mqtt.loop:40", "mqtt-ingest"), ("writer.commit", "spool-writer"),
-                                              ("drain.step:30", "drain"), ("serial.loop:30", "serial")])
+                                              ("drain.step:30", "drain"), ("serial.loop:30", "serial"),
+                                              ("monitor.loop:3", "failover-monitor")])
 def test_a_dead_worker_fails_health_and_exits_non_zero(sandbox, tmp_path, point, worker):
     exit_within = 6.0
     overrides = {"health": {"exit_within_s": exit_within, "linger_s": 1.5}}
+    line = None
     if worker == "serial":
-        master, slave = os.openpty()
+        line = SerialLine()
         cfg = sandbox_config(sandbox, tmp_path, prefix=unique("t"), client_id=unique("gw-"), database=False,
                              **overrides)
-        cfg["serial"] = {"port": [{"port": os.ttyname(slave), "site": "bench"}]}
+        cfg["serial"] = {"port": [{"port": line.port, "site": "bench"}]}
         gw = GatewayProcess(tmp_path, cfg, env={"IOTGW_FAULT_AT": point}).start()
+    elif worker == "failover-monitor":  # the monitor runs inside the gateway only with a replicated database
+        ep = sandbox.endpoints()["mariadb"]
+        gw = start_gateway(sandbox, tmp_path, env={"IOTGW_FAULT_AT": point}, **overrides,
+                           database={"servers": [sandbox.endpoint(n) for n in sandbox.db_names()],
+                                     "admin_user": "root"},
+                           failover={"auto": True, "interval": 0.5,
+                                     "repl_password": ep["replication_user"]["password"]})
     else:
         gw = start_gateway(sandbox, tmp_path, database=False, env={"IOTGW_FAULT_AT": point}, **overrides)
     popen = _children[gw.pid]
@@ -68,6 +76,5 @@ def test_a_dead_worker_fails_health_and_exits_non_zero(sandbox, tmp_path, point,
         assert code == 1, gw.log_tail()
     finally:
         gw.terminate()
-        if worker == "serial":
-            os.close(master)
-            os.close(slave)
+        if line is not None:
+            line.close()

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.sandbox.launch import dump_toml
 from gateway.sinks.replicated import ReplicatedSink
+from gateway.spool import StoredReading
 from gateway.topology.conn import Credentials
 
 pytestmark = pytest.mark.servers
@@ -31,7 +32,7 @@ def writer():
         sink.close()
 
 
-ROW = ("d1", "a", 1, 0, "s", 1700000000123, "rtc", "ok", 21.5, "C", 0, 1700000000200)
+ROW = StoredReading("d1", "a", 1, 0, "s", 1700000000123, "rtc", "ok", 21.5, "C", 0, 1700000000200)
 
 
 def show_create(conn, db: str, table: str) -> str:
@@ -62,7 +63,7 @@ def test_db_init_creates_and_upgrades_the_schema_like_schema_sql(sandbox, tmp_pa
 
 def test_batches_are_idempotent_and_keep_times(sandbox, writer):
     sink = writer(sandbox)
-    sink.write([ROW, ROW[:3] + (1,) + ROW[4:]])
+    sink.write([ROW, ROW._replace(seq=1)])
     sink.write([ROW])  # re-applied after a crash: harmless
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT seq, DATE_FORMAT(sampled_at, '%Y-%m-%d %H:%i:%s.%f'), "
@@ -98,7 +99,7 @@ def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox
     writer(sandbox).write([ROW])
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM iot.iotgw_schema WHERE version = 2")  # the DDL ran, its record did not
-    writer(sandbox).write([ROW[:3] + (9,) + ROW[4:]])
+    writer(sandbox).write([ROW._replace(seq=9)])
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT version FROM iot.iotgw_schema ORDER BY version")
         assert [r[0] for r in cur.fetchall()] == [1, 2, 3]
@@ -107,7 +108,7 @@ def test_migration_interrupted_after_its_ddl_completes_on_the_next_start(sandbox
 def test_strings_are_escaped_in_the_multi_row_insert(sandbox, writer):
     """Validated input never holds quotes or backslashes in names, but the writer must be safe anyway."""
     nasty = "it's\\'; --"  # fits the unit column's VARCHAR(16)
-    row = ("d'1", "a\\", 1, 0, "s\"x", None, "none", "none", -1.25e-7, nasty, 1, 1700000000200)
+    row = StoredReading("d'1", "a\\", 1, 0, "s\"x", None, "none", "none", -1.25e-7, nasty, 1, 1700000000200)
     writer(sandbox).write([row])
     with sandbox.connect("db1") as conn, conn.cursor() as cur:
         cur.execute("SELECT device, node, site, sampled_at, value, unit, cached FROM iot.readings")
@@ -122,7 +123,7 @@ def test_writer_over_tls_to_a_server_with_our_own_ca(make_sandbox):
     sink = ReplicatedSink([f"{node.host}:{node.port}"], Credentials("iotgw", "iotgw", tls_ca=ca), confirm=False)
     try:
         sink.write([ROW])
-        with sink._conn.cursor() as cur:  # the very connection the batch went through
+        with sink._link.conn.cursor() as cur:  # the very connection the batch went through
             cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
             assert cur.fetchone()[1], "the writer's connection is not encrypted"
     finally:

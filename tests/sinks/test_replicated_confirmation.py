@@ -7,17 +7,14 @@ import pytest
 
 from gateway.sinks.base import SinkUnavailable
 from gateway.sinks.replicated import ReplicatedSink, parse_token
+from gateway.spool import StoredReading
 from tests.helpers import WRITER, count_rows, promote_best, reading, wait_until
 
 pytestmark = [pytest.mark.servers]
 
 
 def rows(start, n, device="dev1"):
-    out = []
-    for i in range(start, start + n):
-        r = reading(i, device)
-        out.append((r.device, r.node, r.boot, r.seq, r.site, r.ts, r.src, r.clock, r.value, r.unit, 0, r.received_ms))
-    return out
+    return [StoredReading.of(reading(i, device)) for i in range(start, start + n)]
 
 
 def test_zero_row_batch_is_confirmed_on_the_whole_position(sandbox):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from gateway.cli import main as cli_main
 from gateway.drain import DrainWorker
 from gateway.sinks.replicated import ReplicatedSink
-from gateway.spool import Spool
+from gateway.spool import Spool, StoredReading
 from gateway.topology import analysis
 from gateway.topology.discovery import discover
 from tests.helpers import (
@@ -110,7 +110,7 @@ def test_old_primary_back_writable_gets_no_write(make_sandbox, tmp_path):
         try:
             late.write(
                 [
-                    (f"late{i}", "n1", 1, 0, "lab", None, "none", "none", 1.0, "C", 0, 1_700_000_000_000)
+                    StoredReading(f"late{i}", "n1", 1, 0, "lab", None, "none", "none", 1.0, "C", 0, 1_700_000_000_000)
                     for i in range(3)
                 ]
             )

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.protocol import Reading
-from gateway.spool import Entry, Quarantined, Spool, read_stats
+from gateway.spool import READING_COLUMNS, Entry, Quarantined, Spool, StoredReading, read_stats
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 
@@ -29,6 +29,19 @@ def test_watermark_vectors(tmp_path, vec):
     for seq, expected in zip(vec["arrivals"], vec["upto_after_each"], strict=True):
         _site, upto = commit(spool, reading(seq))[("d1", "a", 1)]
         assert (upto if upto >= 0 else None) == expected
+
+
+def test_taken_rows_are_stored_readings_in_the_spool_column_order(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    cached = Reading("d2", "b", 7, 3, "s", None, "none", -2.5, "V", True, "unset", 1700000000999)
+    commit(spool, reading(0), cached)
+    conn = spool.drain_connection()
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(spool)")]
+    assert READING_COLUMNS.split(", ") == [c for c in columns if c not in ("id", "token")]
+    taken = [row for _, row in spool.take(conn, 10)]
+    assert taken == [StoredReading.of(reading(0)), StoredReading.of(cached)]
+    assert all(type(row) is StoredReading for row in taken)
+    assert (taken[1].device, taken[1].ts, taken[1].value, taken[1].cached, taken[1].clock) == ("d2", None, -2.5, 1, "unset")
 
 
 def test_watermarks_and_duplicates_survive_a_restart(tmp_path):

@@ -15,10 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.config import ConfigError, parse
+from gateway.config import Account, ConfigError, parse
 from gateway.mqttconn import BrokerSettings
 from gateway.ops.relay import target_rows
-from gateway.sinks.mysql import ServerAddress
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import quote_ident
 from gateway.topology.tools import CLIENT, DUMP, tool_command
@@ -29,8 +28,8 @@ SECRET = "pa ss#'\"\\word;x"
 def test_repr_never_shows_a_secret() -> None:
     cfg = parse({"database": {"kind": "mysql", "servers": ["h:1"], "password": SECRET, "admin_password": SECRET},
                  "http": {"token": SECRET}, "mqtt": {"password": SECRET}})
-    shown = [repr(cfg), repr(Credentials("u", SECRET)), repr(ServerAddress("h", 1, "u", SECRET)),
-             repr(BrokerSettings(username="u", password=SECRET))]
+    shown = [repr(cfg), repr(Credentials("u", SECRET)), repr(Account("u", SECRET)),
+             repr(BrokerSettings(user="u", password=SECRET))]
     assert all(SECRET not in text and "pa ss" not in text for text in shown)
     assert "user='u'" in shown[1]  # the rest is still there to debug with
 
@@ -44,6 +43,8 @@ def test_a_client_certificate_without_a_ca_is_a_config_error_naming_the_key(sect
         parse({section: table})
     with pytest.raises(ValueError, match="without tls_ca"):
         Credentials("u", "p", tls_cert="/etc/x.pem")
+    with pytest.raises(ValueError, match="^tls_key given without tls_ca"):  # the broker connection: the same rule
+        BrokerSettings("h", 1, "u", "p", tls_key="/etc/k.pem")
 
 
 def test_identifiers_double_their_backticks() -> None:
