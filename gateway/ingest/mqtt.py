@@ -22,6 +22,14 @@ from gateway.spool import Entry, Quarantined, Spool, SpoolWriter, quarantined
 
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
+# End-to-end acks awaiting the broker's PUBACK. Those PUBACKs reach us behind every reading the broker has already
+# pushed into our socket (up to the receive maximum, 65535 by default): under a backlog each takes as long as we
+# need to read that far, seconds. The window must cover the acks sent meanwhile (a stream's newest ack every
+# ack interval), or acks queue behind it and reach the collectors late, whose resend timers then expire. The
+# broker answers each at once (its receive quota for our publishes is not held by our unread PUBACKs), and it
+# stays far below paho's 65,535 message ids.
+ACK_WINDOW = 10_000
+
 
 def subscription_topics(prefix: str, share_group: str = "") -> list[str]:
     """The reading and status filters; in an MQTT 5 shared subscription group (`$share/<group>/...`) when
@@ -48,6 +56,8 @@ class MqttIngest(threading.Thread):
         self.client = make_client(settings, client_id, manual_ack=True)
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_ack_published
+        self.client.max_inflight_messages_set(ACK_WINDOW)
         self._halt = threading.Event()
         self.reconnect = reconnect_backoff()
         self.connected = False
@@ -65,6 +75,10 @@ class MqttIngest(threading.Thread):
         self._acks: dict[tuple[str, str, str, int], Ack] = {}
         self._acks_lock = threading.Lock()
         self._acks_due = 0.0
+        # Acks handed to paho and not yet PUBACKed, at most its in-flight window (ACK_WINDOW). Acks beyond the
+        # window would wait in paho's FIFO and go out stale; they wait here instead, where a newer ack replaces
+        # an older one for the same stream, so every ack that goes out carries its stream's newest `upto`.
+        self._acks_unconfirmed = 0
         # With `[ack] after` = database/replica (gateway.acks.AckGate) the end-to-end acks wait for the database:
         # each message's stream and seq are noted here until its spool commit, then handed to the gate.
         self.ack_gate = None
@@ -102,6 +116,8 @@ class MqttIngest(threading.Thread):
                     continue
                 self.reconnect.reset()
                 self.connected, self.last_error = True, ""
+                with self._acks_lock:  # paho sends again what was in flight; a count stuck high would stop acks
+                    self._acks_unconfirmed = 0
                 topics = [(t, 1) for t in subscription_topics(self.prefix, self.share_group)]
                 self.client.subscribe([*topics, (DROPPED_TOPIC, 0)])
                 log.info("MQTT: connected to %s, subscribed to %s", self.settings.url, ", ".join(t for t, _ in topics))
@@ -239,7 +255,20 @@ class MqttIngest(threading.Thread):
 
     def _publish_acks(self) -> None:
         with self._acks_lock:
-            pending, self._acks = self._acks, {}
+            window = self.client.max_inflight_messages  # 0: paho has no window
+            room = window - self._acks_unconfirmed if window else len(self._acks)
+            if room <= 0:
+                return  # the window is full: keep coalescing until PUBACKs make room
+            if len(self._acks) <= room:
+                pending, self._acks = self._acks, {}
+            else:  # the streams waiting longest first (a stream keeps its place in the dict when updated)
+                pending = {key: self._acks.pop(key) for key in list(self._acks)[:room]}
+            self._acks_unconfirmed += len(pending)
             self._acks_due = time.monotonic() + self.ack_interval_s
         for (site, device, _node, _boot), ack in pending.items():
             self.client.publish(f"{self.prefix}/{site}/{device}/ack", ack.payload(), qos=1)
+
+    def _on_ack_published(self, _client, _userdata, _mid, _reason_code, _props=None) -> None:
+        """The broker PUBACKed one of our acks: room for another."""
+        with self._acks_lock:
+            self._acks_unconfirmed = max(0, self._acks_unconfirmed - 1)
