@@ -5,6 +5,12 @@ shared/protocol.md ("Resend timer and window"): a per-stream resend timer that b
 jitter and is reset by progress, resending a bounded window of the oldest unacknowledged readings (and, while
 recovering, the next window as soon as an ack covers the previous one). Faults can be injected: duplicates,
 malformed and oversized messages, out-of-order replays.
+
+All simulated collectors share one MQTT connection, so publishing waits while the client holds `publish_buffer`
+publishes the broker has not yet acknowledged (PUBACK), as a collector's send waits for its link. Without that
+wait a burst at full speed piles up in paho's queue: past 65,535 queued messages its 16-bit message ids are all
+in use and `publish()` refuses the message (`MQTT_ERR_QUEUE_SIZE`); readings counted as sent never left, every
+stream stalled at the same point and only resend timers recovered them.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class SimOptions:
     ack_timeout: float = 5.0  # the resend timer's base (no progress for this long: resend a window)
     ack_timeout_max: float = 60.0  # the backed-off timer never exceeds this
     resend_window: int = 100  # readings resent per timer expiry (and per ack while recovering)
+    publish_buffer: int = 1000  # publishes awaiting the broker's PUBACK before publishing waits (while connected)
     duplicate_rate: float = 0.0
     malformed: int = 0
     oversized: int = 0
@@ -63,6 +70,7 @@ class SimReport:
     resent: int = 0
     duplicates_sent: int = 0
     malformed_sent: int = 0
+    refused: int = 0  # publishes the MQTT client would not queue (not sent; resent like a lost message)
     acked: int = 0
     unacked: int = 0
     reconnects: int = 0  # reconnections after the first connection
@@ -105,6 +113,9 @@ class Simulator:
         self.upto: dict[str, int] = dict.fromkeys(self.devices, -1)
         self.timers = {d: ResendTimer(options.ack_timeout, options.ack_timeout_max, self.rng) for d in self.devices}
         self.report = SimReport()
+        # Publishes handed to the current client and not yet answered by the broker's PUBACK (see the module doc).
+        self._room = threading.Condition()
+        self._unconfirmed = 0
         self._reconnected = threading.Event()
         self._halt = threading.Event()
 
@@ -114,6 +125,7 @@ class Simulator:
         client.on_message = self._on_ack
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         client.reconnect_delay_set(0.1, 2.0)
         return client
 
@@ -150,7 +162,9 @@ class Simulator:
             pass
         client = self._make_client(settings)
         connect_blocking(client, settings, clean_start=True)
-        self.client, self.settings = client, settings
+        with self._room:  # what the old client held is abandoned (resent from the cache like any lost record)
+            self.client, self.settings, self._unconfirmed = client, settings, 0
+            self._room.notify_all()
         self._subscribe()
         self.connections.append((time.monotonic(), settings.url))
         client.loop_start()
@@ -180,6 +194,21 @@ class Simulator:
                 log.info("simulator: moved to %s", self.settings.url)
                 self._reconnected.set()  # resend everything unacknowledged at once
                 break
+
+    def _on_publish(self, client, _userdata, _mid, _reason_code, _props=None) -> None:
+        """The broker answered one of our publishes (PUBACK, whatever its reason code): room for another."""
+        with self._room:
+            if client is self.client:
+                self._unconfirmed -= 1
+                self._room.notify_all()
+
+    def _wait_for_room(self) -> None:
+        """Wait while the client holds `publish_buffer` publishes the broker has not acknowledged. Not while
+        disconnected (paho keeps those for the reconnect) nor once stopped: the wait is for a slow link only."""
+        with self._room:
+            while (self._unconfirmed >= self.opt.publish_buffer and self.client.is_connected()
+                   and not self._halt.is_set()):
+                self._room.wait(0.1)
 
     def _subscribe(self) -> None:
         self.client.subscribe(f"{self.opt.prefix}/{self.opt.site}/+/ack", qos=1)
@@ -215,7 +244,7 @@ class Simulator:
                 if pending.pop(seq, None) is not None:
                     self.report.acked += 1
             due = self._window(ack.device, self.timers[ack.device].progress(now, ack.upto, pending))
-        self._resend(due)
+        self._resend(due, wait=False)  # on the network thread, which the wait would need to see PUBACKs
 
     def _window(self, device: str, take: int) -> list[tuple[str, bytes]]:
         """The `take` oldest unacknowledged readings of a device, stamped as sent now (under the lock)."""
@@ -233,27 +262,38 @@ class Simulator:
             self.timers[device].window_top = oldest[-1]
         return out
 
-    def _resend(self, due: list[tuple[str, bytes]]) -> None:
+    def _resend(self, due: list[tuple[str, bytes]], wait: bool = True) -> None:
         if self.opt.out_of_order:
             self.rng.shuffle(due)
         for device, payload in due:
+            if wait:
+                self._wait_for_room()
             self._publish(device, payload)
         with self.lock:
             self.report.resent += len(due)
 
     # --- sending --------------------------------------------------------------------------------
     def _publish(self, device: str, payload: bytes) -> None:
+        client = self.client
         try:
-            self.client.publish(f"{self.opt.prefix}/{self.opt.site}/{device}/reading", payload, qos=1)
+            info = client.publish(f"{self.opt.prefix}/{self.opt.site}/{device}/reading", payload, qos=1)
         except OSError:
             # The broker went away under us (paho writes from the caller and the socket was reset): the record
             # stays unacknowledged and goes out again after the reconnect, like any lost message.
             if len(self.brokers) > 1:
                 self._lost.set()
             return
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            # Not queued (every message id in use): not sent. The record stays in the cache for its resend timer.
+            self.report.refused += 1
+            return
+        with self._room:
+            if client is self.client:
+                self._unconfirmed += 1  # its PUBACK may already have come: the count is balanced, not ordered
         self.report.published += 1
 
     def _new_reading(self, device: str, seq: int) -> None:
+        self._wait_for_room()  # before the send time is stamped: the resend timer measures the link, not our queue
         ts = int(self.clock() * 1000)
         value = round(self.rng.uniform(-20, 40), 3)
         payload = encode_reading(device, self.opt.node, self.boot, seq, ts, "rtc", value, "C").encode()
@@ -269,9 +309,11 @@ class Simulator:
     def _inject_bad(self) -> None:
         device = self.devices[0]
         for i in range(self.opt.malformed):
+            self._wait_for_room()
             self._publish(device, MALFORMED[i % len(MALFORMED)])
             self.report.malformed_sent += 1
         for _ in range(self.opt.oversized):
+            self._wait_for_room()
             self._publish(device, b'{"v":1,"pad":"' + b"x" * 300 + b'"}')
             self.report.malformed_sent += 1
 

@@ -36,6 +36,13 @@ IDLE_PASS_S = 0.25
 READ_GAP_S = 0.1
 PACE_ABOVE_PER_S = 100
 PACED_BELOW = 64
+# End-to-end acks awaiting the broker's PUBACK. Those PUBACKs reach us behind every reading the broker has already
+# pushed into our socket (up to the receive maximum, 65535 by default): under a backlog each takes as long as we
+# need to read that far, seconds. The window must cover the acks sent meanwhile (a stream's newest ack every
+# ack interval), or acks queue behind it and reach the collectors late, whose resend timers then expire. The
+# broker answers each at once (its receive quota for our publishes is not held by our unread PUBACKs), and it
+# stays far below the 65,535 packet ids.
+ACK_WINDOW = 10_000
 
 
 def subscription_topics(prefix: str, share_group: str = "") -> list[str]:
@@ -80,6 +87,11 @@ class MqttIngest(threading.Thread):
         self._acks: dict[tuple[str, str, str, int], Ack] = {}
         self._acks_lock = threading.Lock()
         self._acks_due = 0.0
+        # Acks handed to the session and not yet PUBACKed: at most ack_window (ACK_WINDOW) and the broker's
+        # Receive Maximum. Acks beyond the window would wait in a FIFO and go out stale; they wait here instead,
+        # where a newer ack replaces an older one for the same stream, so every ack that goes out carries its
+        # stream's newest `upto`.
+        self.ack_window = ACK_WINDOW
         # With `[ack] after` = database/replica (gateway.acks.AckGate) the end-to-end acks wait for the database:
         # each message's stream and seq are noted here until its spool commit, then handed to the gate.
         self.ack_gate = None
@@ -121,7 +133,9 @@ class MqttIngest(threading.Thread):
                 if gap > 0:
                     self._halt.wait(gap)
             with self._acks_lock:
-                wait = max(0.0, self._acks_due - time.monotonic()) if self._acks else IDLE_PASS_S
+                # Acks waiting for window room are sent after the PUBACKs that make room (pump returns on them).
+                ready = self._acks and session.publish_room() > 0 and session.in_flight() < self.ack_window
+                wait = max(0.0, self._acks_due - time.monotonic()) if ready else IDLE_PASS_S
             try:
                 messages = session.pump(wait)
             except ConnectionLost as exc:
@@ -136,7 +150,8 @@ class MqttIngest(threading.Thread):
                 self._publish_acks()
 
     def _connect(self) -> MqttSession | None:
-        session = MqttSession(self.settings, self.client_id, clean_start=bool(self.share_group))
+        session = MqttSession(self.settings, self.client_id, clean_start=bool(self.share_group),
+                              inflight_limit=self.ack_window)
         try:
             session.open()
         except MqttConnectError as exc:
@@ -294,7 +309,13 @@ class MqttIngest(threading.Thread):
         if session is None:  # kept until the reconnect
             return
         with self._acks_lock:
-            pending, self._acks = self._acks, {}
+            room = min(self.ack_window - session.in_flight(), session.publish_room())
+            if room <= 0:
+                return  # the window is full: keep coalescing until PUBACKs make room
+            if len(self._acks) <= room:
+                pending, self._acks = self._acks, {}
+            else:  # the streams waiting longest first (a stream keeps its place in the dict when updated)
+                pending = {key: self._acks.pop(key) for key in list(self._acks)[:room]}
             self._acks_due = time.monotonic() + self.ack_interval_s
         for (site, device, _node, _boot), ack in pending.items():
             session.publish(f"{self.prefix}/{site}/{device}/ack", ack.payload())

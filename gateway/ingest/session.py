@@ -49,8 +49,14 @@ def reason_name(packet_type: int, code: int) -> str:
 class MqttSession:
     """A connected MQTT 5 session: `open()`, then `subscribe()`, `pump()` in a loop, `close()`."""
 
-    def __init__(self, settings: BrokerSettings, client_id: str, *, clean_start: bool = True) -> None:
+    def __init__(self, settings: BrokerSettings, client_id: str, *, clean_start: bool = True,
+                 inflight_limit: int = 0) -> None:
         self.settings, self.client_id, self.clean_start = settings, client_id, clean_start
+        # Our QoS 1 publishes in flight: the broker's Receive Maximum, or `inflight_limit` when given. The ingest
+        # gives its ack window (10,000) as paho did before: Mosquitto advertises 20 yet answers every publish at
+        # once, and a window of 20 let the acks fall seconds behind under a backlog (see ACK_WINDOW in
+        # gateway/ingest/mqtt.py). A broker that enforces its Receive Maximum would disconnect us (0x93).
+        self.inflight_limit = inflight_limit
         self.keepalive = settings.keepalive
         self.session_present = False
         self._sock: socket.socket | None = None
@@ -111,7 +117,7 @@ class MqttSession:
             self.close(graceful=False)
             raise MqttConnectError(explain_reason(s, reason_name(PacketTypes.CONNACK, code)))
         self.session_present = present
-        self._quota = int(props.get(wire.RECEIVE_MAXIMUM, 65535))  # type: ignore[call-overload]
+        self._quota = self.inflight_limit or int(props.get(wire.RECEIVE_MAXIMUM, 65535))  # type: ignore[call-overload]
         if wire.SERVER_KEEP_ALIVE in props:  # the broker may shorten (or lengthen) our keep-alive
             self.keepalive = int(props[wire.SERVER_KEEP_ALIVE])  # type: ignore[call-overload]
         sock.setblocking(False)
@@ -150,8 +156,19 @@ class MqttSession:
         if mids:
             self._queue(wire.pubacks(mids))
 
+    def publish_room(self) -> int:
+        """How many QoS 1 publishes may go out now: the broker's Receive Maximum less those it has not PUBACKed."""
+        with self._lock:
+            return max(0, self._quota - len(self._inflight) - len(self._waiting))
+
+    def in_flight(self) -> int:
+        """Our QoS 1 publishes the broker has not PUBACKed yet (sent or waiting to be sent)."""
+        with self._lock:
+            return len(self._inflight) + len(self._waiting)
+
     def publish(self, topic: str, payload: bytes | str) -> None:
-        """Publish at QoS 1 (any thread); waits in order while the broker's Receive Maximum is used up."""
+        """Publish at QoS 1 (any thread); beyond `publish_room()` it waits here in order for PUBACKs (callers that
+        would rather coalesce check the room first)."""
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         with self._lock:
@@ -195,6 +212,13 @@ class MqttSession:
                 self._wake_locked()
 
     # --- the I/O thread ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send what is queued without reading anything (the I/O thread only; `pump()` does this every pass)."""
+        self._io_thread = threading.get_ident()
+        if self._sock is None or self.closed:
+            raise ConnectionLost("not connected")
+        self._flush(self._sock)
+
     def pump(self, timeout: float) -> list[wire.Message]:
         """Wait up to `timeout` s (less when the keep-alive is due), send what is queued, read what arrived.
 
