@@ -1,22 +1,29 @@
 """Load generation and process accounting shared by the ingest benchmarks.
 
-`Publishers` drives N MQTT publisher connections (one per collector) from one select() loop, so the
-publishing side is cheap and parallel enough that the subscriber, not the publisher, sets the rate. It sends
-protocol-v1 readings (about 110 bytes) at QoS 1, at full speed or on a schedule, and (optionally) follows the
-end-to-end acks to measure the ack latency of every reading. `ProcStats` reads a process's CPU time, RSS and
-disk writes from /proc.
+`Publishers` drives N paho publisher connections (one per collector) from one select() loop: protocol-v1
+readings (about 110 bytes) at QoS 1 on a schedule, optionally following the end-to-end acks to measure the ack
+latency of every reading.
+
+`RawPublishers` and `RawCountingSubscriber` are the ingest ceiling: plain sockets and pre-encoded MQTT 5
+packets, so almost nothing but the broker limits them. Python publishers built on paho cost ~100 µs per
+message and a paho subscriber about as much: with those, the "ceiling" was slower than the gateway and
+measured the load generator. `RawPublishers.burst` writes each connection's pre-encoded PUBLISH packets as
+fast as its socket takes them and counts the PUBACKs (and, when asked, follows the end-to-end acks).
+
+`proc_sample` reads a process's CPU time, RSS and disk writes from /proc.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import threading
+import socket
 import time
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from gateway.ingest import wire
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.protocol import encode_reading, parse_ack
 
@@ -135,20 +142,6 @@ class Publishers:
     def outstanding(self) -> int:
         return sum(c.next_seq - 1 - c.upto for c in self.collectors)
 
-    def burst(self, total: int, done, deadline_s: float = 300) -> float:
-        """Publish `total` readings round-robin as fast as the connections take them; run the loop until
-        `done()`; seconds from the first publish to done."""
-        started = time.monotonic()
-        per = total // len(self.collectors)
-        for _ in range(per):
-            for col in self.collectors:
-                self.publish(col)
-            self.pump(0)
-        end = started + deadline_s
-        while not done() and time.monotonic() < end:
-            self.pump(0.01)
-        return time.monotonic() - started
-
     def steady(self, rate: float, seconds: float, deadline_s: float = 120) -> float:
         """Publish at `rate` readings/s in total for `seconds` (collectors in turn), then wait for the acks."""
         started = time.monotonic()
@@ -174,61 +167,204 @@ class Publishers:
             c.client.disconnect()  # written at once: paho sends from the caller when no loop thread runs
 
 
-def _count_messages(settings: BrokerSettings, topic: str, target: int, conn) -> None:
-    """Child process body: subscribe, say ready, count `target` messages, send the time of the last one."""
-    got = [0]
-    finished = threading.Event()
+# --- the ceiling: raw sockets, pre-encoded packets -------------------------------------------------------
+def raw_connect(settings: BrokerSettings, client_id: str, *, receive_maximum: int = 0,
+                subscribe: tuple[str, int] | None = None, timeout: float = 10.0) -> socket.socket:
+    """A plain-socket MQTT 5 connection (clean start), CONNACK checked, optionally subscribed (SUBACK
+    awaited); returned non-blocking."""
+    sock = socket.create_connection((settings.host, settings.port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(wire.connect(client_id, keepalive=120, clean_start=True, receive_maximum=receive_maximum))
+    want = [wire.CONNACK]
+    if subscribe is not None:
+        sock.sendall(wire.subscribe(1, [subscribe]))
+        want.append(wire.SUBACK)
+    data = b""
+    while want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"{settings.url}: closed during the handshake")
+        packets, data = wire.split(data + chunk)
+        for p in packets:
+            if isinstance(p, wire.Packet) and want and p.kind == want[0]:
+                if p.kind == wire.CONNACK and wire.connack(p.body)[1] >= 0x80:
+                    raise ConnectionError(f"{settings.url}: CONNACK refused ({wire.connack(p.body)[1]:#x})")
+                want.pop(0)
+    sock.setblocking(False)
+    return sock
 
-    def on_message(_c, _u, _m) -> None:
-        got[0] += 1
-        if got[0] >= target:
-            finished.set()
 
-    client = make_client(settings, f"bench-count-{os.getpid()}")
-    client.on_message = on_message
-    connect_blocking(client, settings)
-    client.subscribe(topic, qos=1)
-    # Its own select() loop reading every packet that has arrived per wake-up: paho's loop_read() reads one
-    # packet per call when nothing of ours is in flight (its max_packets argument is ignored), which would
-    # make this "ceiling" slower than the gateway.
-    sock = client.socket()
-    ready_at = time.monotonic() + 0.3
-    said_ready = False
+def scan_publishes(data: bytes) -> tuple[list[int], bytes]:
+    """The packet ids of the QoS 1 PUBLISH packets at the start of `data` (fixed headers only, nothing decoded)
+    and the bytes of an incomplete packet left over: the least work a counting subscriber can do."""
+    mids: list[int] = []
+    pos, end = 0, len(data)
+    while end - pos >= 2:
+        first = data[pos]
+        length, shift, i = 0, 0, pos + 1
+        while True:
+            if i >= end:
+                return mids, data[pos:]
+            b = data[i]
+            length |= (b & 0x7F) << shift
+            i += 1
+            if not b & 0x80:
+                break
+            shift += 7
+        stop = i + length
+        if stop > end:
+            break
+        if first >> 4 == wire.PUBLISH and first & 0x06:
+            p = i + 2 + ((data[i] << 8) | data[i + 1])
+            mids.append((data[p] << 8) | data[p + 1])
+        pos = stop
+    return mids, data[pos:]
+
+
+@dataclass
+class _RawConn:
+    device: str
+    sock: socket.socket
+    out: bytes = b""
+    offset: int = 0
+    ends: list[int] = field(default_factory=list)  # end offset in `out` of each packet, by seq
+    written: int = 0  # packets completely written
+    sent_at: list[float] = field(default_factory=list)  # when packet seq was completely written
+    rest: bytes = b""
+    pubacks: int = 0
+    upto: int = -1
+
+
+class RawPublishers:
+    """N plain-socket MQTT 5 publishers in one select() loop: QoS 1 protocol-v1 readings, pre-encoded."""
+
+    def __init__(self, settings: BrokerSettings, *, connections: int, prefix: str, site: str, boot: int,
+                 follow_acks: bool, name: str = "raw") -> None:
+        self.prefix, self.site, self.boot, self.follow_acks = prefix, site, boot, follow_acks
+        self.latencies: list[float] = []
+        self.acked = 0
+        self.conns: list[_RawConn] = []
+        for i in range(connections):
+            device = f"{name}-{i:03d}"
+            # End-to-end acks at QoS 0: nothing to acknowledge back, so the loop only counts.
+            sub = (f"{prefix}/{site}/{device}/ack", 0) if follow_acks else None
+            self.conns.append(_RawConn(device, raw_connect(settings, f"{name}-{boot}-{i}", subscribe=sub)))
+        self._by_sock = {c.sock: c for c in self.conns}
+
+    @property
+    def pubacks(self) -> int:
+        return sum(c.pubacks for c in self.conns)
+
+    def _prepare(self, per: int) -> None:
+        now_ms = int(time.time() * 1000)
+        for c in self.conns:
+            topic = f"{self.prefix}/{self.site}/{c.device}/reading"
+            packets = [wire.publish(topic, encode_reading(c.device, "a", self.boot, seq, now_ms, "rtc",
+                                                          round(20 + (seq % 1000) / 100, 2), "C").encode(),
+                                    qos=1, packet_id=seq % 0xFFFF + 1) for seq in range(per)]
+            c.out, c.offset, c.written = b"".join(packets), 0, 0
+            c.ends, pos = [], 0
+            for p in packets:
+                pos += len(p)
+                c.ends.append(pos)
+            c.sent_at = [0.0] * per
+
+    def burst(self, total: int, deadline_s: float = 300) -> float:
+        """Write `total` readings (split over the connections) as fast as the sockets take them; seconds until
+        every PUBACK came (and every end-to-end ack, when following them) or the deadline."""
+        per = total // len(self.conns)
+        self._prepare(per)
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        started = time.monotonic()
+        end = started + deadline_s
+        while time.monotonic() < end:
+            if all(c.pubacks >= per and (not self.follow_acks or c.upto >= per - 1) for c in self.conns):
+                break
+            socks = list(self._by_sock)
+            writing = [c.sock for c in self.conns if c.offset < len(c.out)]
+            readable, writable, _ = select.select(socks, writing, [], 0.05)
+            for s in writable:
+                c = self._by_sock[s]
+                try:
+                    c.offset += s.send(memoryview(c.out)[c.offset:c.offset + 262144])
+                except BlockingIOError:
+                    continue
+                now = time.monotonic()
+                while c.written < per and c.ends[c.written] <= c.offset:
+                    c.sent_at[c.written] = now
+                    c.written += 1
+            for s in readable:
+                c = self._by_sock[s]
+                n = s.recv_into(view)
+                if not n:
+                    raise ConnectionError(f"broker closed the connection of {c.device}")
+                self._received(c, c.rest + bytes(view[:n]))
+        return time.monotonic() - started
+
+    def _received(self, c: _RawConn, data: bytes) -> None:
+        packets, c.rest = wire.split(data)
+        now = time.monotonic()
+        for p in packets:
+            if isinstance(p, wire.Packet):
+                c.pubacks += p.kind == wire.PUBACK
+                continue
+            ack = parse_ack(p.payload)
+            if ack.boot != self.boot or ack.upto <= c.upto:
+                continue
+            for seq in range(c.upto + 1, min(ack.upto, len(c.sent_at) - 1) + 1):
+                self.latencies.append(now - c.sent_at[seq])
+                self.acked += 1
+            c.upto = ack.upto
+
+    def close(self) -> None:
+        for c in self.conns:
+            try:
+                c.sock.setblocking(True)
+                c.sock.sendall(wire.DISCONNECT_PACKET)
+            except OSError:  # already gone
+                pass
+            c.sock.close()
+
+
+def _raw_count(settings: BrokerSettings, topic: str, target: int, window: int, conn) -> None:
+    """Child process body: subscribe at QoS 1, say ready, count `target` messages PUBACKing each read's
+    messages in one write, send the time of the last one."""
+    sock = raw_connect(settings, f"bench-rawcount-{os.getpid()}", receive_maximum=window, subscribe=(topic, 1))
+    sock.setblocking(True)
+    sock.settimeout(1.0)
+    conn.send("ready")
+    got, rest = 0, b""
+    view = memoryview(bytearray(1 << 20))
     deadline = time.monotonic() + 300
-    while not finished.is_set() and time.monotonic() < deadline:
-        readable, writable, _ = select.select([sock], [sock] if client.want_write() else [], [], 0.05)
-        if readable:
-            for _ in range(1000):
-                before = got[0]
-                client.loop_read()
-                if got[0] == before:  # nothing more buffered (or a packet that was not a message)
-                    break
-        if writable or client.want_write():
-            client.loop_write()
-        client.loop_misc()
-        if not said_ready and time.monotonic() >= ready_at:
-            said_ready = True
-            conn.send("ready")
-    conn.send((time.time(), got[0]))
-    client.disconnect()
+    while got < target and time.monotonic() < deadline:
+        try:
+            n = sock.recv_into(view)
+        except TimeoutError:
+            continue
+        if not n:
+            break
+        mids, rest = scan_publishes(rest + bytes(view[:n]))
+        if mids:
+            got += len(mids)
+            sock.sendall(wire.pubacks(mids))
+    conn.send((time.time(), got))
+    sock.close()
 
 
-class CountingSubscriber:
-    """The ceiling: a paho subscriber that only counts (QoS 1, PUBACK by paho itself), in its own process
-    like the gateway, so it does not share the publishers' interpreter."""
+class RawCountingSubscriber:
+    """The ceiling's subscriber: a plain-socket MQTT 5 client that only counts QoS 1 messages and PUBACKs them
+    (one write per read), in its own process like the gateway, with the gateway's receive maximum."""
 
-    def __init__(self, settings: BrokerSettings, topic: str, target: int) -> None:
+    def __init__(self, settings: BrokerSettings, topic: str, target: int, window: int) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_count_messages, args=(settings, topic, target, child), daemon=True)
+        self.proc = ctx.Process(target=_raw_count, args=(settings, topic, target, window, child), daemon=True)
         self.proc.start()
         if not self._conn.poll(30) or self._conn.recv() != "ready":
-            raise RuntimeError("counting subscriber did not start")
-
-    def finished(self) -> bool:
-        return self._conn.poll()
+            raise RuntimeError("raw counting subscriber did not start")
 
     def result(self) -> tuple[float, int]:
         """(time.time() of the last message, messages counted)."""

@@ -10,6 +10,7 @@ import threading
 import time
 
 from gateway.ingest.mqtt import MqttIngest
+from gateway.ingest.session import MqttSession
 from gateway.mqttconn import BrokerSettings, connect_blocking, make_client
 from gateway.protocol import Ack
 from gateway.sandbox.launch import wait_for
@@ -170,15 +171,18 @@ def ingest_without_reading(tmp_path, port: int, window: int | None = None) -> Mq
     ingest = MqttIngest(BrokerSettings("127.0.0.1", port), client_id=f"gw-{port}", prefix="ak", spool=spool,
                         writer=SpoolWriter(spool), ack_interval_s=0.0)
     if window is not None:
-        ingest.client.max_inflight_messages_set(window)
-    connect_blocking(ingest.client, ingest.settings)
+        ingest.ack_window = window
+    ingest.session = MqttSession(ingest.settings, ingest.client_id, inflight_limit=ingest.ack_window)
+    ingest.session.open()
     return ingest
 
 
 def commit_rounds(ingest: MqttIngest, rounds: int, devices: int = 20) -> None:
-    """`rounds` group commits, each raising every device's `upto` by one (as the spool writer reports them)."""
+    """`rounds` group commits, each raising every device's `upto` by one (as the spool writer reports them); what
+    they queue is sent, and nothing is read (the network loop sends before it reads)."""
     for upto in range(rounds):
         ingest.committed([], [("s", Ack(f"d{d:02d}", "a", 1, upto, None)) for d in range(devices)])
+        ingest.session.flush()
 
 
 def test_acks_keep_flowing_while_their_pubacks_wait_behind_a_backlog(tmp_path):
@@ -191,10 +195,11 @@ def test_acks_keep_flowing_while_their_pubacks_wait_behind_a_backlog(tmp_path):
     ingest = ingest_without_reading(tmp_path, port)
     try:
         commit_rounds(ingest, 300)
-        wait_for(lambda: watcher.count >= 300 * 20, 20, f"6,000 acks at the collectors, have {watcher.count}")
+        wait_for(lambda: ingest.session.flush() or watcher.count >= 300 * 20, 20,
+                 f"6,000 acks at the collectors, have {watcher.count}")
         assert watcher.newest == {f"d{d:02d}": 299 for d in range(20)}
     finally:
-        ingest.client.disconnect()
+        ingest.session.close()
         watcher.close()
         broker.stop()
 
@@ -212,12 +217,12 @@ def test_acks_beyond_the_window_are_coalesced_to_the_newest_per_stream(tmp_path)
         time.sleep(0.5)
         assert watcher.count == 10  # the window, and nothing more until PUBACKs are read
         for _ in range(100):  # read the PUBACKs (and send what they make room for), as the network loop does
-            ingest.client.loop(0.01)
+            ingest.session.pump(0.01)
             ingest._publish_acks()
         wait_for(lambda: watcher.newest == {f"d{d:02d}": 299 for d in range(20)}, 20,
                  f"every stream's newest ack, have {watcher.newest}")
         assert watcher.count <= 10 + 20  # the first window, then one coalesced ack per stream
     finally:
-        ingest.client.disconnect()
+        ingest.session.close()
         watcher.close()
         broker.stop()
