@@ -99,15 +99,15 @@ def db_init(config_path: str | None, user: str | None, password_env: str | None)
 
 
     password = os.environ.get(password_env, "") if password_env else config_mod.resolve_secret("database", d)
-    host, port = config_mod.split_hostport(d.servers[0])
+    ep = endpoint(*config_mod.split_hostport(d.servers[0]))
     creds = Credentials(user or d.user, password, d.tls_ca, d.tls_cert, d.tls_key, d.connect_timeout)
     try:
-        conn = connect(endpoint(host, port), creds)
+        conn = connect(ep, creds)
         applied = init_schema(conn, d.database, progress=lambda m: click.echo(f"  applied {m}"))
     except pymysql.MySQLError as exc:
-        raise click.ClickException(f"{host}:{port}: {exc}") from None
-    click.echo(f"{host}:{port} schema {d.database!r}: " + (f"applied {len(applied)} migration(s)" if applied
-                                                          else "already up to date"))
+        raise click.ClickException(f"{ep}: {exc}") from None
+    click.echo(f"{ep} schema {d.database!r}: " + (f"applied {len(applied)} migration(s)" if applied
+                                                 else "already up to date"))
 
 
 @click.group()
