@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pymysql  # noqa: E402
 from delayproxy import DelayProxy  # noqa: E402
 from loadgen import load_average  # noqa: E402
+from replication_common import wait_for  # noqa: E402  (fixed polling: this bench times what it waits for)
 
 from gateway.drain import DrainWorker  # noqa: E402
 from gateway.protocol import Reading  # noqa: E402
 from gateway.sandbox import Sandbox  # noqa: E402
-from gateway.sandbox.launch import wait_for  # noqa: E402
 from gateway.sinks.mysql import connect, init_schema, values_sql  # noqa: E402
 from gateway.sinks.replicated import ReplicatedSink  # noqa: E402
 from gateway.spool import Entry, Spool, StoredReading  # noqa: E402
@@ -103,7 +103,7 @@ def drain(work: Path, seed: str, tag: str, n: int, confirm: bool) -> dict:
     load = load_average()
     started = time.monotonic()
     worker.start()
-    wait_for(lambda: spool.depth == 0, 900, f"drain {tag}", interval=0.02)
+    wait_for(lambda: spool.depth == 0, 900, f"drain {tag}", interval=0.005)
     elapsed = time.monotonic() - started
     worker.stop()
     worker.join(10)

@@ -168,7 +168,7 @@ def run_phase(gw: GatewayProcess, settings: BrokerSettings, site: str, connectio
     else:
         elapsed = pubs.burst(total)
     out = phase.end(total)
-    out.update(acked=pubs.acked, seconds=round(elapsed, 3), rate=round(pubs.acked / elapsed),
+    out.update(cpu_at_start=phase.before.cpu_s, acked=pubs.acked, seconds=round(elapsed, 3), rate=round(pubs.acked / elapsed),
                ack_p50_s=round(percentile(pubs.latencies, 50), 4), ack_p99_s=round(percentile(pubs.latencies, 99), 4))
     pubs.close()
     return out
@@ -215,9 +215,13 @@ def main() -> None:
                 low = run_phase(gw, settings, "low", 20, rate=20, seconds=60 * scale, profile=args.profile)
                 base1 = ceiling(settings, burst_n)
                 burst = run_phase(gw, settings, "burst", 20, total=burst_n, profile=args.profile)
-                base2 = ceiling(settings, burst_n)
-                wait_for(lambda: spool_depth(work / "gw" / "spool.db") == 0, 300, "spool drained")
+                # The drain yields to a burst, so much of its work comes after the last ack: counted here too, and
+                # over before the second ceiling run (which would otherwise compete with it).
+                wait_for(lambda: spool_depth(work / "gw" / "spool.db") == 0, 300, "spool drained", interval=0.01)
+                burst["cpu_s_per_10k_with_drain"] = round(
+                    (proc_sample(gw.pid).cpu_s - burst["cpu_at_start"]) / burst_n * 10_000, 3)
                 burst["stored"] = stored_rows(sb, "burst")
+                base2 = ceiling(settings, burst_n)
                 mid = run_phase(gw, settings, "mid", 20, rate=1000, seconds=20 * scale, profile=args.profile)
                 steady = run_phase(gw, settings, "steady", 50, rate=300, seconds=120 * scale, profile=args.profile)
                 wait_for(lambda: spool_depth(work / "gw" / "spool.db") == 0, 300, "spool drained")
@@ -235,7 +239,9 @@ def main() -> None:
             f"{ratio:.2f} ({burst['rate']} vs {base_rate:.0f} msg/s), stored {burst['stored']}/{burst_n}"
             + ("; the gateway beat the baseline: the publishers limit both, so it is no ceiling (not established)"
                if ratio > 1.0 else "")),
-        "burst CPU ≤ 0.8 s per 10,000": (burst["cpu_s_per_10k"] <= 0.8, f"{burst['cpu_s_per_10k']} s"),
+        "burst CPU ≤ 0.8 s per 10,000 (with the drain that follows)": (
+            burst["cpu_s_per_10k_with_drain"] <= 0.8,
+            f"{burst['cpu_s_per_10k_with_drain']} s ({burst['cpu_s_per_10k']} s until the last ack)"),
         "steady 300/s CPU ≤ 1.5 s per 10,000": (steady["cpu_s_per_10k"] <= 1.5, f"{steady['cpu_s_per_10k']} s"),
         "disk ≤ 4 KB/reading at 20/s, ack p99 ≤ 0.5 s": (
             low["write_bytes_per_reading"] <= 4096 and low["ack_p99_s"] <= 0.5,
@@ -274,7 +280,8 @@ def main() -> None:
     md += ["", "| target | measured | |", "|---|---|---|"]
     md += [f"| {k} | {v} | {mark(ok)} |" for k, (ok, v) in targets.items()]
     md += ["", "CPU per 10,000 readings is the gateway's whole CPU time over the phase divided by its readings, so "
-           "idle wake-ups and the drain (writes to the primary, confirmation on a replica) are included. Disk bytes "
+           "idle wake-ups and the drain (writes to the primary, confirmation on a replica) are included; in the burst "
+           "the drain yields to ingest, so the burst's target counts the CPU until the spool is empty. Disk bytes "
            "are what the gateway process wrote to the block layer (spool, its WAL, checkpoints, log)."]
     (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

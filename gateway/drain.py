@@ -133,6 +133,12 @@ class DrainWorker(threading.Thread):
         self.statuses = statuses
         self.status_interval_s = status_interval_s
         self._status_due = 0.0
+        # yield_to(): True while ingest outruns the spool writer (a burst). No batch is taken then, for up to
+        # yield_max_s since the last one (so a sustained overload still drains): the drain's CPU would delay every ack, and the
+        # readings are durable in the spool already. The service sets it only when acks come from the spool.
+        self.yield_to: Callable[[], bool] | None = None
+        self.yield_max_s = 1.0
+        self._took_at = 0.0
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -206,6 +212,7 @@ class DrainWorker(threading.Thread):
         batch = self.spool.take(conn, self.batch_now, after=after)
         if not batch:
             return did
+        self._took_at = time.monotonic()
         rows = [row for _, row in batch]
         flying = _Batch([i for i, _ in batch], sink.prepare(rows))
         self._flying.append(flying)
@@ -231,7 +238,11 @@ class DrainWorker(threading.Thread):
         return True
 
     def _ready_to_take(self) -> bool:
-        """Take a batch now? Whenever rows wait that are not in flight (only deletes are gathered)."""
+        """Take a batch now? Whenever rows wait that are not in flight (only deletes are gathered), unless ingest
+        outruns the spool writer (see yield_to)."""
+        if self.yield_to is not None and self.yield_to() and time.monotonic() - self._took_at < self.yield_max_s \
+                and not self.spool.full and not self.spool.closing:
+            return False
         return self.spool.pending_count() - sum(len(b.ids) for b in self._flying) > 0
 
     def _collect(self, conn, block: bool) -> bool:

@@ -110,6 +110,11 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
     return obj
 
 
+# One decoder for every message: `json.loads(text, object_pairs_hook=...)` builds a new one per call, which
+# cost as much as the parse of a reading.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
 def _depth(text: str) -> int:
     """The deepest nesting of arrays/objects in `text`, brackets inside strings not counted (linear scan)."""
     depth = deepest = 0
@@ -150,7 +155,7 @@ def loads_bounded(payload: bytes, max_bytes: int, *, max_depth: int = MAX_DEPTH)
     if text.count("[") + text.count("{") > max_depth and _depth(text) > max_depth:
         raise Rejected("not_json", detail=f"not_json: nested deeper than {max_depth}")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return _DECODER.decode(text)
     except Rejected:
         raise
     except (ValueError, RecursionError) as exc:  # RecursionError cannot happen after the depth check

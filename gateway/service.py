@@ -84,6 +84,10 @@ class Gateway:
                                  on_error=lambda _m: self.metrics.write_errors.inc(), statuses=self.statuses)
         # `[ack] after` = database/replica: end-to-end acks wait for the database (gateway.acks); None for spool.
         self.acks = make_gate(cfg, self.sink)
+        if self.acks is None:
+            # Acks come from the spool: while ingest outruns the spool writer, the drain waits for it to catch up
+            # (the readings are durable already; the drain's CPU would only delay every collector's ack).
+            self.drain.yield_to = self.writer.behind
         if self.acks is not None:
             self.metrics.add_ack_gate(self.acks.held)
             self.acks.on_acked = self.spool.raise_marks
@@ -97,7 +101,7 @@ class Gateway:
             ingests = []
             for i, settings in enumerate(all_broker_settings(cfg)):
                 ingest = MqttIngest(settings, client_id=cfg.mqtt.client_id, prefix=cfg.mqtt.topic_prefix,
-                                    spool=self.spool, writer=ingest_writer, on_message=self._on_message,
+                                    spool=self.spool, writer=ingest_writer, on_received=self._on_received,
                                     statuses=self.statuses,
                                     on_broker_dropped=functools.partial(self._on_broker_dropped, i, settings.url))
                 ingest.ack_gate = self.acks
@@ -105,7 +109,7 @@ class Gateway:
                 ingests.append(ingest)
             self.mqtt, self.mqtt_more = ingests[0], ingests[1:]
         self.serial = [SerialIngest(p.port, baud=p.baud, site=p.site, spool=self.spool, writer=ingest_writer,
-                                    on_message=self._on_message, statuses=self.statuses) for p in cfg.serial]
+                                    on_received=self._on_received, statuses=self.statuses) for p in cfg.serial]
         for port in self.serial:
             port.ack_gate = self.acks
         # The broker's dropped-messages count as last seen (kept in the spool, so drops while this gateway was
@@ -143,9 +147,9 @@ class Gateway:
         self.stopped = threading.Event()
 
     # --- metrics hooks --------------------------------------------------------------------------
-    def _on_message(self, source: str, reason: str | None) -> None:
-        self.metrics.received.labels(source).inc()
-        if reason:
+    def _on_received(self, source: str, count: int, reasons: list[str]) -> None:
+        self.metrics.received.labels(source).inc(count)
+        for reason in reasons:
             self.metrics.quarantined.labels(reason).inc()
 
     def _on_commit(self, entries: int, quarantined: int, seconds: float) -> None:

@@ -27,15 +27,12 @@ DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 # sleeps in select() until the broker sends, a commit queues PUBACKs, or the keep-alive is due.
 IDLE_PASS_S = 0.25
 # At a steady trickle of a few hundred readings/s every reading would wake this thread on its own, and a cold
-# wake-up costs several times the reading's own work. Reads are then paced: when a read brought only a few
-# messages but at more than PACE_ABOVE_PER_S (counted over the time since the read before), the next read waits
-# until READ_GAP_S after it, so one wake-up takes what arrived meanwhile (about 30 readings at 300/s; at 300/s
-# 100 ms saved ~0.1 CPU-s per 10,000 readings over 50 ms). That adds at most READ_GAP_S to a reading's ack
-# latency, far inside a collector's ack timeout. Slower rates are read at once (pacing them saves little CPU and
-# made the group commits there write more), and so is a burst (a read of PACED_BELOW messages or more).
+# wake-up costs several times the reading's own work: reads are paced then (see ReadPacer).
 READ_GAP_S = 0.1
 PACE_ABOVE_PER_S = 100
 PACED_BELOW = 64
+BURST_ABOVE_PER_S = 5000
+BURST_MIN_READ = 8
 # End-to-end acks awaiting the broker's PUBACK. Those PUBACKs reach us behind every reading the broker has already
 # pushed into our socket (up to the receive maximum, 65535 by default): under a backlog each takes as long as we
 # need to read that far, seconds. The window must cover the acks sent meanwhile (a stream's newest ack every
@@ -54,11 +51,48 @@ def subscription_topics(prefix: str, share_group: str = "") -> list[str]:
 log = logging.getLogger(__name__)
 
 
+class ReadPacer:
+    """When the ingest loop should read next: at once, or READ_GAP_S after the last read (a trickle).
+
+    When a read brought only a few messages (under PACED_BELOW) but at more than PACE_ABOVE_PER_S (counted over
+    the time since the read before), the next read waits until READ_GAP_S after it, so one wake-up takes what
+    arrived meanwhile (about 30 readings at 300/s; at 300/s 100 ms saved ~0.1 CPU-s per 10,000 readings over
+    50 ms). That adds at most READ_GAP_S to a reading's ack latency, far inside a collector's ack timeout.
+    Slower rates are read at once (pacing them saves little CPU and made the group commits there write more),
+    and so is a burst: reads of PACED_BELOW messages or more, and for READ_GAP_S after any read of at least
+    BURST_MIN_READ messages at more than BURST_ABOVE_PER_S. A burst begins with a few small reads in quick
+    succession while the broker starts writing into our socket, and the broker pauses now and then; pacing
+    such a read held the whole burst back by READ_GAP_S. A large read counts as a burst too."""
+
+    def __init__(self) -> None:
+        self.last_read = self.read_before = 0.0
+        self.last_count = 0
+        self.burst_at = float("-inf")
+
+    def read(self, count: int, now: float) -> None:
+        """A read brought `count` messages (0: nothing) at time `now` (monotonic seconds)."""
+        self.last_count = count
+        if not count:
+            return
+        if count >= PACED_BELOW or (count >= BURST_MIN_READ and count > BURST_ABOVE_PER_S * (now - self.last_read)):
+            self.burst_at = now
+        self.read_before, self.last_read = self.last_read, now
+
+    def wait_s(self, now: float) -> float:
+        """Seconds to wait before the next read (0: read now)."""
+        n = self.last_count
+        if not 0 < n < PACED_BELOW or n <= PACE_ABOVE_PER_S * (self.last_read - self.read_before):
+            return 0.0
+        if now - self.burst_at <= READ_GAP_S:
+            return 0.0
+        return max(0.0, READ_GAP_S - (now - self.last_read))
+
+
 class MqttIngest(threading.Thread):
     """Subscribes to `<prefix>/+/+/reading` and `…/status`, feeds the spool writer, publishes acks."""
 
     def __init__(self, settings: BrokerSettings, *, client_id: str, prefix: str, spool: Spool,
-                 writer: SpoolWriter, on_message: Callable[[str, str | None], None] | None = None,
+                 writer: SpoolWriter, on_received: Callable[[str, int, list[str]], None] | None = None,
                  clock: Callable[[], float] = time.time, ack_interval_s: float = 0.05,
                  statuses: StatusBook | None = None,
                  on_broker_dropped: Callable[[int], None] | None = None) -> None:
@@ -66,7 +100,9 @@ class MqttIngest(threading.Thread):
         self.settings, self.prefix = settings, prefix
         self.client_id = client_id
         self.spool, self.writer = spool, writer
-        self.on_message_hook = on_message
+        # on_received(source, count, reasons): `count` messages handed to the spool writer, `reasons` those of
+        # the quarantined ones among them (once per read: the metrics are not touched per message).
+        self.on_received = on_received
         self.clock = clock
         self.session: MqttSession | None = None  # the open connection (None while disconnected)
         self._halt = threading.Event()
@@ -117,7 +153,7 @@ class MqttIngest(threading.Thread):
                 self.session = None
 
     def _run(self) -> None:
-        read_before, last_read, last_count = 0.0, 0.0, 0
+        pacer = ReadPacer()
         while not self._halt.is_set():
             crashpoints.fault("mqtt.loop")
             if self.spool.full:
@@ -128,10 +164,9 @@ class MqttIngest(threading.Thread):
                 session = self._connect()
                 if session is None:
                     continue
-            if 0 < last_count < PACED_BELOW and last_count > PACE_ABOVE_PER_S * (last_read - read_before):
-                gap = READ_GAP_S - (time.monotonic() - last_read)
-                if gap > 0:
-                    self._halt.wait(gap)
+            gap = pacer.wait_s(time.monotonic())
+            if gap > 0:
+                self._halt.wait(gap)
             with self._acks_lock:
                 # Acks waiting for window room are sent after the PUBACKs that make room (pump returns on them).
                 ready = self._acks and session.publish_room() > 0 and session.in_flight() < self.ack_window
@@ -141,11 +176,9 @@ class MqttIngest(threading.Thread):
             except ConnectionLost as exc:
                 self._lost(str(exc))
                 continue
-            last_count = len(messages)
+            pacer.read(len(messages), time.monotonic())
             if messages:
-                read_before, last_read = last_read, time.monotonic()
-            for msg in messages:
-                self._on_message(session, msg)
+                self._take(session, messages)
             if self._acks and time.monotonic() >= self._acks_due:
                 self._publish_acks()
 
@@ -193,19 +226,34 @@ class MqttIngest(threading.Thread):
             session.wake()
 
     # --- messages -------------------------------------------------------------------------------
-    def _on_message(self, session: MqttSession, msg: Message) -> None:
-        """Every message ends stored, quarantined or refused: nothing raised here may stop the network loop."""
-        try:
-            if msg.topic == DROPPED_TOPIC:
-                self._broker_dropped(msg.payload)
-                return
-            self._handle(session, msg)
-        except Exception as exc:  # a bug met by one message: quarantine it, never stop ingest
-            self._internal_error(session, msg, exc)
+    def _take(self, session: MqttSession, messages: list[Message]) -> None:
+        """Hand one read's messages to the spool writer in one call, in order.
 
-    def _handle(self, session: MqttSession, msg: Message) -> None:
+        Every message ends stored, quarantined or refused: nothing raised by one message may stop the network
+        loop or the messages behind it."""
+        received_ms = int(self.clock() * 1000)  # one read: the same arrival time for all of its messages
+        entries: list[Entry] = []
+        reasons: list[str] = []
+        for msg in messages:
+            try:
+                if msg.topic == DROPPED_TOPIC:
+                    self._broker_dropped(msg.payload)
+                    continue
+                entry = self._entry(session, msg, received_ms)
+            except Exception as exc:  # a bug met by one message: quarantine it, never stop ingest
+                entry = self._internal_error(session, msg, exc)
+            if entry is None:
+                continue
+            if type(entry.item) is Quarantined:
+                reasons.append(entry.item.reason)
+            entries.append(entry)
+        if self.on_received and entries:
+            self.on_received("mqtt", len(entries), reasons)
+        self.writer.submit_all(entries)
+
+    def _entry(self, session: MqttSession, msg: Message, received_ms: int) -> Entry | None:
+        """The spool entry for one message (None for a status: recorded and PUBACKed here)."""
         crashpoints.fault("mqtt.message")
-        received_ms = int(self.clock() * 1000)
         # The PUBACK goes on the connection the message came in on, or nowhere: a packet id means nothing to
         # a later connection (the broker redelivers what this one did not acknowledge).
         ref = (session, msg.mid, msg.qos)
@@ -217,32 +265,29 @@ class MqttIngest(threading.Thread):
                 # service): nothing to record and nothing wrong.
                 if msg.qos:
                     session.ack([msg.mid])
-                return
+                return None
             if kind == "status":
                 status = parse_status(msg.payload, site=site, received_ms=received_ms, topic_device=device)
                 if self.statuses.update(status):
                     log.info("status %s/%s/%s: %s", site, device, status.node, status.state)
                 if msg.qos:
                     session.ack([msg.mid])
-                return
+                return None
             if kind != "reading":
                 raise Rejected("bad_topic", detail=f"bad_topic: {msg.topic[:200]!r}")
             item = parse_reading(msg.payload, site=site, received_ms=received_ms, topic_device=device)
-            reason = None
         except Rejected as rej:
             site = msg.topic.split("/")[-3] if msg.topic.count("/") >= 3 else ""
             # The identity moves the ack only when the topic's device is the payload's dev (checked inside).
             ident = None if rej.reason in ("topic_mismatch", "bad_topic") or device is None \
                 else identity_of(msg.payload, topic_device=device)
             item = quarantined("mqtt", msg.topic, site, rej, msg.payload, received_ms, ident)
-            reason = rej.reason
-        if self.on_message_hook:
-            self.on_message_hook("mqtt", reason)
         if self.ack_gate is not None:
             self._note_wanted(ref, item)
-        self.writer.submit(Entry(item, self, ref))
+        return Entry(item, self, ref)
 
-    def _internal_error(self, session: MqttSession, msg: Message, exc: Exception) -> None:
+    def _internal_error(self, session: MqttSession, msg: Message, exc: Exception) -> Entry | None:
+        """A quarantine entry for a message that met a bug; None if even that fails (then PUBACKed, dropped)."""
         kind = type(exc).__name__
         if kind not in self._internal_errors_logged:  # once per kind of failure: a flood must not flood the log
             self._internal_errors_logged.add(kind)
@@ -250,13 +295,12 @@ class MqttIngest(threading.Thread):
         try:
             rej = Rejected("internal_error", detail=f"internal_error: {kind}: {str(exc)[:120]}")
             item = quarantined("mqtt", msg.topic, "", rej, msg.payload, int(self.clock() * 1000))
-            if self.on_message_hook:
-                self.on_message_hook("mqtt", "internal_error")
-            self.writer.submit(Entry(item, self, (session, msg.mid, msg.qos)))
+            return Entry(item, self, (session, msg.mid, msg.qos))
         except Exception:  # not even quarantinable: acknowledge it so the broker does not hand it over forever
             log.exception("MQTT: could not quarantine a message on %r; acknowledged and dropped", msg.topic[:200])
             if msg.qos:
                 session.ack([msg.mid])
+            return None
 
     def _broker_dropped(self, payload: bytes) -> None:
         text = payload[:32].decode("ascii", "replace").strip()
@@ -301,7 +345,9 @@ class MqttIngest(threading.Thread):
         with self._acks_lock:
             for site, ack in acks:
                 self._acks[(site, ack.device, ack.node, ack.boot)] = ack
-        if time.monotonic() >= self._acks_due:
+        # Coalesced per ack interval while commits follow each other; once the writer has nothing more queued
+        # (a burst's last commit, or any commit at a low rate) waiting would save nothing and only delay them.
+        if time.monotonic() >= self._acks_due or not self.writer.queued():
             self._publish_acks()
 
     def _publish_acks(self) -> None:

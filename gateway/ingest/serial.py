@@ -28,12 +28,12 @@ class SerialIngest(threading.Thread):
     """Reads one serial port (a device path or a pyserial URL) and feeds the spool writer."""
 
     def __init__(self, port: str, *, baud: int = 115200, site: str, spool: Spool, writer: SpoolWriter,
-                 on_message: Callable[[str, str | None], None] | None = None,
+                 on_received: Callable[[str, int, list[str]], None] | None = None,
                  clock: Callable[[], float] = time.time, statuses: StatusBook | None = None) -> None:
         super().__init__(name=f"serial-ingest {port}", daemon=True)
         self.port_name, self.baud, self.site = port, baud, site
         self.spool, self.writer = spool, writer
-        self.on_message_hook = on_message
+        self.on_received = on_received  # on_received(source, count, quarantine reasons), as MqttIngest
         self.clock = clock
         self.port: serial.SerialBase | None = None
         self._write_lock = threading.Lock()
@@ -175,13 +175,13 @@ class SerialIngest(threading.Thread):
         except Rejected as rej:
             self._quarantine(raw, rej, received_ms)
             return
-        if self.on_message_hook:
-            self.on_message_hook("serial", None)
+        if self.on_received:
+            self.on_received("serial", 1, [])
         self.writer.submit(Entry(item, self, (item.site, item.stream, item.seq, False) if self.ack_gate else None))
 
     def _quarantine(self, raw: bytes, rej: Rejected, received_ms: int, ident=None) -> None:
-        if self.on_message_hook:
-            self.on_message_hook("serial", rej.reason)
+        if self.on_received:
+            self.on_received("serial", 1, [rej.reason])
         item = quarantined("serial", self.port_name, self.site, rej, raw.rstrip(b"\r\n"), received_ms, ident)
         ref = (item.site, ident[:3], ident[3], True) if self.ack_gate and ident is not None else None
         self.writer.submit(Entry(item, self, ref))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gateway.protocol import Reading
@@ -62,37 +62,47 @@ class ActivityTracker:
 
     def saw(self, r: Reading) -> None:
         """Count one reading (called from the ingest threads)."""
-        key = (r.device, r.node)
         with self._lock:
-            n = self._nodes.get(key)
-            if n is None:
-                if len(self._nodes) >= self.max_nodes:
-                    self.untracked += 1
-                    return
-                n = self._nodes[key] = _Node(r.device, r.node)
-            top = n.boots.get(r.boot, -1)
-            if r.seq <= top:
-                return  # seen already (a redelivery, a duplicate, a resend)
-            n.boots[r.boot] = r.seq
-            if len(n.boots) > self.max_boots:
-                del n.boots[min(n.boots)]
-            if r.cached:
-                n.replayed += 1
-            if n.boot is None or r.boot > n.boot or (r.boot == n.boot and r.seq > (n.seq or -1)):
-                n.boot, n.seq, n.ts, n.value, n.unit, n.clock, n.site = (r.boot, r.seq, r.ts, r.value, r.unit,
-                                                                        r.clock, r.site)
-                n.received_ms = r.received_ms
-            minute = r.received_ms // 60_000
-            slot = minute % MINUTES
-            if n.minute[slot] != minute:
-                n.minute[slot], n.counts[slot] = minute, 0
-            n.counts[slot] += 1
-            if not r.cached:  # the coverage of live readings: cached replays fill gaps after the fact
-                last = self._last_ms.get(r.device)
-                if last is not None and r.received_ms > last:
-                    self._gap_ms[r.device] = max(self._gap_ms.get(r.device, 0), r.received_ms - last)
-                if last is None or r.received_ms > last:
-                    self._last_ms[r.device] = r.received_ms
+            self._saw_locked(r)
+
+    def saw_all(self, readings: Iterable[Reading]) -> None:
+        """Count a read's worth of readings under one lock."""
+        with self._lock:
+            for r in readings:
+                self._saw_locked(r)
+
+    def _saw_locked(self, r: Reading) -> None:
+        """Count one reading; the caller holds the lock."""
+        key = (r.device, r.node)
+        n = self._nodes.get(key)
+        if n is None:
+            if len(self._nodes) >= self.max_nodes:
+                self.untracked += 1
+                return
+            n = self._nodes[key] = _Node(r.device, r.node)
+        top = n.boots.get(r.boot, -1)
+        if r.seq <= top:
+            return  # seen already (a redelivery, a duplicate, a resend)
+        n.boots[r.boot] = r.seq
+        if len(n.boots) > self.max_boots:
+            del n.boots[min(n.boots)]
+        if r.cached:
+            n.replayed += 1
+        if n.boot is None or r.boot > n.boot or (r.boot == n.boot and r.seq > (n.seq or -1)):
+            n.boot, n.seq, n.ts, n.value, n.unit, n.clock, n.site = (r.boot, r.seq, r.ts, r.value, r.unit,
+                                                                    r.clock, r.site)
+            n.received_ms = r.received_ms
+        minute = r.received_ms // 60_000
+        slot = minute % MINUTES
+        if n.minute[slot] != minute:
+            n.minute[slot], n.counts[slot] = minute, 0
+        n.counts[slot] += 1
+        if not r.cached:  # the coverage of live readings: cached replays fill gaps after the fact
+            last = self._last_ms.get(r.device)
+            if last is not None and r.received_ms > last:
+                self._gap_ms[r.device] = max(self._gap_ms.get(r.device, 0), r.received_ms - last)
+            if last is None or r.received_ms > last:
+                self._last_ms[r.device] = r.received_ms
 
     def snapshot(self, now_ms: int | None = None) -> list[NodeActivity]:
         """The tracked nodes as plain values (readings per hour counted up to `now_ms`)."""
@@ -123,6 +133,10 @@ class _TrackingWriter:
         if isinstance(entry.item, Reading):
             self._tracker.saw(entry.item)
         self._writer.submit(entry)
+
+    def submit_all(self, entries: Sequence[Any]) -> None:
+        self._tracker.saw_all(e.item for e in entries if type(e.item) is Reading)
+        self._writer.submit_all(entries)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._writer, name)

@@ -5,6 +5,7 @@ new rows, and the pipelined drain loses and duplicates nothing when the sink fai
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from gateway.drain import DrainWorker
 from gateway.protocol import Reading
@@ -84,3 +85,44 @@ def test_pipelined_drain_with_failures_writes_every_reading_once(tmp_path):
     assert sink.calls > 5 and drain.error is None
     rows = sqlite3.connect(tmp_path / "readings.db").execute("SELECT seq, count(*) FROM readings GROUP BY seq").fetchall()
     assert len(rows) == 3000 and all(n == 1 for _, n in rows)
+
+
+def test_multi_row_inserts_store_exactly_what_executemany_would(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gateway.spool import ROWS_PER_STATEMENT, execute_rows
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a INTEGER, b TEXT, c REAL)")
+    rows_strategy = st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.text(max_size=20),
+                                       st.floats(allow_nan=False)), max_size=3 * ROWS_PER_STATEMENT + 7)
+
+    @settings(max_examples=40, deadline=None)
+    @given(rows_strategy)
+    def check(rows):
+        conn.execute("DELETE FROM t")
+        execute_rows(conn, "INSERT INTO t (a, b, c) VALUES {}", rows)
+        assert conn.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+
+    check()
+
+
+def test_the_drain_yields_to_a_burst_for_a_bounded_time(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    spool.commit_group([Entry(reading(s)) for s in range(100)])
+    sink = SQLiteSink(tmp_path / "readings.db")
+    drain = DrainWorker(spool, sink, batch_size=50)
+    drain.yield_to = lambda: True  # a burst that never ends
+    drain.yield_max_s = 1.5
+    drain._took_at = time.monotonic()  # as if a batch had just been taken
+    drain.start()
+    try:
+        wait_for(lambda: drain.is_alive(), 5, "the drain to start")
+        time.sleep(0.7)
+        assert spool.depth == 100  # nothing taken while the burst is on
+        wait_for(lambda: spool.depth == 0, 30, "the drain to write anyway once yield_max_s has passed")
+    finally:
+        drain.stop()
+        drain.join(10)
+    assert drain.error is None
