@@ -90,8 +90,9 @@ class StoredReading(NamedTuple):
 READING_COLUMNS = ", ".join(StoredReading._fields)
 
 
-# Rows per multi-row statement at most (a reading has 12 variables: far below SQLite's 32,766).
-ROWS_PER_STATEMENT = 512
+# Rows per multi-row statement at most (a reading has 12 variables: far below SQLite's 32,766): a default group
+# (`spool.group_max`, 500) is one statement.
+ROWS_PER_STATEMENT = 1000
 _PROGRESS_UPSERT = ("INSERT INTO progress (device, node, boot, site, upto) VALUES {} "
                     "ON CONFLICT (device, node, boot) DO UPDATE SET upto = excluded.upto")
 
@@ -107,16 +108,14 @@ def execute_rows(conn: sqlite3.Connection, template: str, rows: Sequence[Sequenc
     Not `executemany`: Python's sqlite3 releases the GIL around every statement step, and `executemany` steps
     once per row. In a burst the ingest thread holds the GIL, and each time the spool writer wants it back it
     waits up to the interpreter's switch interval: a 500-reading group commit took 50-90 ms that way, against
-    2-3 ms alone. Chunks of a power of two rows (at most ROWS_PER_STATEMENT) keep the statement texts few, so
-    they stay prepared."""
+    2-3 ms alone. One statement per ROWS_PER_STATEMENT rows; in a burst the groups are full, so their statement
+    text is the same every time and stays prepared."""
     if not rows:
         return
     width = len(rows[0])
-    i, n = 0, len(rows)
-    while i < n:
-        size = min(ROWS_PER_STATEMENT, 1 << ((n - i).bit_length() - 1))
-        conn.execute(_rows_sql(template, width, size), [v for row in rows[i:i + size] for v in row])
-        i += size
+    for i in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[i:i + ROWS_PER_STATEMENT]
+        conn.execute(_rows_sql(template, width, len(chunk)), [v for row in chunk for v in row])
 
 
 def insert_readings(conn: sqlite3.Connection, rows: Sequence[StoredReading]) -> None:

@@ -147,9 +147,11 @@ def split(data: bytes, limit: int = MAX_REMAINING) -> tuple[list[Message | Packe
     out: list[Message | Packet] = []
     pos, end = 0, len(data)
     while end - pos >= 2:
-        first = data[pos]
-        if data[pos + 1] < 0x80:  # the usual one-byte remaining length
-            length, start = data[pos + 1], pos + 2
+        first, b1 = data[pos], data[pos + 1]
+        if b1 < 0x80:  # a one-byte remaining length (acks, small packets)
+            length, start = b1, pos + 2
+        elif end - pos >= 3 and data[pos + 2] < 0x80:  # two bytes: a reading's PUBLISH (128 B to 16 KiB)
+            length, start = (b1 & 0x7F) | (data[pos + 2] << 7), pos + 3
         else:
             got = _read_varint(data, pos + 1, end)
             if got is None:
