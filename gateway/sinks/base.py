@@ -61,11 +61,11 @@ def ms_to_datetime(ms: int | None) -> str | None:
     if ms is None:
         return None
     secs, milli = divmod(ms, 1000)
-    return f"{_second_text(secs)}.{milli:03d}"
+    return f"{second_text(secs)}.{milli:03d}"
 
 
 @functools.lru_cache(maxsize=4096)
-def _second_text(secs: int) -> str:
+def second_text(secs: int) -> str:
     """'YYYY-MM-DD HH:MM:SS' of a second since 1970 (UTC). Cached: the readings of a batch share few seconds,
     and formatting the calendar fields was a third of the drain's time to build a batch (profiled)."""
     t = time.gmtime(secs)

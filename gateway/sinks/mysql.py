@@ -12,7 +12,7 @@ import pymysql
 from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
-from gateway.sinks.base import ms_to_datetime, status_params
+from gateway.sinks.base import second_text, status_params
 from gateway.sinks.schema import STATUS_COLUMNS, migrate
 from gateway.spool import StoredReading
 from gateway.topology.conn import Credentials, open_connection
@@ -20,8 +20,9 @@ from gateway.topology.dialect import quote_ident
 
 log = logging.getLogger(__name__)
 
-INSERT_PREFIX = ("INSERT IGNORE INTO readings (device, node, boot, seq, site, sampled_at, clock_source, clock, value, "
-                 "unit, cached, received_at) VALUES ")
+# The columns a stream repeats in every row come first: a batch renders them once per stream (build_values_sql).
+INSERT_PREFIX = ("INSERT IGNORE INTO readings (device, node, site, clock_source, clock, unit, boot, seq, sampled_at, "
+                 "value, cached, received_at) VALUES ")
 
 
 # Every writer session stores and reads timestamps in UTC and speaks full UTF-8.
@@ -57,25 +58,33 @@ def _double_quotes(text: str) -> str:
 
 
 def build_values_sql(rows: Sequence[StoredReading], *, no_backslash_escapes: bool) -> str:
-    """`values_sql` without a connection, for a given escaping rule (built ahead of the write)."""
+    """`values_sql` without a connection, for a given escaping rule (built ahead of the write).
+
+    The text columns repeat across a batch (a stream's device, node, site, clock source, clock state and unit), so
+    each combination is escaped and rendered once per batch, and so is each second of the timestamps."""
     quote = _double_quotes if no_backslash_escapes else escape_string
-    escaped: dict[str, str] = {}  # device, node, site, unit, … repeat across a batch: escape each once
-
-    def esc(text: str) -> str:
-        out = escaped.get(text)
-        if out is None:
-            out = escaped[text] = quote(text)
-        return out
-
-    parts = []
+    heads: dict[tuple[str, ...], str] = {}
+    seconds: dict[int, str] = {}
+    isfinite = math.isfinite
+    parts: list[str] = []
+    append = parts.append
     for r in rows:
+        key = (r.device, r.node, r.site, r.src, r.clock, r.unit)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = "('" + "','".join([quote(text) for text in key]) + "',"
         value = float(r.value)
-        if not math.isfinite(value):
+        if not isfinite(value):
             raise ValueError(f"reading {r.device}/{r.node}/{r.boot}/{r.seq}: value {value} is not finite")
-        sampled = "NULL" if r.ts is None else f"'{ms_to_datetime(int(r.ts))}'"
-        parts.append(f"('{esc(r.device)}','{esc(r.node)}',{int(r.boot)},{int(r.seq)},'{esc(r.site)}',{sampled},"
-                     f"'{esc(r.src)}','{esc(r.clock)}',{value!r},'{esc(r.unit)}',{int(bool(r.cached))},"
-                     f"'{ms_to_datetime(int(r.received_ms))}')")
+        if r.ts is None:
+            sampled = "NULL"
+        else:
+            sec, milli = divmod(int(r.ts), 1000)
+            text = seconds.get(sec) or seconds.setdefault(sec, second_text(sec))
+            sampled = f"'{text}.{milli:03d}'"
+        sec, milli = divmod(int(r.received_ms), 1000)
+        text = seconds.get(sec) or seconds.setdefault(sec, second_text(sec))
+        append(f"{head}{int(r.boot)},{int(r.seq)},{sampled},{value!r},{1 if r.cached else 0},'{text}.{milli:03d}')")
     return INSERT_PREFIX + ",".join(parts)
 
 
