@@ -74,14 +74,18 @@ class Ack:
 
 
 # Names and topics seen lately, with their verdicts: the same few come with every reading (a dict lookup is a
-# fraction of a regex match and a split). Bounded: emptied when full, so unique hostile names only cost the check.
+# fraction of a regex match and a split). Bounded in entries (emptied when full, so unique hostile names only cost
+# the check) and in size: only names up to the longest valid one and topics of a reading or a status are kept.
 _SEEN_MAX = 4096
 _names_seen: dict[tuple[str, str], bool] = {}
 _topics_seen: dict[tuple[str, str], tuple[str, str, str]] = {}
+_LONGEST_NAME = max(_NAME_MAX.values())
 
 
 def valid_name(text: str, kind: str) -> bool:
     """True if `text` is a valid site/dev/node name."""
+    if len(text) > _LONGEST_NAME:
+        return False
     key = (kind, text)
     ok = _names_seen.get(key)
     if ok is None:
@@ -98,9 +102,10 @@ def parse_topic(topic: str, prefix: str) -> tuple[str, str, str]:
     parsed = _topics_seen.get(key)
     if parsed is None:
         parsed = _split_topic(topic, prefix)  # raises for a bad one: only good topics are kept
-        if len(_topics_seen) >= _SEEN_MAX:
-            _topics_seen.clear()
-        _topics_seen[key] = parsed
+        if parsed[2] in ("reading", "status") and len(prefix) <= 256:
+            if len(_topics_seen) >= _SEEN_MAX:
+                _topics_seen.clear()
+            _topics_seen[key] = parsed
     return parsed
 
 

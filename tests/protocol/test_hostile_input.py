@@ -127,3 +127,23 @@ def test_status_book_is_bounded_and_reports_changes():
     assert {s.device for s in changed} == {"d3", "d4", "d5"} and book.take_changed() == []
     book.put_back(changed)
     assert len(book.take_changed()) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=3000), min_size=1, max_size=4), st.text(max_size=5000))
+def test_the_name_and_topic_memory_stays_small_whatever_comes(segments, name):
+    # Topics and names seen are remembered with their verdicts; hostile ones (an MQTT topic may be 64 KiB) must
+    # not make that memory large: only short names and the topics of a reading or a status are kept.
+    only_rejected(protocol.parse_topic, "p/" + "/".join(segments), "p")
+    protocol.valid_name(name, "dev")
+    assert len(protocol._topics_seen) <= protocol._SEEN_MAX and len(protocol._names_seen) <= protocol._SEEN_MAX
+    assert all(len(text) <= 32 for _kind, text in protocol._names_seen)
+    assert all(len(topic) <= 2 + 32 + 32 + 8 + 3 for _prefix, topic in protocol._topics_seen)
+
+
+def test_a_remembered_topic_or_name_gets_the_same_verdict():
+    for _ in range(2):  # the second time from memory
+        assert protocol.parse_topic("p/site1/dev1/reading", "p") == ("site1", "dev1", "reading")
+        assert protocol.valid_name("dev1", "dev") and not protocol.valid_name("x" * 17, "node")
+        with pytest.raises(Rejected):
+            protocol.parse_topic("p/bad site/dev1/reading", "p")
