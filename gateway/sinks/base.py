@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.spool import StoredReading
@@ -26,6 +26,9 @@ class Sink(ABC):
     """A destination for readings. Writes must be idempotent on the reading identity."""
 
     needs_confirmation: bool = False
+    # Called (from the sink's own thread) when a replica has applied more: the drain then looks at once instead
+    # of at its next poll. Set by the drain; None otherwise.
+    on_confirmed: Callable[[], None] | None = None
 
     @abstractmethod
     def write(self, rows: Sequence[StoredReading]) -> WriteOutcome:

@@ -503,6 +503,8 @@ class ReplicatedSink(Sink):
             else:
                 self._link.stale = True  # a newer primary exists (or may): the write path must re-resolve
                 return False  # and no hot loop on a replica that keeps answering "applied"
+        if self.on_confirmed is not None:
+            self.on_confirmed()
         return True
 
 

@@ -140,3 +140,43 @@ def test_multi_row_inserts_use_few_statement_sizes(tmp_path):
         execute_rows(conn, "INSERT INTO t (a) VALUES {}", [(i,) for i in range(n)])
     assert _rows_sql.cache_info().currsize <= 10
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == sum(range(1, 1201))
+
+
+class ConfirmingSQLiteSink(SQLiteSink):
+    """A sink that confirms every batch at once but, like the replicated writer, needs confirmation; it records
+    the size of every batch written."""
+
+    needs_confirmation = True
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.sizes: list[int] = []
+
+    def write_prepared(self, prepared: object) -> WriteOutcome:
+        self.sizes.append(len(prepared))  # type: ignore[arg-type]
+        super().write_prepared(prepared)
+        return WriteOutcome(f"t{len(self.sizes)}")
+
+
+def test_a_confirmed_backlog_ends_in_halving_batches_and_a_trickle_does_not(tmp_path):
+    from gateway.drain import TAPER_BELOW
+
+    spool = Spool(tmp_path / "s.db", max_readings=100_000)
+    for start in range(0, 20_000, 5000):
+        spool.commit_group([Entry(reading(s)) for s in range(start, start + 5000)])
+    sink = ConfirmingSQLiteSink(tmp_path / "readings.db")
+    drain = DrainWorker(spool, sink, batch_size=4000, batch_max=4000, in_flight=1)
+    drain.start()
+    try:
+        wait_for(lambda: spool.depth == 0, 30, "the backlog to drain")
+        backlog = list(sink.sizes)
+        spool.commit_group([Entry(reading(s)) for s in range(20_000, 21_500)])  # a later, smaller arrival
+        wait_for(lambda: spool.depth == 0, 30, "the trickle to drain")
+    finally:
+        drain.stop()
+        drain.join(10)
+    assert sum(backlog) == 20_000 and drain.error is None
+    assert backlog[:3] == [4000, 4000, 4000]  # full batches while the backlog is large
+    tail = backlog[3:]
+    assert tail == sorted(tail, reverse=True) and tail[-1] <= TAPER_BELOW and len(tail) >= 3  # then halving
+    assert sink.sizes[len(backlog):] == [1500]  # not a backlog: taken whole
