@@ -19,6 +19,14 @@ def reading(seq: int, device: str = "d1") -> Reading:
     return Reading(device, "a", 1, seq, "s", 1700000000000 + seq, "rtc", 1.0, "C", False, "ok", 1700000000000)
 
 
+def spool_holding(path, readings: int, group: int, **kwargs) -> Spool:  # noqa: ANN001 - a path
+    """A spool at `path` holding readings 0..readings-1 of d1, committed in groups of `group`."""
+    spool = Spool(path, **kwargs)
+    for start in range(0, readings, group):
+        spool.commit_group([Entry(reading(s)) for s in range(start, min(readings, start + group))])
+    return spool
+
+
 def test_a_group_of_duplicates_writes_nothing_and_is_still_acknowledged(tmp_path):
     spool = Spool(tmp_path / "s.db")
     spool.commit_group([Entry(reading(s)) for s in range(5)])
@@ -71,9 +79,7 @@ class FlakySQLiteSink(SQLiteSink):
 
 
 def test_pipelined_drain_with_failures_writes_every_reading_once(tmp_path):
-    spool = Spool(tmp_path / "s.db")
-    for start in range(0, 3000, 500):
-        spool.commit_group([Entry(reading(s)) for s in range(start, start + 500)])
+    spool = spool_holding(tmp_path / "s.db", 3000, 500)
     sink = FlakySQLiteSink(tmp_path / "readings.db")
     drain = DrainWorker(spool, sink, batch_size=200, retry_max_s=0.05, in_flight=2)
     drain.start()
@@ -109,8 +115,7 @@ def test_multi_row_inserts_store_exactly_what_executemany_would(tmp_path):
 
 
 def test_the_drain_yields_to_a_burst_for_a_bounded_time(tmp_path):
-    spool = Spool(tmp_path / "s.db")
-    spool.commit_group([Entry(reading(s)) for s in range(100)])
+    spool = spool_holding(tmp_path / "s.db", 100, 100)
     sink = SQLiteSink(tmp_path / "readings.db")
     drain = DrainWorker(spool, sink, batch_size=50)
     drain.yield_to = lambda: True  # a burst that never ends
@@ -161,9 +166,7 @@ class ConfirmingSQLiteSink(SQLiteSink):
 def test_a_confirmed_backlog_ends_in_halving_batches_and_a_trickle_does_not(tmp_path):
     from gateway.drain import TAPER_BELOW
 
-    spool = Spool(tmp_path / "s.db", max_readings=100_000)
-    for start in range(0, 20_000, 5000):
-        spool.commit_group([Entry(reading(s)) for s in range(start, start + 5000)])
+    spool = spool_holding(tmp_path / "s.db", 20_000, 5000, max_readings=100_000)
     sink = ConfirmingSQLiteSink(tmp_path / "readings.db")
     drain = DrainWorker(spool, sink, batch_size=4000, batch_max=4000, in_flight=1)
     drain.start()
