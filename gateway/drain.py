@@ -136,8 +136,9 @@ class DrainWorker(threading.Thread):
         self.status_interval_s = status_interval_s
         self._status_due = 0.0
         # yield_to(): True while ingest outruns the spool writer (a burst). No batch is taken then, for up to
-        # yield_max_s since the last one (so a sustained overload still drains): the drain's CPU would delay every ack, and the
-        # readings are durable in the spool already. The service sets it only when acks come from the spool.
+        # yield_max_s since the last one (so a sustained overload still drains): the drain's CPU would delay
+        # every ack, and the readings are durable in the spool already. The service sets it only when acks come
+        # from the spool.
         self.yield_to: Callable[[], bool] | None = None
         self.yield_max_s = 1.0
         self._took_at = 0.0
