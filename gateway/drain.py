@@ -219,7 +219,7 @@ class DrainWorker(threading.Thread):
         if not batch:
             return did
         self._took_at = time.monotonic()
-        self._backlog = self.spool.pending_count() - sum(len(b.ids) for b in self._flying) - len(batch) > 0
+        self._backlog = self._waiting() > len(batch)  # (this batch is not in flight yet)
         flying = _Batch([i for i, _ in batch], sink.prepare([row for _, row in batch]))
         self._flying.append(flying)
         self._sender.todo.put(flying)
@@ -235,7 +235,7 @@ class DrainWorker(threading.Thread):
         batch (a backlog): at steady rates a batch takes everything waiting."""
         size = self.batch_now
         if self.sink.needs_confirmation and self._backlog:
-            waiting = self.spool.pending_count() - sum(len(b.ids) for b in self._flying)
+            waiting = self._waiting()
             if TAPER_BELOW <= waiting < 2 * size:
                 size = max(TAPER_BELOW, waiting // 2)
         return size
@@ -264,7 +264,11 @@ class DrainWorker(threading.Thread):
         if self.yield_to is not None and self.yield_to() and time.monotonic() - self._took_at < self.yield_max_s \
                 and not self.spool.full and not self.spool.closing:
             return False
-        return self.spool.pending_count() - sum(len(b.ids) for b in self._flying) > 0
+        return self._waiting() > 0
+
+    def _waiting(self) -> int:
+        """Rows waiting to be taken: held, not waiting for confirmation and not in flight."""
+        return self.spool.pending_count() - sum(len(b.ids) for b in self._flying)
 
     def _collect(self, conn, block: bool) -> bool:
         """Account for batches the sender has finished (in order); True if any."""
