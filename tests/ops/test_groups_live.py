@@ -17,7 +17,7 @@ from gateway.ops import groups as g
 from gateway.ops.failover import failover
 from gateway.sandbox.process import wait_until
 from gateway.topology.conn import Credentials
-from tests.helpers import ADMIN, cli, consistency, one, sql
+from tests.helpers import ADMIN, cli, consistency, one, sql, wait_replicas_noticed
 
 WRITER = Credentials("iotgw", "iotgw", connect_timeout=2, io_timeout=5)
 
@@ -131,7 +131,8 @@ def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> No
         _wait(lambda: len(acked) > 50, 30, "writes before the crash")
         sb.kill("db1")
         killed_at = len(acked)
-        result = _retry_failover(sb)
+        wait_replicas_noticed(sb, ["db2", "db3"])
+        result = failover([sb.endpoint(n) for n in ("db2", "db3")], ADMIN)
         new_primary = next(n for n in ("db2", "db3") if sb.endpoint(n) == result.new_primary)
         _wait(lambda: len(acked) > killed_at + 50 or failures, 60, "writes after the failover")
         after_failover = len(acked)
@@ -148,18 +149,6 @@ def test_client_keeps_reading_and_writing_through_a_failover(make_sandbox) -> No
     survivors = [n for n in ("db2", "db3")]
     count, _ = consistency(sb, survivors, new_primary, table="iot.t")
     assert count == len(ids) and one(sb, new_primary, "SELECT @@read_only") == 0
-
-
-def _retry_failover(sb):
-    """The failover command of the operations, run once the replicas have noticed the dead primary."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return failover([sb.endpoint(n) for n in ("db2", "db3")], ADMIN)
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def _insert(conn, i: int) -> None:

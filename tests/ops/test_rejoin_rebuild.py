@@ -8,7 +8,7 @@ from gateway.ops.clone import rejoin
 from gateway.ops.failover import failover
 from gateway.sandbox import Sandbox
 from gateway.sandbox.rebuild import rebuild_node
-from tests.helpers import ADMIN, cli, consistency, read_only, rows_or_zero, wait_until
+from tests.helpers import ADMIN, cli, consistency, read_only, rows_or_zero, wait_replicas_noticed, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 REPL = ("repl", "repl")
@@ -35,6 +35,7 @@ def test_clean_old_primary_rejoins_and_diverged_one_is_rebuilt(make_sandbox):
     _write(sb, "db1", 0, 100)
     sb.wait_caught_up()
     sb.kill("db1")  # nothing in flight: it has not diverged
+    wait_replicas_noticed(sb, ["db2", "db3"])
     new = failover([sb.endpoint(n) for n in sb.db_names()], ADMIN).new_primary
     new_name = next(n for n in ("db2", "db3") if sb.endpoint(n) == new)
     other = ({"db2", "db3"} - {new_name}).pop()
@@ -55,6 +56,7 @@ def test_clean_old_primary_rejoins_and_diverged_one_is_rebuilt(make_sandbox):
     for n in ("db1", other):
         with sb.connect(n) as conn, conn.cursor() as cur:
             cur.execute("START SLAVE")
+    wait_replicas_noticed(sb, ["db1", other])
     second = failover([sb.endpoint(n) for n in sb.db_names()], ADMIN).new_primary
     second_name = next(n for n in ("db1", other) if sb.endpoint(n) == second)
     _write(sb, second_name, 1000, 10)  # the new primary's 0-X-N now clashes with the lost 0-Y-N
