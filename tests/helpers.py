@@ -63,21 +63,19 @@ def one(sb: Sandbox, name: str, statement: str):
     return sql(sb, name, statement)[0][0]
 
 
+def replica_status(sb: Sandbox, name: str) -> dict:
+    """`SHOW SLAVE STATUS` of `name` as a dict ({} when it replicates from nothing)."""
+    with sb.connect(name) as conn, conn.cursor() as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        cols = [c[0] for c in cur.description]
+        return dict(zip(cols, cur.fetchone() or (), strict=False))
+
+
 def wait_replicas_noticed(sb: Sandbox, replicas: list[str], timeout: float = 30) -> None:
     """Wait until none of `replicas` reports its IO thread running: right after a primary is killed they still
     say "Yes" for a moment, and a failover then (rightly) refuses, as for a primary they can still reach."""
-
-    def noticed() -> bool:
-        for name in replicas:
-            with sb.connect(name) as conn, conn.cursor() as cur:
-                cur.execute("SHOW SLAVE STATUS")
-                cols = [c[0] for c in cur.description]
-                row = dict(zip(cols, cur.fetchone() or (), strict=False))
-            if row.get("Slave_IO_Running") == "Yes":
-                return False
-        return True
-
-    wait_until(noticed, timeout, f"{', '.join(replicas)} to notice that their source is gone")
+    wait_until(lambda: all(replica_status(sb, n).get("Slave_IO_Running") != "Yes" for n in replicas), timeout,
+               f"{', '.join(replicas)} to notice that their source is gone")
 
 
 def read_only(sb: Sandbox, name: str) -> bool:

@@ -8,7 +8,16 @@ from gateway.ops.clone import rejoin
 from gateway.ops.failover import failover
 from gateway.sandbox import Sandbox
 from gateway.sandbox.rebuild import rebuild_node
-from tests.helpers import ADMIN, cli, consistency, read_only, rows_or_zero, wait_replicas_noticed, wait_until
+from tests.helpers import (
+    ADMIN,
+    cli,
+    consistency,
+    read_only,
+    replica_status,
+    rows_or_zero,
+    wait_replicas_noticed,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 REPL = ("repl", "repl")
@@ -22,10 +31,7 @@ def _write(sb, name, start, n):
 
 
 def _replicating(sb, name, source):
-    with sb.connect(name) as conn, conn.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        cols = [c[0] for c in cur.description]
-        row = dict(zip(cols, cur.fetchone() or (), strict=False))
+    row = replica_status(sb, name)
     return row.get("Master_Port") == sb.node(source).port and row.get("Slave_SQL_Running") == "Yes" and \
         row.get("Slave_IO_Running") == "Yes"
 
