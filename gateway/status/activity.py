@@ -124,15 +124,13 @@ class ActivityTracker:
 
 
 class _TrackingWriter:
-    """Forwards everything to the spool writer; `submit` shows valid readings to the tracker first."""
+    """Forwards everything to the spool writer; `submit` and `submit_all` show valid readings to the tracker first."""
 
     def __init__(self, writer: Any, tracker: ActivityTracker) -> None:
         self._writer, self._tracker = writer, tracker
 
     def submit(self, entry: Any) -> None:
-        if isinstance(entry.item, Reading):
-            self._tracker.saw(entry.item)
-        self._writer.submit(entry)
+        self.submit_all((entry,))
 
     def submit_all(self, entries: Sequence[Any]) -> None:
         self._tracker.saw_all(e.item for e in entries if type(e.item) is Reading)
