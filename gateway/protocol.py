@@ -230,11 +230,60 @@ _REQUIRED_ORDER = ("v", "dev", "node", "boot", "seq", "ts", "src", "val", "unit"
 _REQUIRED = frozenset(_REQUIRED_ORDER)
 
 
+# The canonical form every collector emits (keys in order, no spaces; shared/protocol.md section 3), with the
+# field rules a regular expression can hold: names and unit from their character sets (no escapes possible),
+# integers without leading zeros, `val` a plain decimal. A payload it matches is read in one C call; the
+# ranges the digits cannot express are checked after, and anything else takes the general path (`_parse_json`),
+# which stays the one authority: the fast path accepts only payloads the general path accepts, with the same
+# result (a property test holds them to that).
+_CANONICAL = re.compile(
+    r'\{"v":1,"dev":"([A-Za-z0-9_-]{1,32})","node":"([A-Za-z0-9_-]{1,16})","boot":(0|[1-9][0-9]{0,9}),'
+    r'"seq":(0|[1-9][0-9]{0,9}),"ts":(null|0|[1-9][0-9]{0,14}),"src":"(rtc|ntp|none)",'
+    r'"val":(-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,17})?),"unit":"([\x20\x21\x23-\x5b\x5d-\x7e]{1,16})"'
+    r'(?:,"cached":(true|false))?\}')
+
+
+def _parse_canonical(payload: bytes, site: str, received_ms: int, topic_device: str | None) -> Reading | None:
+    """The reading of a canonical, valid payload; None for anything else (then the general path decides)."""
+    if len(payload) > MAX_PAYLOAD:
+        return None
+    m = _CANONICAL.fullmatch(payload.decode("utf-8", "replace"))  # not UTF-8: U+FFFD never matches
+    if m is None:
+        return None
+    device, node, boot, seq, ts, src, val, unit, cached = m.groups()
+    if topic_device is not None and device != topic_device:
+        return None
+    boot, seq = int(boot), int(seq)
+    if boot > U32_MAX or seq > U32_MAX:
+        return None
+    if ts == "null":
+        if src != "none":
+            return None
+        ts = None
+    else:
+        ts = int(ts)
+        if ts > TS_MAX or src == "none":
+            return None
+    value = float(val)
+    if not value and "." not in val:
+        value = 0.0  # JSON reads "-0" as the integer 0: no negative zero (but "-0.0" is one)
+    return Reading(device, node, boot, seq, site, ts, src, value, unit, cached == "true",
+                   classify_clock(ts, received_ms), received_ms)
+
+
 def parse_reading(payload: bytes, *, site: str, received_ms: int, topic_device: str | None = None) -> Reading:
     """Validate one reading payload (MQTT message body or serial `R` frame payload).
 
     `topic_device` is the device named by the MQTT topic (None on serial). Raises Rejected.
     """
+    reading = _parse_canonical(payload, site, received_ms, topic_device)
+    if reading is not None:
+        return reading
+    return _parse_json(payload, site, received_ms, topic_device)
+
+
+def _parse_json(payload: bytes, site: str, received_ms: int, topic_device: str | None) -> Reading:
+    """The general path: any key order, whitespace and unknown keys; every rule checked on the decoded object."""
     obj = loads_bounded(payload, MAX_PAYLOAD)
     if not isinstance(obj, dict):
         raise Rejected("not_object")
