@@ -123,9 +123,19 @@ def execute_rows(conn: sqlite3.Connection, template: str, rows: Sequence[Sequenc
         i += size
 
 
-def insert_readings(conn: sqlite3.Connection, rows: Sequence[StoredReading]) -> None:
-    """Insert readings into the spool table (see execute_rows)."""
-    execute_rows(conn, f"INSERT INTO spool ({READING_COLUMNS}) VALUES {{}}", rows)
+@functools.lru_cache(maxsize=4)
+def _insert_template(columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO spool ({', '.join(columns)}) VALUES {{}}"
+
+
+def insert_readings(conn: sqlite3.Connection, rows: Sequence[Reading] | Sequence[StoredReading]) -> None:
+    """Insert readings into the spool table (see execute_rows).
+
+    The rows are all validated `Reading`s or all `StoredReading`s: both are named tuples whose field names are
+    the spool's columns (in their own orders), so a group commit inserts the readings as they came, without a
+    copy per reading (`cached` goes in as 0/1: SQLite binds a bool as an integer)."""
+    if rows:
+        execute_rows(conn, _insert_template(rows[0]._fields), rows)
 
 
 def open_db(path: str | Path) -> sqlite3.Connection:
@@ -334,13 +344,22 @@ class Spool:
         or the collector keeps them. The spool therefore never holds more than `max_readings`.
         Duplicates (already held) are not stored again but still touch their stream, so they are re-acked.
         """
-        rows, quarantine, touched, refused = [], [], {}, []
+        rows: list[Reading] = []
+        quarantine: list[Quarantined] = []
+        refused: list[Entry] = []
+        touched: dict[tuple[str, str, int], str] = {}
+        before: dict[tuple[str, str, int], int] = {}  # each touched stream's watermark before this group
+        had_held: set[tuple[str, str, int]] = set()  # touched streams with sequences held before this group
+        added = 0
         room = self.max_readings - self._depth
-        new_marks: list[tuple[tuple[str, str, int], int]] = []
-        in_group: set[tuple[str, str, int, int]] = set()
+        marks = self.marks
+        upto_of, held_of = marks.upto, marks.held
+        # The watermarks move as the group is read, so a duplicate within the group is caught like any other
+        # (and only refused entries leave them where they were). If the transaction fails they are reloaded
+        # from the spool.
         for e in entries:
             item = e.item
-            if isinstance(item, Quarantined):
+            if type(item) is Quarantined:
                 # Always kept (a collector stops resending it once the ack below covers it); with a valid
                 # identity it is durably held, so it also advances its stream's ack.
                 quarantine.append(item)
@@ -348,47 +367,44 @@ class Spool:
                     continue
                 key, seq = item.ident[:3], item.ident[3]
             else:
-                key, seq = item.stream, item.seq
-            ident = (*key, seq)
+                key, seq = (item.device, item.node, item.boot), item.seq
+            upto = upto_of.get(key, -1)
+            if key not in touched:
+                before[key] = upto
+                if held_of.get(key):
+                    had_held.add(key)
             touched[key] = item.site
-            if ident in in_group or self.marks.is_held(key, seq):
+            if seq <= upto or seq in held_of.get(key, ()):
                 continue  # a duplicate: not stored again, but its stream is re-acked
-            if isinstance(item, Quarantined):
-                in_group.add(ident)
-                new_marks.append((key, seq))
-                continue
-            if len(rows) >= room:
-                refused.append(e)
-                continue
-            in_group.add(ident)
-            new_marks.append((key, seq))
-            rows.append(StoredReading.of(item))
-        before = {key: self.marks.current(key) for key in touched}
-        if not rows and not new_marks and not quarantine:
+            if type(item) is not Quarantined:
+                if len(rows) >= room:
+                    refused.append(e)
+                    continue
+                rows.append(item)
+            marks.add(key, seq)
+            added += 1
+        if not added and not quarantine:
             # Only duplicates: answered with the current acks, without a transaction (no page, no fsync).
             self.last_stored = 0
-            return CommitResult({key: (site, self.marks.current(key)) for key, site in touched.items()}, refused)
+            return CommitResult({key: (site, upto_of.get(key, -1)) for key, site in touched.items()}, refused)
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             self._apply_raises(conn)
-            if rows:
-                insert_readings(conn, rows)
+            insert_readings(conn, rows)
             # The held table mirrors marks.held: only a stream that has rows there needs its DELETE (in order,
             # the usual case, none has), and the watermarks go in one statement (fewer calls per commit).
-            had_held = {key for key in touched if self.marks.held.get(key)}
-            for key, seq in new_marks:
-                self.marks.add(key, seq)
             progress = []
             for key, site in touched.items():
-                upto = self.marks.current(key)
+                upto = upto_of.get(key, -1)
+                above = held_of.get(key)
                 if upto != before[key]:
                     progress.append((*key, site, upto))
                     if key in had_held:
                         conn.execute("DELETE FROM held WHERE device=? AND node=? AND boot=? AND seq<=?", (*key, upto))
-                above = [(*key, s) for s in self.marks.held.get(key, ()) if s > upto]
                 if above:
-                    conn.executemany("INSERT OR IGNORE INTO held (device, node, boot, seq) VALUES (?,?,?,?)", above)
+                    conn.executemany("INSERT OR IGNORE INTO held (device, node, boot, seq) VALUES (?,?,?,?)",
+                                     [(*key, s) for s in above if s > upto])
             if progress:
                 execute_rows(conn, _PROGRESS_UPSERT, progress)
             if quarantine:
@@ -396,8 +412,9 @@ class Spool:
             crashpoints.hit("spool.before_commit")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
-            # The in-memory marks may have advanced for rows that are not stored: reload them.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            # The in-memory marks have advanced for rows that are not stored: reload them.
             self.marks = Watermarks(conn)
             raise
         crashpoints.hit("spool.after_commit")
@@ -737,13 +754,17 @@ class SpoolWriter(threading.Thread):
         refused = {id(e) for e in result.refused}
         now = self.ack_clock()
         by_source: dict[int, tuple[Source, list[object], set]] = {}
-        for e in group:
-            if e.source is None or id(e) in refused:
+        last, slot = None, None
+        for e in group:  # per entry, so kept lean: a group's entries nearly always share one source
+            source = e.source
+            if source is None or (refused and id(e) in refused):
                 continue
-            slot = by_source.setdefault(id(e.source), (e.source, [], set()))
-            slot[1].append(e.ref)
-            if isinstance(e.item, Reading):
-                slot[2].add(e.item.stream)
+            if source is not last:
+                last, slot = source, by_source.setdefault(id(source), (source, [], set()))
+            slot[1].append(e.ref)  # type: ignore[index]
+            item = e.item
+            if type(item) is Reading:
+                slot[2].add((item.device, item.node, item.boot))  # type: ignore[index]
         for source, refs, streams in by_source.values():
             acks = []
             for key in streams:

@@ -111,6 +111,77 @@ def test_watermark_is_the_contiguous_prefix_whatever_the_order(tmp_path_factory,
     assert Spool(path).marks.current(("d1", "a", 1)) == expected
 
 
+STREAMS = [("d1", "a", 1), ("d1", "b", 1), ("d2", "a", 5)]
+events = st.lists(st.one_of(
+    # a group: readings (or quarantined ones with their identity) of any stream, any order, with duplicates
+    st.lists(st.tuples(st.sampled_from(range(len(STREAMS))), st.integers(0, 12), st.booleans()), max_size=8),
+    st.tuples(st.just("raise"), st.sampled_from(range(len(STREAMS))), st.integers(-1, 12)),  # the database's mark
+), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, st.integers(min_value=3, max_value=40))
+def test_group_commits_against_a_model_of_the_watermarks(tmp_path_factory, script, max_readings):
+    """Several streams, duplicates within and across groups, quarantined readings with an identity, the
+    database's marks raised between groups, a spool that fills up: each stream's ack is the contiguous prefix of
+    what is held (stored, quarantined or raised), a refused reading moves nothing, nothing is stored twice, and a
+    restart reloads the same watermarks and held sequences."""
+    path = tmp_path_factory.mktemp("model") / "s.db"
+    spool = Spool(path, max_readings=max_readings)
+    held: dict[tuple, set[int]] = {key: set() for key in STREAMS}  # the model: identities held per stream
+    floor = {key: -1 for key in STREAMS}  # raised marks (everything up to them is held elsewhere)
+    pending_raise: dict[tuple, int] = {}
+    stored = 0
+    for step in script:
+        if step and step[0] == "raise":
+            key, upto = STREAMS[step[1]], step[2]
+            spool.raise_marks({key: ("s", upto)})
+            pending_raise[key] = max(upto, pending_raise.get(key, -1))
+            continue
+        entries, expect_refused = [], []
+        room = max_readings - spool.depth
+        in_group: set[tuple] = set()
+        new_rows = 0
+        for index, seq, bad in step:
+            key = STREAMS[index]
+            if bad:
+                item = Quarantined("mqtt", "t", "s", "bad_type", "val", "bad_type: val", b"{}", 1, (*key, seq))
+            else:
+                item = Reading(*key[:2], key[2], seq, "s", 1, "rtc", 1.0, "C", False, "ok", 1)
+            entries.append(Entry(item))
+            duplicate = seq <= floor[key] or seq in held[key] or (key, seq) in in_group
+            if duplicate:
+                continue
+            if not bad and new_rows >= room:
+                expect_refused.append(entries[-1])
+                continue
+            in_group.add((key, seq))
+            new_rows += not bad
+        result = spool.commit_group(entries)
+        if in_group or any(bad for _, _, bad in step):  # a transaction ran: the raises went in first
+            for key, upto in pending_raise.items():
+                floor[key] = max(floor[key], upto)
+            pending_raise.clear()
+        for key, seq in in_group:
+            held[key].add(seq)
+        stored += new_rows
+        assert [id(e) for e in result.refused] == [id(e) for e in expect_refused]
+        for key in STREAMS:
+            upto = floor[key]
+            while upto + 1 in held[key]:
+                upto += 1
+            assert spool.marks.current(key) == upto
+            if key in result.marks:
+                assert result.marks[key] == ("s", upto)
+        assert spool.depth == stored
+    current = {key: spool.marks.current(key) for key in STREAMS}
+    above = {key: {s for s in spool.marks.held.get(key, ()) if s > current[key]} for key in STREAMS}
+    spool.close()
+    again = Spool(path)
+    assert {key: again.marks.current(key) for key in STREAMS} == current
+    assert {key: {s for s in again.marks.held.get(key, ()) if s > current[key]} for key in STREAMS} == above
+
+
 def test_quarantine_is_bounded_in_bytes_and_cuts_raw_to_1_kib(tmp_path):
     from gateway.protocol import Rejected
     from gateway.spool import QUARANTINE_RAW_MAX, Entry, Spool, quarantined, read_stats
