@@ -135,7 +135,7 @@ class DrainWorker(threading.Thread):
         self.statuses = statuses
         self.status_interval_s = status_interval_s
         self._status_due = 0.0
-        # yield_to(): True while ingest outruns the spool writer (a burst). No batch is taken then, for up to
+        # yield_to(): True during a burst (the spool writer's groups fill up). No batch is taken then, for up to
         # yield_max_s since the last one (so a sustained overload still drains): the drain's CPU would delay
         # every ack, and the readings are durable in the spool already. The service sets it only when acks come
         # from the spool.
@@ -259,8 +259,8 @@ class DrainWorker(threading.Thread):
         return True
 
     def _ready_to_take(self) -> bool:
-        """Take a batch now? Whenever rows wait that are not in flight (only deletes are gathered), unless ingest
-        outruns the spool writer (see yield_to)."""
+        """Take a batch now? Whenever rows wait that are not in flight (only deletes are gathered), unless a burst
+        is on (see yield_to)."""
         if self.yield_to is not None and self.yield_to() and time.monotonic() - self._took_at < self.yield_max_s \
                 and not self.spool.full and not self.spool.closing:
             return False

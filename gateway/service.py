@@ -85,9 +85,10 @@ class Gateway:
         # `[ack] after` = database/replica: end-to-end acks wait for the database (gateway.acks); None for spool.
         self.acks = make_gate(cfg, self.sink)
         if self.acks is None:
-            # Acks come from the spool: while ingest outruns the spool writer, the drain waits for it to catch up
-            # (the readings are durable already; the drain's CPU would only delay every collector's ack).
-            self.drain.yield_to = self.writer.behind
+            # Acks come from the spool: during a burst the drain waits for it to end (the readings are durable
+            # already; the drain's CPU, and the database servers' on the same machine, would only delay every
+            # collector's ack).
+            self.drain.yield_to = self.writer.bursting
         if self.acks is not None:
             self.metrics.add_ack_gate(self.acks.held)
             self.acks.on_acked = self.spool.raise_marks

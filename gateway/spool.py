@@ -619,6 +619,10 @@ def read_stats(path: str | Path) -> SpoolStats:
                       size, counters)
 
 
+# Arrivals paused this long after a full group: the burst is over.
+BURST_QUIET_S = 0.1
+
+
 class GroupQueue:
     """The writer's inbox: wakes the writer only for a group's first entry, a full group or a stop.
 
@@ -637,7 +641,6 @@ class GroupQueue:
         self.idle_gap_s, self.early_min = idle_gap_s, early_min
         self._last_put = 0.0
         self._after_full = False  # the last group taken was full: a burst is on
-        self._behind = False  # and a full group more waited behind it
         self._items: collections.deque[Entry] = collections.deque()
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
@@ -665,9 +668,10 @@ class GroupQueue:
             self._ready.notify()
 
     @property
-    def behind(self) -> bool:
-        """A full group still waited when the last group was taken: the sources outrun the group commits."""
-        return self._behind
+    def bursting(self) -> bool:
+        """A burst is on: the last group taken was full, and readings still wait or came in the last
+        BURST_QUIET_S (a burst that ended on a full group is over once arrivals stop)."""
+        return self._after_full and (bool(self._items) or time.monotonic() - self._last_put < BURST_QUIET_S)
 
     def qsize(self) -> int:
         return len(self._items)
@@ -689,7 +693,6 @@ class GroupQueue:
                 self._ready.wait(min(left, self.idle_gap_s) if early else left)
             n = min(len(self._items), self.group_max)
             self._after_full = n == self.group_max
-            self._behind = len(self._items) - n >= self.group_max
             group = [self._items.popleft() for _ in range(n)]
             self._room.notify_all()
             return group
@@ -724,9 +727,9 @@ class SpoolWriter(threading.Thread):
         """Entries submitted and not yet taken into a group commit."""
         return self.queue.qsize()
 
-    def behind(self) -> bool:
-        """True while ingest outruns the group commits (a full group more waits behind the one taken last)."""
-        return self.queue.behind
+    def bursting(self) -> bool:
+        """True while a burst is on: groups fill up (see GroupQueue.bursting)."""
+        return self.queue.bursting
 
     def stop(self) -> None:
         """Commit what is queued, then end."""

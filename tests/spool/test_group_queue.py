@@ -7,7 +7,7 @@ import threading
 import time
 
 from gateway.protocol import Reading
-from gateway.spool import Entry, GroupQueue
+from gateway.spool import BURST_QUIET_S, Entry, GroupQueue
 
 
 def entries(n: int) -> list[Entry]:
@@ -31,13 +31,21 @@ def test_the_last_small_group_of_a_burst_is_taken_at_the_first_pause():
     assert time.monotonic() - started < 2.0
 
 
-def test_behind_while_a_full_group_more_waits():
-    q = GroupQueue(maxsize=100, group_max=10)
+def test_bursting_while_groups_fill_up_and_readings_keep_coming():
+    q = GroupQueue(maxsize=100, group_max=10, idle_gap_s=0.01, early_min=5)
+    assert not q.bursting
     q.put_all(entries(25))
     q.take_group(1.0)
-    assert q.behind  # 15 left: more than a group
+    assert q.bursting  # a full group taken, 15 wait
     q.take_group(1.0)
-    assert not q.behind  # 5 left
+    assert q.bursting  # full again, 5 wait
+    q.take_group(1.0)
+    assert not q.bursting  # the burst's last, partial group
+    q.put_all(entries(10))
+    q.take_group(1.0)
+    assert q.bursting  # full, and readings came just now
+    time.sleep(BURST_QUIET_S + 0.05)
+    assert not q.bursting  # ended on a full group, but arrivals stopped: over
 
 
 def test_put_all_blocks_while_full_and_keeps_the_order():
