@@ -46,7 +46,7 @@ from gateway.sinks.mysql import connect  # noqa: E402
 from gateway.topology.conn import Credentials  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BURST_ROUNDS = 3
+BURST_ROUNDS = 5
 PREFIX = "bench"
 CEILING_PREFIX = "ceil"
 
@@ -228,7 +228,10 @@ def main() -> None:
                         (proc_sample(gw.pid).cpu_s - b["cpu_at_start"]) / burst_n * 10_000, 3)
                     b["stored"] = stored_rows(sb, site)
                     ceilings.append(ceiling(settings, burst_n))
-                    b["ceiling_rate"] = round((ceilings[-2]["rate"] + ceilings[-1]["rate"]) / 2)
+                    # The faster of the two ceiling runs around the burst: the ceiling is what the broker can do,
+                    # and single runs swing by a third on this shared machine (the mean of a slow and a fast one
+                    # let a burst beat its "ceiling").
+                    b["ceiling_rate"] = max(ceilings[-2]["rate"], ceilings[-1]["rate"])
                     b["ratio"] = round(b["rate"] / b["ceiling_rate"], 3)
                     bursts.append(b)
                 mid = run_phase(gw, settings, "mid", 20, rate=1000, seconds=20 * scale, profile=args.profile)
@@ -278,7 +281,8 @@ def main() -> None:
         f"Ceiling: raw-socket counting subscriber (own process, one PUBACK write per read) fed by 20 raw-socket "
         f"publisher connections from one select() loop (pre-encoded QoS 1 PUBLISH packets, ~110-byte protocol-v1 "
         f"payloads), {burst_n} messages, run before and after each of the gateway's bursts (from the same "
-        f"publishers): {', '.join(str(c['rate']) for c in ceilings)} msg/s. Bursts: "
+        f"publishers): {', '.join(str(c['rate']) for c in ceilings)} msg/s; each burst is measured against the faster "
+        f"of the two ceiling runs around it. Bursts: "
         + "; ".join(f"{b['rate']} readings/s against {b['ceiling_rate']} (ratio {b['ratio']:.2f}, CPU "
                     f"{b['cpu_s_per_10k']} s per 10k until the last ack, {b['cpu_s_per_10k_with_drain']} s with the "
                     "drain)" for b in bursts)
