@@ -183,3 +183,26 @@ def test_a_confirmed_backlog_ends_in_halving_batches_and_a_trickle_does_not(tmp_
     tail = backlog[3:]
     assert tail == sorted(tail, reverse=True) and tail[-1] <= TAPER_BELOW and len(tail) >= 3  # then halving
     assert sink.sizes[len(backlog):] == [1500]  # not a backlog: taken whole
+
+
+def test_batch_size_moves_toward_the_target_write_time(tmp_path):
+    """Full batches that write fast grow toward what writes in target_write_s (at most doubling), a partial
+    batch never grows it, a slow one halves it; always within batch_min..batch_max."""
+    drain = DrainWorker(Spool(tmp_path / "s.db"), SQLiteSink(tmp_path / "r.db"), batch_size=1000,
+                        batch_max=10_000, target_write_s=0.25)
+    drain._adapt(1000, 0.01)
+    assert drain.batch_now == 2000  # far under the target: doubled, no more
+    drain._adapt(2000, 0.2)
+    assert drain.batch_now == 2500  # 0.2 s of 0.25: grown by a quarter
+    drain._adapt(100, 0.001)
+    assert drain.batch_now == 2500  # a partial batch says nothing about a full one
+    drain._adapt(2500, 0.3)
+    assert drain.batch_now == 2500  # over the target, under twice it: kept
+    for _ in range(5):
+        drain._adapt(drain.batch_now, 0.05)
+    assert drain.batch_now == 10_000  # capped
+    drain._adapt(10_000, 0.6)
+    assert drain.batch_now == 5000  # slow: halved
+    for _ in range(20):
+        drain._adapt(drain.batch_now, 5.0)
+    assert drain.batch_now == drain.batch_min
