@@ -186,19 +186,24 @@ def test_a_confirmed_backlog_ends_in_halving_batches_and_a_trickle_does_not(tmp_
 
 
 def test_batch_size_moves_toward_the_target_write_time(tmp_path):
-    """Full batches that write fast grow toward what writes in target_write_s (at most doubling), a partial
+    """Full batches that write fast grow toward what writes in target_write_s (at most fourfold), a partial
     batch never grows it, a slow one halves it; always within batch_min..batch_max."""
     drain = DrainWorker(Spool(tmp_path / "s.db"), SQLiteSink(tmp_path / "r.db"), batch_size=1000,
                         batch_max=10_000, target_write_s=0.25)
-    drain._adapt(1000, 0.01)
-    assert drain.batch_now == 2000  # far under the target: doubled, no more
+    drain._adapt(1000, 0.1)
+    assert drain.batch_now == 2500  # 0.1 s of 0.25: grown to what writes in 0.25 s
+    drain._adapt(2500, 0.01)
+    assert drain.batch_now == 10_000  # far under the target: four times, no more
+    drain._adapt(5000, 0.01)
+    assert drain.batch_now == 10_000  # a partial batch says nothing about a full one
+    drain.batch_now = 2000
     drain._adapt(2000, 0.2)
     assert drain.batch_now == 2500  # 0.2 s of 0.25: grown by a quarter
     drain._adapt(100, 0.001)
     assert drain.batch_now == 2500  # a partial batch says nothing about a full one
     drain._adapt(2500, 0.3)
     assert drain.batch_now == 2500  # over the target, under twice it: kept
-    for _ in range(5):
+    for _ in range(3):
         drain._adapt(drain.batch_now, 0.05)
     assert drain.batch_now == 10_000  # capped
     drain._adapt(10_000, 0.6)
