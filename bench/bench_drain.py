@@ -39,7 +39,7 @@ from gateway.topology.conn import Credentials  # noqa: E402
 from gateway.topology.dialect import MARIADB as SQL  # noqa: E402  (the sandbox runs MariaDB)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROUNDS = 5
+ROUNDS = 7
 
 
 def rows_for(tag: str, n: int) -> list[StoredReading]:
