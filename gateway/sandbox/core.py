@@ -27,6 +27,8 @@ from . import mariadb, mosquitto, process, tls
 from .nodes import MARIADB, MOSQUITTO, Node, tail
 from .ports import accepts_connections, free_port
 
+ER_SLAVE_MUST_STOP = 1198  # "This operation cannot be performed as you have a running slave"
+
 STATE_FILE = "sandbox.json"
 STATE_VERSION = 1
 BROKER = "broker"  # the first broker's name; more brokers are broker2, broker3, ...
@@ -544,14 +546,20 @@ class Sandbox:
             info = mariadb.probe(node)
             with self.connect(name) as conn, conn.cursor() as cur:
                 if info["replication"]:
-                    repaired = mariadb.slave_pos_after_crash(info)
-                    if repaired is not None:
-                        for sql, params in SQL.set_applied_position_sql(repaired):
-                            cur.execute(sql, params)
-                        node.extra.setdefault("slave_pos_repairs", []).append(
-                            {"from": info["gtid_slave_pos"], "to": repaired}
-                        )
-                    cur.execute(SQL.start_all_replicas_sql)
+                    try:
+                        repaired = mariadb.slave_pos_after_crash(info)
+                        if repaired is not None:
+                            for sql, params in SQL.set_applied_position_sql(repaired):
+                                cur.execute(sql, params)
+                            node.extra.setdefault("slave_pos_repairs", []).append(
+                                {"from": info["gtid_slave_pos"], "to": repaired}
+                            )
+                        cur.execute(SQL.start_all_replicas_sql)
+                    except pymysql.err.OperationalError as exc:
+                        if exc.args[0] != ER_SLAVE_MUST_STOP:
+                            raise
+                        # A failover monitor watching the sandbox got there first: it rejoins a node that
+                        # comes back (its own position, its own START SLAVE). Leave the node to it.
                 elif node.last_role == "primary" and not self._primaries(exclude=name):
                     set_read_only(cur, False, SQL)
             node.last_role = self.role(name)

@@ -47,8 +47,8 @@ def open_connection(ep: str, creds: Credentials, database: str | None = None, au
     """A PyMySQL connection to `HOST:PORT` with the account's TLS and bounded timeouts.
 
     Without a CA the connection is plaintext, as configured. PyMySQL would otherwise try TLS it cannot verify
-    ("preferred" mode): no protection against an impostor, and ~25 ms of CPU per connection to load the
-    system's CA bundle, which the topology probes (one connection per server per second) paid all the time."""
+    ("preferred" mode): no protection against an impostor, and ~25 ms of CPU to load the system's CA bundle for
+    every connection opened (the gateway's probes, confirmations and drain, every reconnect, every CLI call)."""
     host, port = split_endpoint(ep)
     timeout = io_timeout if io_timeout is not None else creds.io_timeout
     ctx = creds.ssl_context()

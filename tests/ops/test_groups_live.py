@@ -85,6 +85,9 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
         guarded.stop()
     code, out = cli("group", "remove", "sensors", "db4", "--sandbox", d)
     assert code == 0, out
+    # The registry is replicated and read from the first seed that answers, now a replica (db2 was promoted):
+    # the removal shows there once the replicas have applied it.
+    sb.wait_caught_up()
     assert sb.endpoint("db4") not in {m.endpoint for m in reg.get("sensors").members}
 
 
