@@ -100,6 +100,7 @@ class Simulator:
         # (monotonic time, broker url) of every connection made; the broker-failover tests read it.
         self.connections: list[tuple[float, str]] = []
         self._lost = threading.Event()
+        self._lost_client: mqtt.Client | None = None  # the connection `_lost` was set for
         self._supervisor: threading.Thread | None = None
         self.settings, self.opt, self.clock = settings, options, clock
         self.rng = random.Random(options.seed)
@@ -171,6 +172,7 @@ class Simulator:
 
     def _on_disconnect(self, client, _u, _flags, _reason_code, _props=None) -> None:
         if len(self.brokers) > 1 and client is self.client:
+            self._lost_client = client
             self._lost.set()
 
     def _supervise(self) -> None:
@@ -180,6 +182,10 @@ class Simulator:
             if not self._lost.wait(0.2):
                 continue
             self._lost.clear()
+            if self._lost_client is not self.client:
+                # A late second signal from a connection already replaced (paho may report one loss twice, the
+                # second while the move away from it is under way): moving again would leave a good broker.
+                continue
             delay = low
             while not self._halt.is_set():
                 self.broker_index = (self.broker_index + 1) % len(self.brokers)
