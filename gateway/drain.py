@@ -136,7 +136,8 @@ class DrainWorker(threading.Thread):
         self.status_interval_s = status_interval_s
         self._status_due = 0.0
         # yield_to(): True during a burst (the spool writer's groups fill up). No batch is taken then, for up to
-        # yield_max_s since the last one (so a sustained overload still drains): the drain's CPU would delay
+        # yield_max_s since the last one (so a sustained high rate still drains, a batch at a time, its size
+        # adapting upward as ever, and a full spool drains at once): the drain's CPU would delay
         # every ack, and the readings are durable in the spool already. The service sets it only when acks come
         # from the spool.
         self.yield_to: Callable[[], bool] | None = None
