@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import Load, cli, consistency, read_only, rows_or_zero, wait_until
+from tests.helpers import Load, cli, consistency, read_only, rows_or_zero, wait_replicas_noticed, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -25,6 +25,7 @@ def test_failover_after_kill_picks_caught_up_replica_over_lagging_one(make_sandb
         code, out = cli("topology", "failover", "--sandbox", d)
         assert code != 0 and "writable" in out  # the primary is alive: refused
         sb.kill("db1")
+        wait_replicas_noticed(sb, ["db2", "db3", "db4"])
         code, out = cli("topology", "failover", "--sandbox", d, "--dry-run", "--json")
         assert code == 0, out
         plan = json.loads(out)
@@ -71,6 +72,7 @@ def test_blackhole_relay_is_never_promoted(make_sandbox):
         cur.executemany("INSERT INTO iot.t VALUES (%s, %s)", [(i, i) for i in range(200)])
     sb.wait_caught_up()
     sb.kill("db1")
+    wait_replicas_noticed(sb, ["db2", "db3"])  # db4 reads from db2, which lives
     code, out = cli("topology", "failover", "--sandbox", str(sb.directory), "--json")
     assert code == 0, out
     assert json.loads(out)["new_primary"] == sb.endpoint("db3")

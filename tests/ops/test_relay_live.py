@@ -10,7 +10,7 @@ from gateway.ops.errant import errant_transactions
 from gateway.ops.plan import plan_failover
 from gateway.ops.relay import RelayError, add_relay
 from gateway.topology import analysis
-from tests.helpers import ADMIN, RowLoad, cli, consistency, one, snap, sql
+from tests.helpers import ADMIN, RowLoad, cli, consistency, one, snap, sql, wait_replicas_noticed
 
 
 def _source_port(sb, name: str) -> int:
@@ -76,6 +76,7 @@ def test_relay_add_remove_under_load_and_never_promoted(make_sandbox) -> None:
     pos = one(sb, "db1", "SELECT @@gtid_binlog_pos")
     assert one(sb, "db2", f"SELECT MASTER_GTID_WAIT('{pos}', 30)") == 0
     sb.kill("db1")
+    wait_replicas_noticed(sb, ["db2", "db3"])  # db4's IO thread is stopped already
     s = snap(sb)
     plan = plan_failover(s)
     assert plan.ok and plan.candidate is not None and plan.candidate.endpoint != sb.endpoint("db2"), plan.lines()
