@@ -242,9 +242,6 @@ class Watermarks:
         for dev, node, boot, seq in conn.execute("SELECT device, node, boot, seq FROM held"):
             self.held[(dev, node, boot)].add(seq)
 
-    def is_held(self, key: tuple[str, str, int], seq: int) -> bool:
-        return seq <= self.upto.get(key, -1) or seq in self.held.get(key, ())
-
     def add(self, key: tuple[str, str, int], seq: int) -> None:
         upto = self.upto.get(key, -1)
         if seq == upto + 1:
