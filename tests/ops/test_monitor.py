@@ -9,7 +9,7 @@ import pytest
 from gateway.ops.monitor import MonitorConfig, start_in_background
 from gateway.sandbox.rebuild import rebuild_node
 from gateway.topology.epoch import write_epoch
-from tests.helpers import ADMIN, Load, consistency, name_of, read_only, rows_or_zero, wait_until
+from tests.helpers import ADMIN, Load, consistency, name_of, read_only, replica_status, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -49,10 +49,7 @@ def epoch_names(sb, node, *then):
 
 def replicates_from(sb, name, source):
     try:
-        with sb.connect(name) as conn, conn.cursor() as cur:
-            cur.execute("SHOW SLAVE STATUS")
-            cols = [c[0] for c in cur.description]
-            row = dict(zip(cols, cur.fetchone() or (), strict=False))
+        row = replica_status(sb, name)
     except Exception:  # noqa: BLE001 - down or starting
         return False
     return row.get("Master_Port") == sb.node(source).port and row.get("Slave_SQL_Running") == "Yes"

@@ -10,14 +10,11 @@ from gateway.ops.errant import errant_transactions
 from gateway.ops.plan import plan_failover
 from gateway.ops.relay import RelayError, add_relay
 from gateway.topology import analysis
-from tests.helpers import ADMIN, RowLoad, cli, consistency, one, snap, sql, wait_replicas_noticed
+from tests.helpers import ADMIN, RowLoad, cli, consistency, one, replica_status, snap, sql, wait_replicas_noticed
 
 
 def _source_port(sb, name: str) -> int:
-    with sb.connect(name) as conn, conn.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        cols = [c[0] for c in cur.description]
-        return int(dict(zip(cols, cur.fetchone(), strict=True))["Master_Port"])
+    return int(replica_status(sb, name)["Master_Port"])
 
 
 @pytest.mark.timeout(240)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Load, cli, cli_json, consistency, read_only, rows_or_zero, wait_until
+from tests.helpers import Load, cli, cli_json, consistency, read_only, replica_status, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 
 def _source_port(sb, name):
-    with sb.connect(name) as conn, conn.cursor() as cur:
-        cur.execute("SHOW SLAVE STATUS")
-        cols = [c[0] for c in cur.description]
-        row = dict(zip(cols, cur.fetchone(), strict=False))
+    row = replica_status(sb, name)
     assert row["Slave_IO_Running"] in ("Yes", "Connecting") and row["Slave_SQL_Running"] == "Yes", row
     return int(row["Master_Port"])
 
