@@ -44,6 +44,11 @@ class Message(NamedTuple):
     retain: bool = False
 
 
+# A Message built straight from its fields: the named tuple's own constructor is a Python-level call, paid by every
+# reading on the ingest path.
+_new_tuple = tuple.__new__
+
+
 class Packet(NamedTuple):
     """A control packet other than PUBLISH: its type, first byte's flags and body (after the fixed header)."""
 
@@ -203,7 +208,7 @@ def _publish(first: int, data: bytes, start: int, stop: int) -> Message:
         p += plen
         if p > stop:
             raise MalformedPacket("PUBLISH properties longer than the packet")
-    return Message(topic, data[p:stop], mid, qos, bool(first & 0x01))
+    return _new_tuple(Message, (topic, data[p:stop], mid, qos, bool(first & 0x01)))
 
 
 def properties(body: bytes, pos: int) -> tuple[dict[int, object], int]:

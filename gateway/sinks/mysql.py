@@ -61,30 +61,36 @@ def build_values_sql(rows: Sequence[StoredReading], *, no_backslash_escapes: boo
     """`values_sql` without a connection, for a given escaping rule (built ahead of the write).
 
     The text columns repeat across a batch (a stream's device, node, site, clock source, clock state and unit), so
-    each combination is escaped and rendered once per batch, and so is each second of the timestamps."""
+    each combination is escaped and rendered once per batch, and so is each second of the sampling times and each
+    arrival time (a read's readings share one). Each row is unpacked once (StoredReading's fields are in column
+    order): attribute reads cost a quarter of the build. Integers go through `:d`, which refuses anything else."""
     quote = _double_quotes if no_backslash_escapes else escape_string
     heads: dict[tuple[str, ...], str] = {}
     seconds: dict[int, str] = {}
+    arrivals: dict[int, str] = {}
     isfinite = math.isfinite
     parts: list[str] = []
     append = parts.append
-    for r in rows:
-        key = (r.device, r.node, r.site, r.src, r.clock, r.unit)
+    for device, node, boot, seq, site, ts, src, clock, value, unit, cached, received_ms in rows:
+        key = (device, node, site, src, clock, unit)
         head = heads.get(key)
         if head is None:
             head = heads[key] = "('" + "','".join([quote(text) for text in key]) + "',"
-        value = float(r.value)
+        value = float(value)
         if not isfinite(value):
-            raise ValueError(f"reading {r.device}/{r.node}/{r.boot}/{r.seq}: value {value} is not finite")
-        if r.ts is None:
+            raise ValueError(f"reading {device}/{node}/{boot}/{seq}: value {value} is not finite")
+        if ts is None:
             sampled = "NULL"
         else:
-            sec, milli = divmod(int(r.ts), 1000)
+            sec, milli = divmod(int(ts), 1000)
             text = seconds.get(sec) or seconds.setdefault(sec, second_text(sec))
             sampled = f"'{text}.{milli:03d}'"
-        sec, milli = divmod(int(r.received_ms), 1000)
-        text = seconds.get(sec) or seconds.setdefault(sec, second_text(sec))
-        append(f"{head}{int(r.boot)},{int(r.seq)},{sampled},{value!r},{1 if r.cached else 0},'{text}.{milli:03d}')")
+        received = arrivals.get(received_ms)
+        if received is None:
+            sec, milli = divmod(int(received_ms), 1000)
+            text = seconds.get(sec) or seconds.setdefault(sec, second_text(sec))
+            received = arrivals[received_ms] = f"'{text}.{milli:03d}'"
+        append(f"{head}{boot:d},{seq:d},{sampled},{value!r},{1 if cached else 0},{received})")
     return INSERT_PREFIX + ",".join(parts)
 
 
