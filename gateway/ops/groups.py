@@ -87,17 +87,19 @@ class Group:
 class Registry:
     """The groups, stored on the topology (written on its primary, replicated) or on one separate server."""
 
-    def __init__(self, seeds: list[str], admin: Credentials, *, separate: bool = False) -> None:
+    def __init__(self, seeds: list[str], admin: Credentials, *, separate: bool = False,
+                 probes: ProbeConnections | None = None) -> None:
         if not seeds:
             raise ValueError("the registry needs at least one server")
         self.seeds = [endpoint(*split_endpoint(s)) for s in seeds]
         self.admin = admin
         self.separate = separate  # True: seeds[0] is a server of its own, not part of the topology
+        self.probes = probes  # kept probe connections for finding the primary (a long-lived service's)
 
     def _store(self) -> str:
         if self.separate:
             return self.seeds[0]
-        decision = analysis.writer_primary(discover(self.seeds, self.admin))
+        decision = analysis.writer_primary(discover(self.seeds, self.admin, cache=self.probes))
         if decision.primary is None:
             raise GroupError(f"no primary to write the registry on: {decision.reason}")
         return decision.primary.endpoint
@@ -145,7 +147,7 @@ class Registry:
             raise GroupError(f"no group {name!r}")
 
     def list(self) -> list[Group]:
-        """Every group with its members, read from any reachable registry server."""
+        """Every group with its members, read on the primary (or any registry server that answers: see _read)."""
         rows_g, rows_m = self._read()
         members: dict[str, list[Member]] = {}
         for g, host, port, weight, mode in rows_m:
@@ -159,8 +161,19 @@ class Registry:
         raise GroupError(f"no group {name!r}")
 
     def _read(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The registry's rows, read where it is written (the primary) so that a change shows at once (a replica
+        may not have applied it yet); when no primary is known (during a failover), from the first other server
+        that answers: its copy lags by at most its replication delay, and lookups keep working meanwhile."""
         last: Exception | None = None
-        for ep in self.seeds:  # every server holds the replicated registry: the first that answers will do
+        order = self.seeds
+        if not self.separate:
+            try:
+                store = self._store()
+            except GroupError as exc:
+                last = exc
+            else:
+                order = [store, *(ep for ep in self.seeds if ep != store)]
+        for ep in order:
             try:
                 with open_connection(ep, self.admin) as conn, conn.cursor() as cur:
                     cur.execute(f"SELECT name, description FROM `{META_SCHEMA}`.ha_groups ORDER BY name")
@@ -234,6 +247,8 @@ class GroupService:
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._probes = ProbeConnections()  # probe connections kept between lookups (opening one is slow)
+        if registry.probes is None:  # the registry finds the primary it reads from over the same connections
+            registry.probes = self._probes
 
     def close(self) -> None:
         self._probes.close()

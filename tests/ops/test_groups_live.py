@@ -85,10 +85,31 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
         guarded.stop()
     code, out = cli("group", "remove", "sensors", "db4", "--sandbox", d)
     assert code == 0, out
-    # The registry is replicated and read from the first seed that answers, now a replica (db2 was promoted):
-    # the removal shows there once the replicas have applied it.
-    sb.wait_caught_up()
+    # Read on the primary (db2 since the promotion), not on the first seed (now a replica): the removal shows at once.
     assert sb.endpoint("db4") not in {m.endpoint for m in reg.get("sensors").members}
+
+
+@pytest.mark.timeout(180)
+def test_registry_reads_its_own_writes_and_answers_without_a_primary(make_sandbox) -> None:
+    sb = make_sandbox(replicas=1, broker=False)
+    primary, replica = sb.endpoint("db1"), sb.endpoint("db2")
+    reg = g.Registry([replica, primary], ADMIN)  # the replica first: the server that answers first
+    reg.create("sensors")
+    sb.wait_caught_up()
+    sql(sb, "db2", "STOP SLAVE SQL_THREAD")  # the replica's copy stays behind from here on
+    reg.add("sensors", primary, 2, "rw")
+    assert reg.get("sensors").members == (g.Member(primary, 2, "rw"),)
+    reg.add("sensors", replica, 1, "ro")
+    reg.remove("sensors", primary)
+    assert reg.get("sensors").members == (g.Member(replica, 1, "ro"),)
+    assert g.Registry([replica], ADMIN, separate=True).get("sensors").members == (), "the replica's copy lags"
+    sql(sb, "db2", "START SLAVE SQL_THREAD")
+    sb.wait_caught_up()
+    sb.kill("db1")
+    # No primary: the registry still answers, from the replica's (caught-up) copy; writes are refused by name.
+    assert reg.get("sensors").members == (g.Member(replica, 1, "ro"),)
+    with pytest.raises(g.GroupError, match="no primary"):
+        reg.add("sensors", primary, 1, "rw")
 
 
 def _port(conn) -> int:
