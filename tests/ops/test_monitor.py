@@ -226,7 +226,9 @@ def test_a_fenced_primary_that_did_not_restart_is_not_reopened(make_sandbox):
     """A primary fenced by a person or mid-switchover (long uptime) is left alone."""
     sb = make_sandbox(replicas=2, broker=False)
     epoch_names(sb, "db1", "SET GLOBAL read_only=ON")
-    mon = Running(sb, failcount=2, reopen_uptime_s=0.0)  # any uptime counts as "did not just restart"
+    # No uptime counts as "just restarted": the server's Uptime is whole seconds from 0, and a limit of 0.0 let a
+    # sandbox checked within its first second pass as a fresh restart (the monitor re-opened it).
+    mon = Running(sb, failcount=2, reopen_uptime_s=-1.0)
     try:
         mon.wait_for("unconfirmed", 30, "the monitor to decline re-opening")
         assert read_only(sb, "db1") and not mon.kinds("reopened")
