@@ -60,13 +60,8 @@ class ActivityTracker:
         """A stand-in for the spool writer that shows each reading to this tracker, then submits it."""
         return _TrackingWriter(writer, self)
 
-    def saw(self, r: Reading) -> None:
-        """Count one reading (called from the ingest threads)."""
-        with self._lock:
-            self._saw_locked(r)
-
     def saw_all(self, readings: Iterable[Reading]) -> None:
-        """Count a read's worth of readings under one lock."""
+        """Count a read's worth of readings under one lock (called from the ingest threads)."""
         with self._lock:
             for r in readings:
                 self._saw_locked(r)

@@ -149,16 +149,16 @@ def test_activity_counts_each_sequence_once_and_the_last_hour_only():
 
     start = NOW - 2 * 3600_000
     for i in range(120):  # one reading a minute for two hours, each delivered twice
-        tracker.saw(reading(i, start + i * 60_000))
-        tracker.saw(reading(i, start + i * 60_000))
-    tracker.saw(reading(5, start + 10, cached=True))  # an old sequence again: not counted
+        tracker.saw_all([reading(i, start + i * 60_000)])
+        tracker.saw_all([reading(i, start + i * 60_000)])
+    tracker.saw_all([reading(5, start + 10, cached=True)])  # an old sequence again: not counted
     (node,) = tracker.snapshot(now_ms=start + 119 * 60_000 + 1)
     assert node.last_hour == 60 and node.seq == 119 and node.replayed == 0
-    tracker.saw(reading(0, start + 120 * 60_000, boot=2, cached=True))
+    tracker.saw_all([reading(0, start + 120 * 60_000, boot=2, cached=True)])
     (node,) = tracker.snapshot(now_ms=start + 120 * 60_000 + 1)
     assert (node.boot, node.seq, node.replayed) == (2, 0, 1)
     assert tracker.gaps_s() == {"d": 60.0}
     small = ActivityTracker(max_nodes=2)
     for dev in ("x", "y", "z"):
-        small.saw(reading(0, NOW, device=dev))
+        small.saw_all([reading(0, NOW, device=dev)])
     assert len(small) == 2 and small.untracked == 1

@@ -104,8 +104,8 @@ def test_history_stays_bounded_over_an_hour_of_simulated_time(tmp_path):
         for second in range(2 * 3600):  # two hours, one tick a second, readings flowing all along
             clock[0] = 1_000_000.0 + second
             gw.metrics.received.labels("mqtt").inc(5)
-            svc.activity.saw(Reading("d", "a", 1, second, "s", int(clock[0] * 1000), "rtc", 1.0, "C", False, "ok",
-                                     int(clock[0] * 1000)))
+            svc.activity.saw_all([Reading("d", "a", 1, second, "s", int(clock[0] * 1000), "rtc", 1.0, "C", False,
+                                          "ok", int(clock[0] * 1000))])
             svc.tick(clock[0])
         hist = svc.history.to_dict()
         assert len(hist["points"]) == svc.history.capacity == 360
