@@ -221,7 +221,7 @@ class DrainWorker(threading.Thread):
             return did
         self._took_at = time.monotonic()
         self._backlog = self._waiting() > len(batch)  # (this batch is not in flight yet)
-        flying = _Batch([i for i, _ in batch], sink.prepare([row for _, row in batch]))
+        flying = _Batch(batch.ids, sink.prepare(batch.rows))
         self._flying.append(flying)
         self._sender.todo.put(flying)
         return True

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.spool import StoredReading
+from gateway.spool import ReadingRow
 
 
 class SinkUnavailable(Exception):
@@ -31,10 +31,10 @@ class Sink(ABC):
     on_confirmed: Callable[[], None] | None = None
 
     @abstractmethod
-    def write(self, rows: Sequence[StoredReading]) -> WriteOutcome:
+    def write(self, rows: Sequence[ReadingRow]) -> WriteOutcome:
         """Write the rows (one transaction). Raises SinkUnavailable on a transient failure."""
 
-    def prepare(self, rows: Sequence[StoredReading]) -> object:
+    def prepare(self, rows: Sequence[ReadingRow]) -> object:
         """Build what `write_prepared` sends (the drain prepares batch n+1 while batch n is written)."""
         return list(rows)
 
@@ -75,10 +75,11 @@ def second_text(secs: int) -> str:
     return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
-def to_params(rows: Sequence[StoredReading]) -> list[tuple]:
-    """Spool readings → parameters of the readings INSERT (DATETIME(3) strings in UTC), for every SQL sink."""
-    return [(r.device, r.node, r.boot, r.seq, r.site, ms_to_datetime(r.ts), r.src, r.clock, r.value, r.unit, r.cached,
-             ms_to_datetime(r.received_ms)) for r in rows]
+def to_params(rows: Sequence[ReadingRow]) -> list[tuple]:
+    """Spool rows (StoredReading's fields in order) → parameters of the readings INSERT (DATETIME(3) strings in
+    UTC), for every SQL sink."""
+    return [(device, node, boot, seq, site, ms_to_datetime(ts), src, clock, value, unit, cached, ms_to_datetime(received))
+            for device, node, boot, seq, site, ts, src, clock, value, unit, cached, received in rows]
 
 
 def status_params(statuses: Sequence) -> list[tuple]:

@@ -14,7 +14,7 @@ from pymysql.converters import escape_string
 
 from gateway.sinks.base import second_text, status_params
 from gateway.sinks.schema import STATUS_COLUMNS, migrate
-from gateway.spool import StoredReading
+from gateway.spool import ReadingRow
 from gateway.topology.conn import Credentials, open_connection
 from gateway.topology.dialect import quote_ident
 
@@ -37,7 +37,7 @@ def connect(ep: str, creds: Credentials, *, database: str | None = None, autocom
                            **SESSION_OPTIONS)
 
 
-def values_sql(conn: pymysql.connections.Connection, rows: Sequence[StoredReading]) -> str:
+def values_sql(conn: pymysql.connections.Connection, rows: Sequence[ReadingRow]) -> str:
     """One multi-row `INSERT IGNORE … VALUES (…),(…)` for the rows.
 
     Built here rather than by PyMySQL's generic per-value escaping, which took about 60 % of the drain's time
@@ -57,7 +57,7 @@ def _double_quotes(text: str) -> str:
     return text.replace("'", "''")
 
 
-def build_values_sql(rows: Sequence[StoredReading], *, no_backslash_escapes: bool) -> str:
+def build_values_sql(rows: Sequence[ReadingRow], *, no_backslash_escapes: bool) -> str:
     """`values_sql` without a connection, for a given escaping rule (built ahead of the write).
 
     The text columns repeat across a batch (a stream's device, node, site, clock source, clock state and unit), so
@@ -94,7 +94,7 @@ def build_values_sql(rows: Sequence[StoredReading], *, no_backslash_escapes: boo
     return INSERT_PREFIX + ",".join(parts)
 
 
-def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[StoredReading]) -> None:
+def insert_rows(conn: pymysql.connections.Connection, rows: Sequence[ReadingRow]) -> None:
     """Insert rows in one transaction, as one multi-row statement.
 
     `INSERT IGNORE` keyed on the identity makes a re-applied batch harmless. The batch's GTID, where the

@@ -41,7 +41,7 @@ from gateway.sinks.mysql import (
     risky_grants,
     upsert_statuses,
 )
-from gateway.spool import StoredReading
+from gateway.spool import ReadingRow
 from gateway.topology.analysis import healthy_replicas, writer_primary
 from gateway.topology.conn import Credentials, credentials_from_config, open_connection
 from gateway.topology.dialect import dialect_for
@@ -227,11 +227,11 @@ class ReplicatedSink(Sink):
         """Waits done on replicas so far (tests wait on this instead of sleeping)."""
         return self._confirm.checks
 
-    def write(self, rows: Sequence[StoredReading]) -> WriteOutcome:
+    def write(self, rows: Sequence[ReadingRow]) -> WriteOutcome:
         """Write one batch to the verified primary; raise SinkUnavailable if there is none right now."""
         return self.write_prepared(self.prepare(rows))
 
-    def prepare(self, rows: Sequence[StoredReading]) -> _Prepared:
+    def prepare(self, rows: Sequence[ReadingRow]) -> _Prepared:
         """The batch's INSERT, built ahead (by the drain, while the previous batch is being written)."""
         conn = self._link.conn
         nbe = no_backslash_escapes(conn) if conn is not None else False
@@ -512,7 +512,7 @@ class ReplicatedSink(Sink):
 class _Prepared:
     """A batch with its INSERT text, built for one escaping rule."""
 
-    rows: list[StoredReading]
+    rows: list[ReadingRow]
     sql: str
     no_backslash_escapes: bool
 

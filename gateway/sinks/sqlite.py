@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome, status_params, to_params
 from gateway.sinks.schema import STATUS_COLUMNS, migrate
-from gateway.spool import StoredReading
+from gateway.spool import ReadingRow
 
 INSERT_SQL = ("INSERT OR IGNORE INTO readings (device, node, boot, seq, site, sampled_at, clock_source, clock, value, "
               "unit, cached, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
@@ -39,7 +39,7 @@ class SQLiteSink(Sink):
 
         migrate(execute, now_sql="strftime('%Y-%m-%d %H:%M:%f', 'now')")
 
-    def write(self, rows: Sequence[StoredReading]) -> WriteOutcome:
+    def write(self, rows: Sequence[ReadingRow]) -> WriteOutcome:
         params = to_params(rows)
         try:
             self.conn.execute("BEGIN IMMEDIATE")

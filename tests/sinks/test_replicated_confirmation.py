@@ -94,7 +94,7 @@ def test_batches_left_unconfirmed_by_an_earlier_run_are_written_again(sandbox, t
     spool = Spool(tmp_path / "spool.db")
     spool.commit_group([Entry(reading(i)) for i in range(100)])
     conn = spool.drain_connection()
-    ids = [i for i, _ in spool.take(conn, 1000)]
+    ids = spool.take(conn, 1000).ids
     spool.written(conn, ids, "e5/77/0-77-3")  # as if written to a primary of another topology, then a crash
     conn.close()
     drain = DrainWorker(spool, ReplicatedSink([sandbox.endpoint("db2")], WRITER), retry_max_s=0.5)

@@ -31,17 +31,18 @@ def test_watermark_vectors(tmp_path, vec):
         assert (upto if upto >= 0 else None) == expected
 
 
-def test_taken_rows_are_stored_readings_in_the_spool_column_order(tmp_path):
+def test_taken_rows_are_in_the_stored_reading_field_order(tmp_path):
     spool = Spool(tmp_path / "s.db")
     cached = Reading("d2", "b", 7, 3, "s", None, "none", -2.5, "V", True, "unset", 1700000000999)
     commit(spool, reading(0), cached)
     conn = spool.drain_connection()
     columns = [r[1] for r in conn.execute("PRAGMA table_info(spool)")]
     assert READING_COLUMNS.split(", ") == [c for c in columns if c not in ("id", "token")]
-    taken = [row for _, row in spool.take(conn, 10)]
-    assert taken == [StoredReading.of(reading(0)), StoredReading.of(cached)]
-    assert all(type(row) is StoredReading for row in taken)
-    assert (taken[1].device, taken[1].ts, taken[1].value, taken[1].cached, taken[1].clock) == ("d2", None, -2.5, 1, "unset")
+    taken = spool.take(conn, 10)
+    assert len(taken) == 2 and taken.ids == sorted(taken.ids)
+    assert taken.rows == [StoredReading.of(reading(0)), StoredReading.of(cached)]  # StoredReading's field order
+    second = StoredReading(*taken.rows[1])
+    assert (second.device, second.ts, second.value, second.cached, second.clock) == ("d2", None, -2.5, 1, "unset")
 
 
 def test_watermarks_and_duplicates_survive_a_restart(tmp_path):
@@ -66,9 +67,9 @@ def test_full_spool_refuses_new_readings_but_keeps_quarantine_and_duplicates(tmp
     result = spool.commit_group([Entry(bad), Entry(reading(1))])
     assert result.refused == [] and read_stats(tmp_path / "s.db").quarantined == 1
     conn = spool.drain_connection()
-    spool.written(conn, [i for i, _ in spool.take(conn, 2)], None)
+    spool.written(conn, spool.take(conn, 2).ids, None)
     assert spool.full  # 3 left: above resume_fraction * max_readings = 2.5, still paused (hysteresis)
-    spool.written(conn, [i for i, _ in spool.take(conn, 1)], None)
+    spool.written(conn, spool.take(conn, 1).ids, None)
     assert not spool.full
 
 
@@ -85,11 +86,11 @@ def test_unconfirmed_batches_are_requeued(tmp_path):
     commit(spool, *(reading(s) for s in range(10)))
     conn = spool.drain_connection()
     batch = spool.take(conn, 4)
-    spool.written(conn, [i for i, _ in batch], "0-1-5@db1")
+    spool.written(conn, batch.ids, "0-1-5@db1")
     assert spool.unconfirmed_tokens(conn) == ["0-1-5@db1"] and len(spool.take(conn, 100)) == 6
     assert spool.requeue_unconfirmed(conn) == 4
     assert len(spool.take(conn, 100)) == 10
-    spool.written(conn, [i for i, _ in spool.take(conn, 4)], "0-2-9@db2")
+    spool.written(conn, spool.take(conn, 4).ids, "0-2-9@db2")
     assert spool.confirmed(conn, ["0-2-9@db2"]) == 4 and spool.depth == 6
 
 

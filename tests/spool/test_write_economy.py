@@ -41,7 +41,7 @@ def test_unconfirmed_batches_are_in_memory_and_written_again_after_a_restart(tmp
     spool = Spool(tmp_path / "s.db")
     spool.commit_group([Entry(reading(s)) for s in range(10)])
     conn = spool.drain_connection()
-    spool.written(conn, [i for i, _ in spool.take(conn, 4)], "e1/1/0-1-4")
+    spool.written(conn, spool.take(conn, 4).ids, "e1/1/0-1-4")
     assert spool.stats().unconfirmed == 4 and spool.stats().pending == 6
     spool.close()
     again = Spool(tmp_path / "s.db")
@@ -53,14 +53,14 @@ def test_new_rows_after_an_out_of_order_confirmation_are_taken(tmp_path):
     spool = Spool(tmp_path / "s.db")
     spool.commit_group([Entry(reading(s)) for s in range(8)])
     conn = spool.drain_connection()
-    first = [i for i, _ in spool.take(conn, 4)]
+    first = spool.take(conn, 4).ids
     spool.written(conn, first, "A")
-    second = [i for i, _ in spool.take(conn, 4)]
+    second = spool.take(conn, 4).ids
     spool.written(conn, second, "B")
     assert spool.confirmed(conn, ["B"]) == 4  # the newest rows go first: SQLite may reuse their ids
     spool.commit_group([Entry(reading(s)) for s in range(8, 11)])
     taken = spool.take(conn, 100)
-    assert sorted(r[3] for _, r in taken) == [8, 9, 10] and not set(first) & {i for i, _ in taken}
+    assert sorted(r[3] for r in taken.rows) == [8, 9, 10] and not set(first) & set(taken.ids)
     assert spool.confirmed(conn, ["A"]) == 4 and spool.depth == 3
 
 
