@@ -228,11 +228,14 @@ def main() -> None:
                         (proc_sample(gw.pid).cpu_s - b["cpu_at_start"]) / burst_n * 10_000, 3)
                     b["stored"] = stored_rows(sb, site)
                     ceilings.append(ceiling(settings, burst_n))
-                    # The faster of the two ceiling runs around the burst: the ceiling is what the broker can do,
-                    # and single runs swing by a third on this shared machine (the mean of a slow and a fast one
-                    # let a burst beat its "ceiling").
-                    b["ceiling_rate"] = max(ceilings[-2]["rate"], ceilings[-1]["rate"])
+                    # The ceiling while the burst ran: the mean of the two ceiling runs around it. Single runs swing
+                    # by a third on this shared machine, so a single round may beat it; the faster of the two would
+                    # compare one burst with the luckier of two runs (a ceiling biased upward by about half the
+                    # swing): reported beside it as the stricter figure.
+                    b["ceiling_rate"] = round((ceilings[-2]["rate"] + ceilings[-1]["rate"]) / 2)
                     b["ratio"] = round(b["rate"] / b["ceiling_rate"], 3)
+                    b["ceiling_fastest"] = max(ceilings[-2]["rate"], ceilings[-1]["rate"])
+                    b["ratio_to_fastest"] = round(b["rate"] / b["ceiling_fastest"], 3)
                     bursts.append(b)
                 mid = run_phase(gw, settings, "mid", 20, rate=1000, seconds=20 * scale, profile=args.profile)
                 steady = run_phase(gw, settings, "steady", 50, rate=300, seconds=120 * scale, profile=args.profile)
@@ -243,13 +246,15 @@ def main() -> None:
                 gw.terminate()
     burst = sorted(bursts, key=lambda b: b["ratio"])[len(bursts) // 2]  # the median round
     ratio, base_rate = burst["ratio"], burst["ceiling_rate"]
+    strict = sorted(b["ratio_to_fastest"] for b in bursts)[len(bursts) // 2]
     targets = {
         # A gateway faster than the counting subscriber means the publishers limit both: then the baseline is
         # no ceiling and the ratio proves nothing, so the target is not met (not established) either way.
         "ingest ratio ≥ 0.8 × counting subscriber, 100 % stored": (
             0.8 <= ratio <= 1.0 and all(b["stored"] == burst_n for b in bursts),
             f"{ratio:.2f} ({burst['rate']} vs {base_rate:.0f} msg/s; median of {len(bursts)} rounds), stored "
-            f"{min(b['stored'] for b in bursts)}/{burst_n} in every round"
+            f"{min(b['stored'] for b in bursts)}/{burst_n} in every round; against the faster of the two ceiling runs "
+            f"around each burst (stricter, not the target) {strict:.2f}"
             + ("; the gateway beat the baseline: the publishers limit both, so it is no ceiling (not established)"
                if ratio > 1.0 else "")),
         "burst CPU ≤ 0.8 s per 10,000 (with the drain that follows)": (
@@ -266,6 +271,7 @@ def main() -> None:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
         "ceilings": ceilings, "bursts": bursts, "burst": burst, "ratio": round(ratio, 3),
+        "ratio_to_fastest_ceiling": strict,
         "rate_20": low, "rate_1000": mid, "steady_300": steady, "idle": idle, "peak_rss_mb": round(peak, 1),
         "targets": {k: {"met": ok, "value": v} for k, (ok, v) in targets.items()},
     }
@@ -281,9 +287,10 @@ def main() -> None:
         f"Ceiling: raw-socket counting subscriber (own process, one PUBACK write per read) fed by 20 raw-socket "
         f"publisher connections from one select() loop (pre-encoded QoS 1 PUBLISH packets, ~110-byte protocol-v1 "
         f"payloads), {burst_n} messages, run before and after each of the gateway's bursts (from the same "
-        f"publishers): {', '.join(str(c['rate']) for c in ceilings)} msg/s; each burst is measured against the faster "
-        f"of the two ceiling runs around it. Bursts: "
-        + "; ".join(f"{b['rate']} readings/s against {b['ceiling_rate']} (ratio {b['ratio']:.2f}, CPU "
+        f"publishers): {', '.join(str(c['rate']) for c in ceilings)} msg/s; each burst is measured against the mean "
+        f"of the two ceiling runs around it (and, stricter, against the faster of them). Bursts: "
+        + "; ".join(f"{b['rate']} readings/s against {b['ceiling_rate']} (ratio {b['ratio']:.2f}; "
+                    f"{b['ratio_to_fastest']:.2f} against {b['ceiling_fastest']}; CPU "
                     f"{b['cpu_s_per_10k']} s per 10k until the last ack, {b['cpu_s_per_10k_with_drain']} s with the "
                     "drain)" for b in bursts)
         + "; the table shows the median round.", "",
