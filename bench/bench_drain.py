@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pymysql  # noqa: E402
 from delayproxy import DelayProxy  # noqa: E402
-from loadgen import load_average, proc_sample  # noqa: E402
+from loadgen import load_average, median, proc_sample  # noqa: E402
 from replication_common import wait_for  # noqa: E402  (fixed polling: this bench times what it waits for)
 
 from gateway.drain import DrainWorker  # noqa: E402
@@ -138,10 +138,6 @@ def ceiling(host: str, port: int, tag: str, n: int, settle: Callable[[], None], 
     """Raw inserts in batches of 1,000 and of 10,000 rows (the drain's smallest and largest), by batch size."""
     return {batch: raw_inserts(host, port, rows_for(f"{tag}b{batch}", n), batch, settle, replicas, cpu)
             for batch in CEILING_BATCHES}
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def round_ceiling(before: dict, after: dict) -> dict:

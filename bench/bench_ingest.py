@@ -34,6 +34,7 @@ from loadgen import (  # noqa: E402
     RawCountingSubscriber,
     RawPublishers,
     load_average,
+    median,
     percentile,
     proc_sample,
 )
@@ -246,7 +247,7 @@ def main() -> None:
                 gw.terminate()
     burst = sorted(bursts, key=lambda b: b["ratio"])[len(bursts) // 2]  # the median round
     ratio, base_rate = burst["ratio"], burst["ceiling_rate"]
-    strict = sorted(b["ratio_to_fastest"] for b in bursts)[len(bursts) // 2]
+    strict = median([b["ratio_to_fastest"] for b in bursts])
     targets = {
         # A gateway faster than the counting subscriber means the publishers limit both: then the baseline is
         # no ceiling and the ratio proves nothing, so the target is not met (not established) either way.

@@ -57,6 +57,11 @@ def load_average() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
+def median(values: list[float]) -> float:
+    """The middle value (the upper middle of an even count): the figure the benches report over rounds."""
+    return sorted(values)[len(values) // 2]
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
