@@ -66,6 +66,8 @@ def confirm_dead(snap: Snapshot) -> DeadCheck:
     if not replicas:
         return DeadCheck(False, f"primary {primary.endpoint} unreachable, but no reachable replica to confirm",
                          primary)
+    # Only "Yes" counts as still reading: a hung primary accepts TCP connections, so a replica can sit in a
+    # starting state ("Preparing") against a source that will never answer.
     still = [s.endpoint for s in replicas if s.replication and s.replication.io_running == "Yes"]
     if still:
         return DeadCheck(False, f"primary {primary.endpoint} unreachable from here, but replicas still read "

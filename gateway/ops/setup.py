@@ -137,7 +137,7 @@ def setup(seeds: list[str], primary: str, admin: Credentials, repl_user: str, re
                 row = dict(zip(cols, cur.fetchone() or (), strict=False))
             rep = rd.parse_replication(row)
             wait_io = time.monotonic() + timeout
-            while rep is not None and rep.io_running == "Connecting" and time.monotonic() < wait_io:
+            while rep is not None and rep.io_starting and time.monotonic() < wait_io:
                 time.sleep(0.1)
                 with open_connection(s.endpoint, admin) as conn, conn.cursor() as cur:
                     cur.execute(rd.replica_status_sql)

@@ -22,6 +22,7 @@ import pymysql
 from gateway.topology.conn import set_read_only
 from gateway.topology.dialect import MARIADB as SQL  # the sandbox runs MariaDB servers
 from gateway.topology.dialect import quote_ident
+from gateway.topology.model import IO_STARTING
 
 from . import mariadb, mosquitto, process, tls
 from .nodes import MARIADB, MOSQUITTO, Node, tail
@@ -593,7 +594,7 @@ class Sandbox:
                         break
                     link = mariadb.probe(self.node(name))["replication"][0]
                     error = link["last_sql_error"] or (
-                        link["last_io_error"] if link["io_running"] != "Connecting" else ""
+                        link["last_io_error"] if link["io_running"] not in IO_STARTING else ""
                     )
                     if link["sql_running"] != "Yes" or error:
                         raise SandboxError(

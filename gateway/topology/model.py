@@ -14,6 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# IO-thread states on the way to "Yes": "Connecting" before the TCP connection, and MariaDB's "Preparing"
+# while connected and still handshaking (checking the source's version, registering). A stopped thread says "No".
+IO_STARTING = ("Connecting", "Preparing")
+
 
 def normalise_host(host: str) -> str:
     """One spelling per loopback host, so `localhost:3306` and `127.0.0.1:3306` are the same server."""
@@ -62,7 +66,7 @@ class Replication:
     source_host: str
     source_port: int
     source_server_id: int  # 0 until the IO thread has connected once
-    io_running: str  # "Yes", "No" or "Connecting"
+    io_running: str  # "Yes", "No", or one of IO_STARTING
     sql_running: bool
     last_io_errno: int = 0
     last_io_error: str = ""
@@ -80,6 +84,11 @@ class Replication:
     @property
     def running(self) -> bool:
         return self.io_running == "Yes" and self.sql_running
+
+    @property
+    def io_starting(self) -> bool:
+        """The IO thread is on its way to "Yes": connecting, or connected and still handshaking."""
+        return self.io_running in IO_STARTING
 
 
 @dataclass(frozen=True)

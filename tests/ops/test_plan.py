@@ -105,6 +105,13 @@ def test_replicas_must_confirm_the_primary_is_gone():
     assert not plan.confirm_dead(load_snapshot(data)).dead  # nobody left to confirm (or to promote)
 
 
+def test_a_replica_stuck_handshaking_does_not_vouch_for_the_primary():
+    # A hung primary still accepts TCP connections: the replica sits in "Preparing" and reads nothing.
+    data = dead()
+    server(data, 2)["replica_status"]["Slave_IO_Running"] = "Preparing"
+    assert plan.confirm_dead(load_snapshot(data)).dead
+
+
 def test_without_epoch_the_replicas_source_is_the_old_primary():
     data = dead()
     for s in data["servers"]:

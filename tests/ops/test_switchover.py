@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.topology.model import IO_STARTING
 from tests.helpers import Load, cli, cli_json, consistency, read_only, replica_status, rows_or_zero, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -11,7 +12,8 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 def _source_port(sb, name):
     row = replica_status(sb, name)
-    assert row["Slave_IO_Running"] in ("Yes", "Connecting") and row["Slave_SQL_Running"] == "Yes", row
+    # Configured and not stopped: right after a START SLAVE the IO thread may still be connecting or handshaking.
+    assert row["Slave_IO_Running"] in ("Yes", *IO_STARTING) and row["Slave_SQL_Running"] == "Yes", row
     return int(row["Master_Port"])
 
 

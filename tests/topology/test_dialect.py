@@ -77,6 +77,17 @@ def test_mysql_replica_status_parsed_to_neutral_words():
     assert rep.using_gtid and not rep.running
 
 
+def test_mariadb_handshaking_io_thread_is_starting_not_running():
+    # MariaDB says "Preparing" between the TCP connection and "Yes" (seen right after START SLAVE).
+    row = {"Master_Host": "127.0.0.1", "Master_Port": 3306, "Slave_IO_Running": "Preparing",
+           "Slave_SQL_Running": "Yes", "Using_Gtid": "Slave_Pos"}
+    rep = MARIADB.parse_replication(row)
+    assert rep.io_running == "Preparing" and rep.io_starting and not rep.running
+    stopped = MARIADB.parse_replication({**row, "Slave_IO_Running": "No"})
+    assert not stopped.io_starting and not stopped.running
+    assert MARIADB.parse_replication({**row, "Slave_IO_Running": "Yes"}).running
+
+
 def test_reset_slave_leaves_an_empty_row_that_is_no_replication():
     assert MARIADB.parse_replication({"Master_Host": "", "Master_Port": 3306}) is None
 
