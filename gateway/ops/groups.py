@@ -104,11 +104,22 @@ class Registry:
             raise GroupError(f"no primary to write the registry on: {decision.reason}")
         return decision.primary.endpoint
 
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]], *, in_group: str | None = None) -> int:
+        """Run the statements in one transaction on the registry's store; the rows they changed.
+
+        With `in_group`, the group must exist: checked in the same transaction (its row locked until the
+        commit), so a member cannot be added to a group another client drops meanwhile.
+        """
         with open_connection(self._store(), self.admin, autocommit=False) as conn, conn.cursor() as cur:
             # Registry changes must replicate: they are data of the topology, not maintenance of one server.
             cur.execute("SET SESSION sql_log_bin=1")
             _ensure_schema(cur)
+            if in_group is not None:
+                cur.execute(f"SELECT 1 FROM `{META_SCHEMA}`.ha_groups WHERE name = %s FOR UPDATE",
+                            (in_group,))
+                if cur.fetchone() is None:
+                    conn.rollback()
+                    raise GroupError(f"no group {in_group!r}")
             changed = 0
             for sql, params in statements:
                 cur.execute(sql, params)
@@ -129,11 +140,10 @@ class Registry:
             raise GroupError(f"mode must be one of {', '.join(MODES)}")
         if weight < 0:
             raise GroupError("weight must be 0 or more")
-        self.get(name)
         host, port = split_endpoint(endpoint(*split_endpoint(server)))
         self._write([(f"INSERT INTO `{META_SCHEMA}`.ha_group_members (group_name, host, port, weight, mode) "
                       "VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE weight = VALUES(weight), "
-                      "mode = VALUES(mode)", (name, host, port, weight, mode))])
+                      "mode = VALUES(mode)", (name, host, port, weight, mode))], in_group=name)
 
     def remove(self, name: str, server: str) -> None:
         host, port = split_endpoint(endpoint(*split_endpoint(server)))

@@ -40,6 +40,8 @@ def test_registry_lookup_weights_and_group_promote(make_sandbox) -> None:
         assert code == 0, out
     code, out = cli("group", "create", "sensors", "--sandbox", d)
     assert code == 1 and "exists already" in out
+    code, out = cli("group", "add", "nosuch", "db1", "--sandbox", d)
+    assert code == 1 and "no group 'nosuch'" in out, out
     sb.wait_caught_up()
     # The registry is data of the topology: replicated, readable on a replica.
     on_replica = g.Registry([sb.endpoint("db3")], ADMIN, separate=True).get("sensors")
