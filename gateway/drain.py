@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway import crashpoints
+from gateway import crashpoints, native
 from gateway.backoff import Backoff
 from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome
-from gateway.spool import Spool
+from gateway.spool import TAKE_SQL, Spool
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class DrainWorker(threading.Thread):
                  linger_s: float = 1.0, in_flight: int = 2, batch_max: int = 10_000,
                  target_write_s: float = 0.25, on_write: Callable[[int, float], None] | None = None,
                  on_error: Callable[[str], None] | None = None, statuses=None,  # noqa: ANN001 - StatusBook
-                 status_interval_s: float = 1.0) -> None:
+                 status_interval_s: float = 1.0, use_native: bool = True) -> None:
         super().__init__(name="drain", daemon=True)
         self.spool, self.sink = spool, sink
         self.batch_size = batch_size  # a backlog of this many is written at once, without lingering
@@ -145,6 +145,10 @@ class DrainWorker(threading.Thread):
         self._took_at = 0.0
         self._backlog = False  # rows were left waiting behind the last batch taken: a backlog is being written
         sink.on_confirmed = spool.new_rows.set  # a confirmation wakes the drain like new rows do
+        # A sink that takes MySQL's INSERT text gets batches read and rendered in C where the native module is
+        # built (gateway.native; `use_native=False` keeps the Python path, which is otherwise the fallback).
+        self.use_native = use_native and sink.values_prefix is not None
+        self._values = None  # the native reader, opened by the drain thread
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -152,6 +156,7 @@ class DrainWorker(threading.Thread):
 
     def run(self) -> None:
         conn = self.spool.drain_connection()
+        self._values = self._open_values_reader()
         self._sender.start()
         try:
             while not self._stop_event.is_set():
@@ -169,8 +174,19 @@ class DrainWorker(threading.Thread):
         finally:
             self._sender.todo.put(None)
             self._sender.join(timeout=30)
+            if self._values is not None:
+                self._values.close()
             conn.close()
             self.sink.close()
+
+    def _open_values_reader(self):  # noqa: ANN202 - gateway.native's reader or None
+        if not self.use_native:
+            return None
+        if not native.AVAILABLE:
+            log.info("drain: rendering batches in Python (native reader %s)", native.WHY_NOT)
+            return None
+        assert self.sink.values_prefix is not None
+        return native.values_reader(self.spool.path, TAKE_SQL, self.sink.values_prefix)
 
     def _write_statuses(self) -> None:
         if self.statuses is None or time.monotonic() < self._status_due:
@@ -216,12 +232,13 @@ class DrainWorker(threading.Thread):
             return did
         after = self._flying[-1].ids[-1] if self._flying else -1
         size = self._next_size()
-        batch = self.spool.take(conn, size, after=after)
+        batch = self.spool.take(conn, size, after=after, values=self._values)
         if not batch:
             return did
         self._took_at = time.monotonic()
         self._backlog = self._waiting() > len(batch)  # (this batch is not in flight yet)
-        flying = _Batch(batch.ids, sink.prepare(batch.rows))
+        prepared = sink.prepare(batch.rows) if batch.values_sql is None else sink.prepare_values(batch.values_sql)
+        flying = _Batch(batch.ids, prepared)
         self._flying.append(flying)
         self._sender.todo.put(flying)
         return True

@@ -89,6 +89,8 @@ class StoredReading(NamedTuple):
 
 # The spool's reading columns, in the order of StoredReading's fields (the one place that order is written).
 READING_COLUMNS = ", ".join(StoredReading._fields)
+# The drain's batch: spool ids above the first parameter, oldest first, at most the second parameter of them.
+TAKE_SQL = f"SELECT id, {READING_COLUMNS} FROM spool WHERE id > ? ORDER BY id LIMIT ?"
 
 # A spool row as the drain reads it: StoredReading's fields in order, without the names (a plain tuple, as
 # SQLite returns it). Every sink takes these and StoredReadings alike: they read rows by position.
@@ -104,6 +106,8 @@ class Taken:
 
     ids: list[int]
     rows: list[ReadingRow]
+    # The batch's MySQL INSERT text, when the native reader rendered it (`take(values=...)`); `rows` is then empty.
+    values_sql: str | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -530,15 +534,21 @@ class Spool:
     def drain_connection(self) -> sqlite3.Connection:
         return open_db(self.path)
 
-    def take(self, conn: sqlite3.Connection, limit: int, after: int = -1) -> Taken:
+    def take(self, conn: sqlite3.Connection, limit: int, after: int = -1, values=None) -> Taken:  # noqa: ANN001
         """The oldest readings waiting to be written, at most `limit`, with their spool ids.
 
         Skips the batches written and waiting for confirmation, and everything up to `after` (a batch the
-        caller has taken and not yet reported as written).
+        caller has taken and not yet reported as written). With `values` (a reader from
+        `gateway.native.values_reader` over TAKE_SQL), the batch comes as its INSERT text when every row is in
+        the reader's plain domain, and as rows otherwise.
         """
         floor = max(after, self._unconfirmed_floor())
-        found = conn.execute(f"SELECT id, {READING_COLUMNS} FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-                             (floor, limit)).fetchall()
+        if values is not None:
+            rendered = values.take(floor, limit)
+            if rendered is not None:
+                ids, sql = rendered
+                return Taken(ids, [], sql)
+        found = conn.execute(TAKE_SQL, (floor, limit)).fetchall()
         return Taken([r[0] for r in found], [r[1:] for r in found])
 
     def _unconfirmed_floor(self) -> int:

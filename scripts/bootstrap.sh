@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc g++ make git
+  libsqlite3-dev  # the drain's native reader (gateway/native, built by pip install)
   mariadb-server mariadb-client mariadb-backup
   mosquitto mosquitto-clients openssl
   gcc-avr avr-libc binutils-avr arduino-core-avr
@@ -34,7 +35,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.iotgw-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+    || [ gateway/native/values.c -nt "$stamp" ]; then
   echo "bootstrap: installing the gateway package and its test tools into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e ".[test,dev]"

@@ -12,7 +12,9 @@ Usage: scripts/install-gateway.sh [OPTIONS]
 
 Installs the iotgw gateway from this checkout:
   - the service user `iotgw` (system account, no login, member of `dialout` for USB collectors)
-  - a virtual environment /opt/iotgw/.venv with this package in it (`/opt/iotgw/.venv/bin/iotgw`)
+  - a virtual environment /opt/iotgw/.venv with this package in it (`/opt/iotgw/.venv/bin/iotgw`), its
+    drain's native reader built in C when gcc, python3-dev and libsqlite3-dev are there (installed if
+    missing and apt-get can; without them the drain runs in Python, at more CPU per reading)
   - /etc/iotgw/gateway.toml (written only if absent: a rerun keeps your edits), with the secrets in
     0600 files owned by iotgw: /etc/iotgw/mqtt.pw (generated) and /etc/iotgw/db.pw (--db-password-file)
   - the systemd unit /etc/systemd/system/iotgw.service (deploy/iotgw.service), enabled
@@ -148,6 +150,19 @@ if [ -z "$ROOT" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null \
             || die "apt-get install ${missing[*]} failed (run 'apt-get update' first?)"
         changed "installed Debian packages: ${missing[*]}"
+    fi
+    # What pip needs to build the drain's native reader: optional (without it the drain renders in Python), so a
+    # failure here (an offline Pi) is a note, not the end of the install.
+    optional=()
+    for pkg in gcc python3-dev libsqlite3-dev; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || optional+=("$pkg")
+    done
+    if [ ${#optional[@]} -gt 0 ]; then
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y "${optional[@]}" >/dev/null 2>&1; then
+            changed "installed Debian packages: ${optional[*]} (to build the drain's native reader)"
+        else
+            say "note: apt-get install ${optional[*]} failed: the drain's native reader will not be built"
+        fi
     fi
 fi
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -303,7 +318,8 @@ fi
 # The package is installed from a copy of the checkout (pip's build would write build/ into the checkout),
 # and only when the source differs from what was installed last (the fingerprint in the venv).
 fingerprint() {
-    (cd "$SOURCE" && find pyproject.toml README.md gateway -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \
+    (cd "$SOURCE" && find pyproject.toml setup.py README.md gateway -type f ! -path '*/__pycache__/*' \
+        ! -name '*.pyc' ! -name '*.so' \
         -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
 SOURCE_HASH="$(fingerprint)"
@@ -313,13 +329,22 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$VENV/.iotgw-source" 2>/dev/null)" != "$SOURCE_HASH" ] || [ ! -x "$VENV/bin/iotgw" ]; then
     mkdir "$WORK/src"
-    cp -r "$SOURCE/pyproject.toml" "$SOURCE/README.md" "$SOURCE/gateway" "$WORK/src/"
+    cp -r "$SOURCE/pyproject.toml" "$SOURCE/setup.py" "$SOURCE/README.md" "$SOURCE/gateway" "$WORK/src/"
     find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+    find "$WORK/src" -name '*.so' -delete  # a checkout's own build: pip builds the native reader afresh
     # shellcheck disable=SC2086 # PIP_ARGS is a list of words on purpose
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$WORK/src" >"$WORK/pip.log" 2>&1 \
         || { cat "$WORK/pip.log" >&2; die "pip install of $SOURCE into ${VENV#"$ROOT"} failed (output above)"; }
     echo "$SOURCE_HASH" >"$VENV/.iotgw-source"
     changed "installed iotgw from $SOURCE into ${VENV#"$ROOT"}"
+    # The drain's native reader is optional (built with gcc, python3-dev and libsqlite3-dev): say which path runs.
+    native="$("$VENV/bin/python" -c 'import gateway.native as n; print("built" if n.AVAILABLE else n.WHY_NOT)' 2>&1)"
+    if [ "$native" = built ]; then
+        say "the drain's native reader is built"
+    else
+        say "note: the drain's native reader is $native; the drain renders batches in Python (more CPU per" \
+            "reading). Install gcc python3-dev libsqlite3-dev and run this again to build it."
+    fi
 fi
 "$VENV/bin/iotgw" --help >/dev/null || die "${VENV#"$ROOT"}/bin/iotgw --help fails after installing"
 

@@ -38,6 +38,15 @@ class Sink(ABC):
         """Build what `write_prepared` sends (the drain prepares batch n+1 while batch n is written)."""
         return list(rows)
 
+    # The text before the first row of the sink's multi-row INSERT, for a sink that writes MySQL's
+    # `INSERT … VALUES (…),(…)`: the drain may then take batches already rendered (gateway.native) and hand them
+    # to `prepare_values`. None: the sink takes rows only.
+    values_prefix: str | None = None
+
+    def prepare_values(self, sql: str) -> object:
+        """Like `prepare`, for a batch the native reader rendered as the INSERT (only if `values_prefix` is set)."""
+        raise NotImplementedError(f"{type(self).__name__} takes rows only")
+
     def write_prepared(self, prepared: object) -> WriteOutcome:
         """Write a batch made by `prepare` (one transaction). Raises SinkUnavailable on a transient failure."""
         return self.write(prepared)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from pymysql.constants import CLIENT
 
 from gateway.sinks.base import Sink, SinkUnavailable, WriteOutcome
 from gateway.sinks.mysql import (
+    INSERT_PREFIX,
     SESSION_OPTIONS,
     build_values_sql,
     init_schema,
@@ -192,6 +193,7 @@ class ReplicatedSink(Sink):
         self.creds = creds
         self.settings = WriterSettings(database, resolve_wait_s, verify_interval_s, confirm_wait_s, auto_init)
         self.needs_confirmation = confirm
+        self.values_prefix = INSERT_PREFIX  # the drain may hand over batches rendered natively (prepare_values)
         self.on_switch = on_switch
         self._servers = _Servers(seeds)
         self._link = _PrimaryLink()
@@ -237,6 +239,10 @@ class ReplicatedSink(Sink):
         nbe = no_backslash_escapes(conn) if conn is not None else False
         return _Prepared(list(rows), build_values_sql(rows, no_backslash_escapes=nbe), nbe)
 
+    def prepare_values(self, sql: str) -> _Prepared:
+        """A batch the native reader rendered: its text escapes to itself under either rule (see _Prepared)."""
+        return _Prepared([], sql, None)
+
     def write_prepared(self, prepared: object) -> WriteOutcome:
         """Write a prepared batch to the verified primary in two round trips: (check; INSERT), then
         (COMMIT; GTID read). The check runs in the batch's own transaction, which commits only if the check
@@ -244,7 +250,7 @@ class ReplicatedSink(Sink):
         assert isinstance(prepared, _Prepared)
         p, conn = self._ready_primary()
         sql = prepared.sql
-        if prepared.no_backslash_escapes != no_backslash_escapes(conn):  # built for another session's rule
+        if prepared.no_backslash_escapes not in (None, no_backslash_escapes(conn)):  # built for another rule
             sql = build_values_sql(prepared.rows, no_backslash_escapes=not prepared.no_backslash_escapes)
         try:
             with conn.cursor() as cur:
@@ -510,11 +516,12 @@ class ReplicatedSink(Sink):
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch with its INSERT text, built for one escaping rule."""
+    """A batch with its INSERT text, built for one escaping rule (None: valid under either, as the native reader's
+    text is: its strings contain nothing either rule escapes)."""
 
     rows: list[ReadingRow]
     sql: str
-    no_backslash_escapes: bool
+    no_backslash_escapes: bool | None
 
 
 class _Refused(Exception):
