@@ -35,8 +35,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.iotgw-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
-    || [ gateway/native/values.c -nt "$stamp" ]; then
+# Installed again when the package's metadata or a C source changed (pip builds gateway/native in place).
+rebuild=0
+for f in pyproject.toml setup.py gateway/native/*.c; do
+  [ "$f" -nt "$stamp" ] && rebuild=1
+done
+if [ ! -f "$stamp" ] || [ "$rebuild" = 1 ]; then
   echo "bootstrap: installing the gateway package and its test tools into .venv"
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e ".[test,dev]"

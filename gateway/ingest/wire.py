@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from gateway import native
+
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
 PINGREQ, PINGRESP, DISCONNECT, AUTH = 12, 13, 14, 15
 
@@ -147,8 +149,14 @@ def split(data: bytes, limit: int = MAX_REMAINING) -> tuple[list[Message | Packe
     """Every complete packet at the start of `data`, and the bytes left over (the start of the next packet).
 
     PUBLISH packets become Messages (topic decoded, properties skipped); the others stay raw Packets.
-    `limit`: the largest remaining length accepted (the client's maximum packet size).
+    `limit`: the largest remaining length accepted (the client's maximum packet size). Raises MalformedPacket.
+    In C where gateway.native is built (`_splitter`), otherwise `_split`: the same result either way.
     """
+    return _splitter(data, limit)
+
+
+def _split(data: bytes, limit: int = MAX_REMAINING) -> tuple[list[Message | Packet], bytes]:
+    """`split` in Python: the authority the C version is tested against."""
     out: list[Message | Packet] = []
     pos, end = 0, len(data)
     while end - pos >= 2:
@@ -209,6 +217,9 @@ def _publish(first: int, data: bytes, start: int, stop: int) -> Message:
         if p > stop:
             raise MalformedPacket("PUBLISH properties longer than the packet")
     return _new_tuple(Message, (topic, data[p:stop], mid, qos, bool(first & 0x01)))
+
+
+_splitter = native.packet_splitter(Message, Packet, MalformedPacket) or _split
 
 
 def properties(body: bytes, pos: int) -> tuple[dict[int, object], int]:

@@ -2,7 +2,7 @@
 
 Layers, highest first: the command line; the demo; the sandbox (test and demo servers); the service; the
 operations, the status model and the ingest/drain path; the writer (`sinks`) and the clients; the topology layer, the spool, the
-broker connection and metrics; protocol, config, crash points and sizing at the bottom. A module may import only from
+broker connection and metrics; protocol, config, crash points and sizing; the native (C) fast paths at the bottom. A module may import only from
 its own package or from a lower layer. Imports inside functions hide cycles, so at most a few are allowed,
 each with a one-line reason on its line.
 """
@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "gateway.topology": 3, "gateway.spool": 3, "gateway.mqttconn": 3, "gateway.metrics": 3,
     "gateway.devices": 2, "gateway.device_status": 2,
     "gateway.protocol": 1, "gateway.config": 1, "gateway.backoff": 1, "gateway.crashpoints": 1, "gateway.sizing": 1,
+    "gateway.native": 0,
 }
 MAX_FUNCTION_LEVEL = 10
 

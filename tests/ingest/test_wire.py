@@ -120,3 +120,84 @@ def test_suback_and_disconnect():
     assert wire.suback(b"\x00\x07\x00\x01\x87") == (7, [1, 0x87])
     assert wire.disconnect_reason(b"") == (0, "")
     assert wire.disconnect_reason(b"\x93\x05\x1f\x00\x02rm") == (0x93, "rm")
+
+
+# The C splitter (gateway.native, where built) against the Python one, which stays the authority.
+NATIVE_SPLIT = wire._splitter if wire._splitter is not wire._split else None
+
+
+def split_outcome(fn, data: bytes, limit: int) -> tuple:
+    """Packets with their types, and the rest; or the MalformedPacket's message."""
+    try:
+        packets, rest = fn(data, limit)
+    except wire.MalformedPacket as exc:
+        return ("malformed", str(exc))
+    return ("split", [(type(p).__name__, tuple(p)) for p in packets], rest)
+
+
+control = st.sampled_from([b"\xd0\x00", b"\x40\x02\x00\x07", b"\x90\x04\x00\x01\x00\x01", b"\x20\x03\x00\x00\x00",
+                           b"\xe0\x01\x8e", b"\xf0\x00", b"\xc0\x00", b"\x80\x00"])
+
+
+@st.composite
+def broker_streams(draw) -> bytes:  # noqa: ANN001
+    """PUBLISHes (QoS 0/1, with and without properties, retained or not) and control packets, then edits."""
+    parts = []
+    for _ in range(draw(st.integers(1, 8))):
+        if draw(st.booleans()):
+            topic, payload, qos = draw(topics), draw(payloads), draw(st.sampled_from([0, 1]))
+            pkt = bytearray(wire.publish(topic, payload, qos=qos, packet_id=draw(st.integers(1, 65535))))
+            pkt[0] |= draw(st.sampled_from([0, 0, 0, 1, 6]))  # retain, or the QoS 3 no broker may send
+            parts.append(bytes(pkt))
+        else:
+            parts.append(draw(control))
+    data = bytearray(b"".join(parts))
+    for pos, insert, delete in draw(st.lists(st.tuples(st.integers(0, 700), st.binary(max_size=4), st.integers(0, 3)),
+                                             max_size=3)):
+        pos = min(pos, len(data))
+        data[pos:pos + delete] = insert
+    return bytes(data)
+
+
+@pytest.mark.skipif(NATIVE_SPLIT is None, reason="gateway.native is not built")
+@settings(max_examples=1500)
+@given(st.one_of(broker_streams(), st.binary(max_size=600)),
+       st.sampled_from([wire.MAX_REMAINING, wire.MAX_REMAINING, wire.MAX_REMAINING, 64, 3, 0]))
+def test_the_c_splitter_gives_exactly_what_the_python_one_gives(data, limit):
+    assert split_outcome(NATIVE_SPLIT, data, limit) == split_outcome(wire._split, data, limit)
+
+
+@pytest.mark.skipif(NATIVE_SPLIT is None, reason="gateway.native is not built")
+def test_the_c_splitter_raises_what_the_python_one_raises():
+    cases = {
+        b"\x32\x02\x00\x00": "PUBLISH too short for its topic",
+        b"\x30\x04\x00\x05ab": "PUBLISH topic longer than the packet",
+        b"\x30\x04\x00\x01\xff\x00": "PUBLISH topic is not UTF-8",
+        b"\x30\x06\x00\x03\xed\xa0\x80\x00": "PUBLISH topic is not UTF-8",  # an encoded surrogate
+        b"\x32\x04\x00\x01t\x00": "PUBLISH without its packet identifier",
+        b"\x30\x04\x00\x01t\x80": "PUBLISH properties cut short",
+        b"\x30\x05\x00\x01t\x05x": "PUBLISH properties longer than the packet",
+        b"\x30\x08\x00\x01t\xff\xff\xff\xff\x01": "variable byte integer longer than four bytes",
+        b"\x30\xff\xff\xff\xff\x01": "variable byte integer longer than four bytes",
+        b"\x36\x03\x00\x01t": "PUBLISH with QoS 3",
+        b"\x10\x00": "unexpected packet type 1 from the broker",
+    }
+    for data, message in cases.items():
+        assert split_outcome(wire._split, data, wire.MAX_REMAINING) == ("malformed", message), data
+        assert split_outcome(NATIVE_SPLIT, data, wire.MAX_REMAINING) == ("malformed", message), data
+    for data in (b"\x30", b"\x30\x80", b"\x30\x05\x00\x01t", b"\x30\x03\x00\x01t\x00\x00"):  # incomplete
+        assert split_outcome(NATIVE_SPLIT, data, 100) == split_outcome(wire._split, data, 100)
+    with_properties = {  # PUBLISHes carrying properties, skipped: the payload starts after them
+        b"\x30\x08\x00\x01t\x02\x01\x01hi": ("t", b"hi", 0, 0, False),
+        b"\x33\x0a\x00\x01t\x00\x07\x02\x01\x01hi": ("t", b"hi", 7, 1, True),
+        b"\x30\x06\x00\x01t\x01\x01x": ("t", b"x", 0, 0, False),
+    }
+    for data, fields in with_properties.items():
+        assert split_outcome(wire._split, data, 100) == ("split", [("Message", fields)], b"")
+        assert split_outcome(NATIVE_SPLIT, data, 100) == ("split", [("Message", fields)], b"")
+
+
+def test_the_c_splitter_is_built_here_and_used():
+    from gateway import native  # noqa: PLC0415 - only this test needs it
+
+    assert NATIVE_SPLIT is not None, native.PACKETS_WHY_NOT
