@@ -13,8 +13,8 @@ Usage: scripts/install-gateway.sh [OPTIONS]
 Installs the iotgw gateway from this checkout:
   - the service user `iotgw` (system account, no login, member of `dialout` for USB collectors)
   - a virtual environment /opt/iotgw/.venv with this package in it (`/opt/iotgw/.venv/bin/iotgw`), its
-    drain's native reader built in C when gcc, python3-dev and libsqlite3-dev are there (installed if
-    missing and apt-get can; without them the drain runs in Python, at more CPU per reading)
+    hot paths built in C (gateway/native) when gcc, python3-dev and libsqlite3-dev are there (installed if
+    missing and apt-get can; without them the gateway runs their Python versions, at more CPU per reading)
   - /etc/iotgw/gateway.toml (written only if absent: a rerun keeps your edits), with the secrets in
     0600 files owned by iotgw: /etc/iotgw/mqtt.pw (generated) and /etc/iotgw/db.pw (--db-password-file)
   - the systemd unit /etc/systemd/system/iotgw.service (deploy/iotgw.service), enabled
@@ -151,17 +151,17 @@ if [ -z "$ROOT" ]; then
             || die "apt-get install ${missing[*]} failed (run 'apt-get update' first?)"
         changed "installed Debian packages: ${missing[*]}"
     fi
-    # What pip needs to build the drain's native reader: optional (without it the drain renders in Python), so a
-    # failure here (an offline Pi) is a note, not the end of the install.
+    # What pip needs to build gateway/native: optional (without it the Python versions run), so a failure here
+    # (an offline Pi) is a note, not the end of the install.
     optional=()
     for pkg in gcc python3-dev libsqlite3-dev; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || optional+=("$pkg")
     done
     if [ ${#optional[@]} -gt 0 ]; then
         if DEBIAN_FRONTEND=noninteractive apt-get install -y "${optional[@]}" >/dev/null 2>&1; then
-            changed "installed Debian packages: ${optional[*]} (to build the drain's native reader)"
+            changed "installed Debian packages: ${optional[*]} (to build the gateway's C hot paths)"
         else
-            say "note: apt-get install ${optional[*]} failed: the drain's native reader will not be built"
+            say "note: apt-get install ${optional[*]} failed: the gateway's C hot paths will not be built"
         fi
     fi
 fi
@@ -331,19 +331,21 @@ if [ "$(cat "$VENV/.iotgw-source" 2>/dev/null)" != "$SOURCE_HASH" ] || [ ! -x "$
     mkdir "$WORK/src"
     cp -r "$SOURCE/pyproject.toml" "$SOURCE/setup.py" "$SOURCE/README.md" "$SOURCE/gateway" "$WORK/src/"
     find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
-    find "$WORK/src" -name '*.so' -delete  # a checkout's own build: pip builds the native reader afresh
+    find "$WORK/src" -name '*.so' -delete  # a checkout's own build: pip builds gateway/native afresh
     # shellcheck disable=SC2086 # PIP_ARGS is a list of words on purpose
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $PIP_ARGS "$WORK/src" >"$WORK/pip.log" 2>&1 \
         || { cat "$WORK/pip.log" >&2; die "pip install of $SOURCE into ${VENV#"$ROOT"} failed (output above)"; }
     echo "$SOURCE_HASH" >"$VENV/.iotgw-source"
     changed "installed iotgw from $SOURCE into ${VENV#"$ROOT"}"
-    # The drain's native reader is optional (built with gcc, python3-dev and libsqlite3-dev): say which path runs.
-    native="$("$VENV/bin/python" -c 'import gateway.native as n; print("built" if n.AVAILABLE else n.WHY_NOT)' 2>&1)"
-    if [ "$native" = built ]; then
-        say "the drain's native reader is built"
+    # gateway/native is optional (built with gcc, python3-dev and libsqlite3-dev): say which paths run in C.
+    native="$("$VENV/bin/python" -c 'import gateway.native as n
+print("; ".join(f"{name} {why}" for name, why in (("drain reader", n.WHY_NOT), ("reading parser", n.READING_WHY_NOT),
+      ("packet splitter", n.PACKETS_WHY_NOT)) if why))' 2>&1)"
+    if [ -z "$native" ]; then
+        say "the gateway's C hot paths are built (gateway/native)"
     else
-        say "note: the drain's native reader is $native; the drain renders batches in Python (more CPU per" \
-            "reading). Install gcc python3-dev libsqlite3-dev and run this again to build it."
+        say "note: not every C hot path is built ($native): their Python versions run (more CPU per reading)." \
+            "Install gcc python3-dev libsqlite3-dev and run this again to build them."
     fi
 fi
 "$VENV/bin/iotgw" --help >/dev/null || die "${VENV#"$ROOT"}/bin/iotgw --help fails after installing"
