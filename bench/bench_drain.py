@@ -44,6 +44,9 @@ from gateway.topology.dialect import MARIADB as SQL  # noqa: E402  (the sandbox 
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROUNDS = 9
+# How far above the raw ceiling a drain's median ratio may land before the ceiling itself is in doubt: the medians
+# of nine rounds here still move by a few hundredths from run to run.
+CEILING_SLACK = 0.05
 
 
 def rows_for(tag: str, n: int) -> list[StoredReading]:
@@ -257,6 +260,8 @@ def main() -> None:
     r_strict, r_strict_plain = median(strict_ratios), median(strict_plain)
     r_applied = median(applied_ratios)
     r_far = far["rate"] / plain["rate"]
+    ceiling_verdict = ("the ceiling holds (medians within the slack)" if max(r_loop, r_plain) <= 1 + CEILING_SLACK
+                       else "**the drain beats the ceiling: the ceiling is wrong**")
     # CPU accounting (medians over the runs): the servers' and the client's CPU-s per run, and the cores busy.
     raw_runs = [c[batch] for c in ceilings]
 
@@ -271,7 +276,7 @@ def main() -> None:
     cpu_predicted = (cpu_raw["server_cpu_s"] + cpu_raw["client_cpu_s"]) / (cpu_plain["server_cpu_s"]
                                                                           + cpu_plain["client_cpu_s"])
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "delay_ms_each_way": args.delay_ms,
-           "native_reader": native_path,
+           "native_reader": native_path, "ceiling_holds": max(r_loop, r_plain) <= 1 + CEILING_SLACK,
            "raw_loopback": raw, "drain_loopback_confirmed": confirmed, "drain_loopback": plain,
            "drain_delayed": far, "raw_delayed": raw_far,
            "rounds": {"raw": raws, "confirmed": confirms, "plain": plains}, "ceiling_batch": batch,
@@ -328,8 +333,10 @@ def main() -> None:
         "starting (the first, smallest batches), the last batch's delete from the spool, and waits between batches. "
         f"Writes alone against raw: {raw['seconds'] / max(confirmed['writing_seconds'], 0.01):.2f} (confirmed), "
         f"{raw['seconds'] / max(plain['writing_seconds'], 0.01):.2f} (no confirmation). "
-        "The raw ceiling's statements are built before the clock starts: a drain above it in the median would "
-        "mean the ceiling is wrong (single rounds above 1.0 are the run-to-run spread).", "",
+        "The raw ceiling's statements are built before the clock starts: a drain clearly above it in the median "
+        f"(by more than {CEILING_SLACK:.2f}) would mean the ceiling is wrong; single rounds above 1.0 are the "
+        "run-to-run spread, and a median at 1.0 means the drain adds nothing measurable to the database's own time. "
+        f"This run: {ceiling_verdict}.", "",
         f"CPU per run of {n:,} rows (medians, from /proc: the three database servers, and this process, which is "
         f"the raw client or the drain): raw inserts {cpu_raw['server_cpu_s']} + {cpu_raw['client_cpu_s']} CPU-s, "
         f"{cpu_raw['cores_busy']} cores busy; drain without confirmation {cpu_plain['server_cpu_s']} + "
