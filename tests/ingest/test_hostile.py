@@ -95,6 +95,9 @@ def test_a_client_naming_another_device_moves_nothing_for_it(sandbox, tmp_path):
         for seq in range(5):
             client.publish(f"{prefix}/s1/victim/reading", good("victim", seq), qos=1).wait_for_publish(10)
         wait_for(lambda: any(a.upto == 4 for a in acks), 30, f"the victim's ack up to 4, got {acks}")
+        # The ack comes from the spool's commit (ack after = "spool"); the drain writes the sink just after it.
+        wait_for(lambda: len(sqlite_rows(readings_db, "SELECT seq FROM readings WHERE device='victim'")) >= 5, 10,
+                 "the victim's readings drained into the sink")
         assert sorted(sqlite_rows(readings_db, "SELECT seq FROM readings WHERE device='victim'")) == [
             (s,) for s in range(5)]
     finally:
