@@ -186,7 +186,11 @@ class DrainWorker(threading.Thread):
             log.info("drain: rendering batches in Python (native reader %s)", native.WHY_NOT)
             return None
         assert self.sink.values_prefix is not None
-        return native.values_reader(self.spool.path, TAKE_SQL, self.sink.values_prefix)
+        try:
+            return native.values_reader(self.spool.path, TAKE_SQL, self.sink.values_prefix)
+        except native.ReaderError as exc:  # the fast path is optional: the Python one reads the same spool
+            log.warning("drain: rendering batches in Python (the native reader could not open the spool: %s)", exc)
+            return None
 
     def _write_statuses(self) -> None:
         if self.statuses is None or time.monotonic() < self._status_due:

@@ -17,6 +17,7 @@ from gateway import native
 from gateway.drain import DrainWorker
 from gateway.sinks.mysql import INSERT_PREFIX, build_values_sql
 from gateway.sinks.replicated import ReplicatedSink
+from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import READING_COLUMNS, TAKE_SQL, Spool
 from tests.helpers import WRITER, wait_until
 
@@ -196,3 +197,26 @@ def test_a_drain_through_the_reader_stores_every_reading_exactly(sandbox, tmp_pa
     for (device, seq, value, no_time, cached), row in zip(stored, rows, strict=True):
         assert (device, seq, no_time, cached) == (row[0], row[3], row[5] is None, row[10])
         assert bits(value) == bits(row[8]), (seq, value, row[8])
+
+
+def test_a_reader_that_cannot_open_leaves_the_drain_on_the_python_path(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
+    """The fast path is optional: if it cannot open the spool, the drain says so and drains the Python way."""
+    def refuse(*_args):  # noqa: ANN002, ANN202
+        raise native.ReaderError("opening the spool: unable to open database file")
+
+    class MySQLTextSink(SQLiteSink):  # a sink that would take INSERT text, so the drain tries the reader
+        values_prefix = INSERT_PREFIX
+
+    monkeypatch.setattr(native, "values_reader", refuse)
+    spool = spool_with(tmp_path, [("d1", "a", 1, i, "s", None, "none", "none", 1.0, "C", 0, 1700000000000)
+                                  for i in range(50)])
+    drain = DrainWorker(spool, MySQLTextSink(tmp_path / "readings.db"))
+    drain.start()
+    try:
+        wait_until(lambda: spool.depth == 0, 30, "the spool drained the Python way")
+    finally:
+        drain.stop()
+        drain.join(30)
+        spool.close()
+    assert drain.error is None and "native reader could not open the spool" in caplog.text
+    assert sqlite3.connect(tmp_path / "readings.db").execute("SELECT count(*) FROM readings").fetchone()[0] == 50
