@@ -41,6 +41,16 @@ def wait_until(pred: Callable[[], object], timeout: float, what: str, interval: 
     return process.wait_until(pred, timeout, interval, what, max_interval=interval)
 
 
+def drain_until_empty(drain: DrainWorker, timeout: float, what: str, join_s: float = 30) -> None:
+    """Start `drain` and wait until its spool holds nothing; the drain is stopped and joined whatever happens."""
+    drain.start()
+    try:
+        wait_until(lambda: drain.spool.depth == 0, timeout, what)
+    finally:
+        drain.stop()
+        drain.join(join_s)
+
+
 # ------------------------------------------------------------------------------------------ servers and SQL
 def name_of(sb: Sandbox, endpoint: str) -> str:
     """The node name of a sandbox server's `HOST:PORT`."""

@@ -187,13 +187,14 @@ class ReplicatedSink(Sink):
     watch thread (`_thread`, woken by `_wake`, ended by `_closed`). `_lock` guards what both threads share.
     """
 
+    values_prefix = INSERT_PREFIX  # the drain may hand over batches rendered natively (prepare_values)
+
     def __init__(self, seeds: Iterable[str], creds: Credentials, *, database: str = "iot", confirm: bool = True,
                  resolve_wait_s: float = 2.0, verify_interval_s: float = 1.0, confirm_wait_s: float = 0.25,
                  auto_init: bool = True, on_switch: Callable[[PrimaryRef], None] | None = None) -> None:
         self.creds = creds
         self.settings = WriterSettings(database, resolve_wait_s, verify_interval_s, confirm_wait_s, auto_init)
         self.needs_confirmation = confirm
-        self.values_prefix = INSERT_PREFIX  # the drain may hand over batches rendered natively (prepare_values)
         self.on_switch = on_switch
         self._servers = _Servers(seeds)
         self._link = _PrimaryLink()

@@ -19,7 +19,7 @@ from gateway.sinks.mysql import INSERT_PREFIX, build_values_sql
 from gateway.sinks.replicated import ReplicatedSink
 from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import READING_COLUMNS, TAKE_SQL, Spool
-from tests.helpers import WRITER, wait_until
+from tests.helpers import WRITER, drain_until_empty
 
 LAST_MS = 253402300799999  # 9999-12-31 23:59:59.999
 
@@ -181,12 +181,9 @@ def test_a_drain_through_the_reader_stores_every_reading_exactly(sandbox, tmp_pa
         return taken
 
     spool.take = counting_take
-    drain.start()
     try:
-        wait_until(lambda: spool.depth == 0, 60, "the spool drained")
+        drain_until_empty(drain, 60, "the spool drained")
     finally:
-        drain.stop()
-        drain.join(30)
         spool.close()
     assert native_batches.count(True) >= 5 and native_batches.count(False) >= 1
     with sandbox.connect(sandbox.primary_name()) as conn, conn.cursor() as cur:
@@ -211,12 +208,9 @@ def test_a_reader_that_cannot_open_leaves_the_drain_on_the_python_path(tmp_path,
     spool = spool_with(tmp_path, [("d1", "a", 1, i, "s", None, "none", "none", 1.0, "C", 0, 1700000000000)
                                   for i in range(50)])
     drain = DrainWorker(spool, MySQLTextSink(tmp_path / "readings.db"))
-    drain.start()
     try:
-        wait_until(lambda: spool.depth == 0, 30, "the spool drained the Python way")
+        drain_until_empty(drain, 30, "the spool drained the Python way")
     finally:
-        drain.stop()
-        drain.join(30)
         spool.close()
     assert drain.error is None and "native reader could not open the spool" in caplog.text
     assert sqlite3.connect(tmp_path / "readings.db").execute("SELECT count(*) FROM readings").fetchone()[0] == 50

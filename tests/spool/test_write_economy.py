@@ -13,6 +13,7 @@ from gateway.sandbox.launch import wait_for
 from gateway.sinks.base import SinkUnavailable, WriteOutcome
 from gateway.sinks.sqlite import SQLiteSink
 from gateway.spool import Entry, Spool
+from tests.helpers import drain_until_empty
 
 
 def reading(seq: int, device: str = "d1") -> Reading:
@@ -82,12 +83,7 @@ def test_pipelined_drain_with_failures_writes_every_reading_once(tmp_path):
     spool = spool_holding(tmp_path / "s.db", 3000, 500)
     sink = FlakySQLiteSink(tmp_path / "readings.db")
     drain = DrainWorker(spool, sink, batch_size=200, retry_max_s=0.05, in_flight=2)
-    drain.start()
-    try:
-        wait_for(lambda: spool.depth == 0, 30, "the spool to drain")
-    finally:
-        drain.stop()
-        drain.join(10)
+    drain_until_empty(drain, 30, "the spool to drain", join_s=10)
     assert sink.calls > 5 and drain.error is None
     rows = sqlite3.connect(tmp_path / "readings.db").execute("SELECT seq, count(*) FROM readings GROUP BY seq").fetchall()
     assert len(rows) == 3000 and all(n == 1 for _, n in rows)
